@@ -1,0 +1,2 @@
+//! Placeholder until the payload bench lands.
+fn main() {}

@@ -1,0 +1,60 @@
+//! A Snowplow-compatible event tracker for actix and actix-web applications.
+//!
+//! Events are built and validated here, stamped by a tracker, and delivered to a Snowplow
+//! collector by emitters that are actix actors.
+//!
+//! This release holds the tracker-protocol core: [`Payload`], the event types, [`Subject`],
+//! [`SelfDescribingJson`], [`TrackerSettings`] and the [`wire`] format. It does no I/O and
+//! needs no actix runtime.
+//!
+//! # Quick start
+//!
+//! ```
+//! use snowplow_actix::{wire, PageView, Structured, Subject, TrackerSettings};
+//!
+//! let settings = TrackerSettings::new("web")?
+//!     .app_id("shop")
+//!     .subject(Subject::new().user_id("user-42"));
+//!
+//! let mut events = settings.stamp(PageView::new("https://shop.example/")?.title("Home"));
+//! events.extend(settings.stamp(Structured::new("shop", "add-to-basket")?.value(2.0)?));
+//!
+//! let body = wire::post_body(&events, snowplow_actix::now_ms());
+//! assert!(body.contains(r#""se_ca":"shop""#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.89.
+
+mod error;
+mod event;
+mod payload;
+mod self_describing;
+mod stamp;
+mod subject;
+pub mod wire;
+
+pub use error::{BuildError, EventError};
+pub use event::{
+    AddToCart, Event, EventOptions, FormChange, FormElement, FormSubmit, LinkClick, PagePing,
+    PageView, RemoveFromCart, ScreenView, SelfDescribing, SiteSearch, Structured, Transaction,
+    TransactionItem,
+};
+pub use payload::Payload;
+pub use self_describing::SelfDescribingJson;
+pub use stamp::{
+    now_ms, StampedEvent, TrackerSettings, DEFAULT_ENCODE_BASE64, DEFAULT_PLATFORM, TRACKER_VERSION,
+};
+pub use subject::{Platform, Subject};
+
+/// Iglu schema URIs of the envelopes and events this crate builds.
+pub mod schemas {
+    pub use crate::event::{
+        ADD_TO_CART_SCHEMA, CHANGE_FORM_SCHEMA, LINK_CLICK_SCHEMA, REMOVE_FROM_CART_SCHEMA,
+        SCREEN_VIEW_SCHEMA, SITE_SEARCH_SCHEMA, SUBMIT_FORM_SCHEMA,
+    };
+    pub use crate::self_describing::{CONTEXTS_SCHEMA, UNSTRUCT_EVENT_SCHEMA};
+    pub use crate::wire::PAYLOAD_DATA_SCHEMA;
+}

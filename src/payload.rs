@@ -1,0 +1,308 @@
+//! Tracker-protocol payloads: ordered name/value pairs and their two wire encodings.
+//!
+//! ```text
+//!   Payload ── push_json_fields ──▶ "e":"se","se_ca":"cat",…      (POST, one event object)
+//!           └─ push_query       ──▶ e=se&se_ca=cat&…              (GET, form encoding)
+//! ```
+//!
+//! **This module does no I/O and knows nothing of actix.** A payload keeps every value in
+//! one string buffer and every key as a `&'static str`, so building an event costs two
+//! allocations however many fields it has.
+
+use std::fmt::{self, Write as _};
+
+/// Ordered tracker-protocol name/value pairs, as the Snowplow trackers build them.
+///
+/// Values are text, as every value of a `payload_data` event is a JSON string. Adding an
+/// empty value does nothing (the baseline drops `None` and `""`), and adding a key that is
+/// already present replaces its value in place: the key keeps its first position, as a
+/// Python dict does.
+///
+/// # Examples
+///
+/// ```
+/// use snowplow_actix::Payload;
+///
+/// let mut payload = Payload::new();
+/// payload.add("e", "se");
+/// payload.add("se_la", ""); // dropped: empty
+/// payload.add("se_ca", "shop");
+/// assert_eq!(payload.to_json_object(), r#"{"e":"se","se_ca":"shop"}"#);
+/// assert_eq!(payload.to_query(), "e=se&se_ca=shop");
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Payload {
+    buf: String,
+    fields: Vec<Field>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Field {
+    key: &'static str,
+    start: u32,
+    end: u32,
+}
+
+impl Payload {
+    /// An empty payload.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty payload with room for `fields` pairs and `bytes` bytes of values.
+    pub fn with_capacity(fields: usize, bytes: usize) -> Self {
+        Self {
+            buf: String::with_capacity(bytes),
+            fields: Vec::with_capacity(fields),
+        }
+    }
+
+    /// Adds `key` with `value`; an empty value is ignored, an existing key is replaced.
+    pub fn add(&mut self, key: &'static str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        let start = self.buf.len();
+        self.buf.push_str(value);
+        self.commit(key, start);
+    }
+
+    /// Adds `key` with the `Display` form of `value` (numbers), with the rules of [`add`](Self::add).
+    pub fn add_display(&mut self, key: &'static str, value: impl fmt::Display) {
+        let start = self.buf.len();
+        // Writing into a String cannot fail.
+        let _ = write!(self.buf, "{value}");
+        if self.buf.len() == start {
+            return;
+        }
+        self.commit(key, start);
+    }
+
+    /// Adds `key` with `value` if it is `Some`.
+    pub fn add_opt(&mut self, key: &'static str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.add(key, value);
+        }
+    }
+
+    fn commit(&mut self, key: &'static str, start: usize) {
+        let field = Field {
+            key,
+            start: offset(start),
+            end: offset(self.buf.len()),
+        };
+        match self.fields.iter_mut().find(|f| f.key == key) {
+            Some(existing) => *existing = field,
+            None => self.fields.push(field),
+        }
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|f| f.key == key)
+            .map(|f| self.value(f))
+    }
+
+    fn value(&self, field: &Field) -> &str {
+        &self.buf[field.start as usize..field.end as usize]
+    }
+
+    /// The pairs in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'static str, &str)> + '_ {
+        self.fields.iter().map(|f| (f.key, self.value(f)))
+    }
+
+    /// The number of pairs.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether the payload has no pair.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The payload as one compact JSON object, every value a string: `{"e":"pv",…}`.
+    pub fn to_json_object(&self) -> String {
+        let mut out = String::with_capacity(self.buf.len() + 8 * self.len() + 2);
+        out.push('{');
+        self.push_json_fields(&mut out);
+        out.push('}');
+        out
+    }
+
+    /// Appends the pairs as JSON object members, without braces: `"e":"pv","url":"…"`.
+    pub fn push_json_fields(&self, out: &mut String) {
+        for (idx, (key, value)) in self.iter().enumerate() {
+            if idx > 0 {
+                out.push(',');
+            }
+            push_json_string(out, key);
+            out.push(':');
+            push_json_string(out, value);
+        }
+    }
+
+    /// The payload as a form-encoded query string, without the leading `?`.
+    pub fn to_query(&self) -> String {
+        let mut out = String::with_capacity(self.buf.len() * 3 / 2 + 4 * self.len());
+        self.push_query(&mut out);
+        out
+    }
+
+    /// Appends the pairs form-encoded: `e=pv&url=http%3A%2F%2F…`.
+    pub fn push_query(&self, out: &mut String) {
+        for (idx, (key, value)) in self.iter().enumerate() {
+            if idx > 0 {
+                out.push('&');
+            }
+            push_form_encoded(out, key);
+            out.push('=');
+            push_form_encoded(out, value);
+        }
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a Payload {
+    type Item = (&'static str, &'a str);
+    type IntoIter = Box<dyn Iterator<Item = (&'static str, &'a str)> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+fn offset(len: usize) -> u32 {
+    // A single event above 4 GiB cannot be sent to any collector; saturating keeps the
+    // arithmetic total, and such a payload is rejected long before by the byte limits.
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// Appends `value` as a JSON string literal: quotes, `\"`, `\\` and control characters
+/// escaped; other characters, non-ASCII included, written as UTF-8.
+pub(crate) fn push_json_string(out: &mut String, value: &str) {
+    out.push('"');
+    let bytes = value.as_bytes();
+    let mut clean_from = 0;
+    for (idx, &byte) in bytes.iter().enumerate() {
+        let escape: &str = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&value[clean_from..idx]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        clean_from = idx + 1;
+    }
+    out.push_str(&value[clean_from..]);
+    out.push('"');
+}
+
+/// Appends `value` form-encoded as Python's `quote_plus`: `A–Z a–z 0–9 _ . - ~` kept, space
+/// as `+`, every other UTF-8 byte as upper-case `%XX`.
+pub(crate) fn push_form_encoded(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &byte in value.as_bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(HEX[(byte >> 4) as usize] as char);
+                out.push(HEX[(byte & 0x0f) as usize] as char);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(value: &str) -> String {
+        let mut out = String::new();
+        push_json_string(&mut out, value);
+        out
+    }
+
+    fn form(value: &str) -> String {
+        let mut out = String::new();
+        push_form_encoded(&mut out, value);
+        out
+    }
+
+    #[test]
+    fn json_strings_match_serde_json() {
+        for value in [
+            "plain",
+            "quote \" backslash \\ slash /",
+            "controls \n\r\t\u{8}\u{c}\u{1}\u{1f}",
+            "unicode ć 漢字 🎉",
+            "",
+        ] {
+            assert_eq!(
+                json(value),
+                serde_json::to_string(value).unwrap(),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn form_encoding_matches_the_python_baseline() {
+        let cases = [
+            ("Save The Arctic", "Save+The+Arctic"),
+            ("http://savethearctic.org", "http%3A%2F%2Fsavethearctic.org"),
+            ("Europe London", "Europe+London"),
+            (
+                "Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.0; Trident/5.0)",
+                "Mozilla%2F5.0+%28compatible%3B+MSIE+9.0%3B+Windows+NT+6.0%3B+Trident%2F5.0%29",
+            ),
+            (
+                "http://x.com/a b?c=d~e*f",
+                "http%3A%2F%2Fx.com%2Fa+b%3Fc%3Dd~e%2Af",
+            ),
+            ("Tïtle (x)", "T%C3%AFtle+%28x%29"),
+            ("u 1", "u+1"),
+            ("a&b=c+d", "a%26b%3Dc%2Bd"),
+            ("AZaz09_.-~", "AZaz09_.-~"),
+        ];
+        for (raw, encoded) in cases {
+            assert_eq!(form(raw), encoded, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn add_drops_empty_and_replaces_in_place() {
+        let mut payload = Payload::new();
+        payload.add("e", "pv");
+        payload.add("url", "a");
+        payload.add("page", "");
+        payload.add("e", "pp");
+        payload.add_display("vid", 3);
+        let pairs: Vec<_> = payload.iter().collect();
+        assert_eq!(pairs, [("e", "pp"), ("url", "a"), ("vid", "3")]);
+        assert_eq!(payload.get("e"), Some("pp"));
+        assert_eq!(payload.get("page"), None);
+    }
+}

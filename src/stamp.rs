@@ -1,0 +1,283 @@
+//! Tracker settings and the stamped event every emitter shares.
+//!
+//! **No I/O, no actix.** [`TrackerSettings::stamp`] turns an [`Event`] into
+//! [`StampedEvent`]s: the event's fields, the subject merged over the tracker's, then
+//! `eid`, `dtm`, `tv`, `tna` and `aid`. A stamped event is immutable; its POST and GET
+//! encodings are computed once, on first use, and shared by every emitter that sends it.
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use crate::error::BuildError;
+use crate::event::Event;
+use crate::payload::Payload;
+use crate::subject::{Platform, Subject};
+use crate::wire::{Stm, POST_STM_OVERHEAD, QUERY_STM_OVERHEAD};
+
+/// The tracker version sent as `tv`: `rust-actix-<crate version>`.
+pub const TRACKER_VERSION: &str = concat!("rust-actix-", env!("CARGO_PKG_VERSION"));
+/// Self-describing events and contexts are base64-encoded unless told otherwise.
+pub const DEFAULT_ENCODE_BASE64: bool = true;
+/// A server-side tracker's platform: `srv`.
+pub const DEFAULT_PLATFORM: Platform = Platform::Server;
+
+/// What a tracker stamps on every event: namespace, app id, platform, subject, encoding.
+///
+/// # Examples
+///
+/// ```
+/// use snowplow_actix::{PageView, Subject, TrackerSettings};
+///
+/// let settings = TrackerSettings::new("web")?
+///     .app_id("shop")
+///     .subject(Subject::new().user_id("user-42"));
+/// let events = settings.stamp(PageView::new("https://shop.example/")?);
+/// let payload = events[0].payload();
+/// assert_eq!(payload.get("e"), Some("pv"));
+/// assert_eq!(payload.get("p"), Some("srv"));
+/// assert_eq!(payload.get("tna"), Some("web"));
+/// assert_eq!(payload.get("eid"), Some(events[0].id().to_string().as_str()));
+/// assert!(TrackerSettings::new("").is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TrackerSettings {
+    namespace: String,
+    app_id: Option<String>,
+    platform: Platform,
+    encode_base64: bool,
+    subject: Subject,
+    /// `subject` merged over the platform: what every event starts from.
+    base_subject: Subject,
+}
+
+impl TrackerSettings {
+    /// Settings for the tracker `namespace` (`tna`), with no app id, platform `srv`,
+    /// base64 on and an empty subject.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::EmptyNamespace`] when `namespace` is empty.
+    pub fn new(namespace: impl Into<String>) -> Result<Self, BuildError> {
+        let namespace = namespace.into();
+        if namespace.is_empty() {
+            return Err(BuildError::EmptyNamespace);
+        }
+        let mut settings = Self {
+            namespace,
+            app_id: None,
+            platform: DEFAULT_PLATFORM,
+            encode_base64: DEFAULT_ENCODE_BASE64,
+            subject: Subject::new(),
+            base_subject: Subject::new(),
+        };
+        settings.merge_subject();
+        Ok(settings)
+    }
+
+    /// The application id (`aid`); an empty one is not sent.
+    pub fn app_id(mut self, app_id: impl Into<String>) -> Self {
+        self.app_id = Some(app_id.into()).filter(|id: &String| !id.is_empty());
+        self
+    }
+
+    /// The platform (`p`), unless the subject sets one.
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platform = platform;
+        self.merge_subject();
+        self
+    }
+
+    /// Whether self-describing events and contexts are base64-encoded (`ue_px`, `cx`) or
+    /// sent as plain JSON (`ue_pr`, `co`).
+    pub fn encode_base64(mut self, encode: bool) -> Self {
+        self.encode_base64 = encode;
+        self
+    }
+
+    /// The subject applied to every event (an event's own subject is merged over it).
+    pub fn subject(mut self, subject: Subject) -> Self {
+        self.subject = subject;
+        self.merge_subject();
+        self
+    }
+
+    fn merge_subject(&mut self) {
+        self.base_subject = self
+            .subject
+            .merged_over(&Subject::new().platform(self.platform));
+    }
+
+    /// The namespace (`tna`).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The app id (`aid`), if any.
+    pub fn get_app_id(&self) -> Option<&str> {
+        self.app_id.as_deref()
+    }
+
+    /// The tracker-wide subject, platform included.
+    pub fn get_subject(&self) -> &Subject {
+        &self.base_subject
+    }
+
+    /// Whether base64 encoding is on.
+    pub fn get_encode_base64(&self) -> bool {
+        self.encode_base64
+    }
+
+    /// Stamps `event`: one stamped event, or for a [`Transaction`](crate::Transaction)
+    /// the transaction then one per item.
+    pub fn stamp<E: Event>(&self, event: E) -> Vec<StampedEvent> {
+        let mut stamped = Vec::with_capacity(1);
+        self.stamp_each(event, |one| stamped.push(one));
+        stamped
+    }
+
+    /// Stamps `event` and hands each stamped event to `sink`, in order, without collecting
+    /// them.
+    pub fn stamp_each<E: Event>(&self, event: E, mut sink: impl FnMut(StampedEvent)) {
+        self.stamp_each_with_extra(event, None, &mut sink);
+    }
+
+    /// Stamps `event` with an extra subject merged over the tracker's and under the
+    /// event's own (a request's subject, for instance).
+    pub fn stamp_each_with_subject<E: Event>(
+        &self,
+        event: E,
+        request_subject: &Subject,
+        mut sink: impl FnMut(StampedEvent),
+    ) {
+        self.stamp_each_with_extra(event, Some(request_subject), &mut sink);
+    }
+
+    fn stamp_each_with_extra<E: Event>(
+        &self,
+        event: E,
+        extra: Option<&Subject>,
+        sink: &mut dyn FnMut(StampedEvent),
+    ) {
+        let now = now_ms();
+        event.build(
+            self.encode_base64,
+            now,
+            &mut |mut payload, event_subject| {
+                self.base_subject.add_to(&mut payload);
+                if let Some(extra) = extra {
+                    extra.add_to(&mut payload);
+                }
+                if let Some(event_subject) = event_subject {
+                    event_subject.add_to(&mut payload);
+                }
+                let id = Uuid::new_v4();
+                payload.add(
+                    "eid",
+                    id.hyphenated().encode_lower(&mut Uuid::encode_buffer()),
+                );
+                payload.add_display("dtm", now);
+                payload.add("tv", TRACKER_VERSION);
+                payload.add("tna", &self.namespace);
+                payload.add_opt("aid", self.app_id.as_deref());
+                sink(StampedEvent::new(id, payload));
+            },
+        );
+    }
+}
+
+/// The current time in ms since the Unix epoch (0 for a clock before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// A tracked event, stamped and immutable: what every emitter receives (behind an `Arc`).
+///
+/// Its POST object and GET query (without `stm`) are encoded on first use and kept, so an
+/// event sent by several emitters, or retried, is encoded once.
+#[derive(Debug)]
+pub struct StampedEvent {
+    id: Uuid,
+    payload: Payload,
+    post_json: OnceLock<Box<str>>,
+    query: OnceLock<Box<str>>,
+}
+
+impl StampedEvent {
+    fn new(id: Uuid, payload: Payload) -> Self {
+        Self {
+            id,
+            payload,
+            post_json: OnceLock::new(),
+            query: OnceLock::new(),
+        }
+    }
+
+    /// The event id (`eid`).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The name/value pairs, without `stm`.
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// The event object without its closing brace and `stm`: `{"e":"pv",…`.
+    fn post_json_open(&self) -> &str {
+        self.post_json.get_or_init(|| {
+            let mut out = String::with_capacity(self.payload.len() * 12 + 64);
+            out.push('{');
+            self.payload.push_json_fields(&mut out);
+            out.into_boxed_str()
+        })
+    }
+
+    fn query_without_stm(&self) -> &str {
+        self.query
+            .get_or_init(|| self.payload.to_query().into_boxed_str())
+    }
+
+    /// Bytes this event takes in a POST body, `stm` included (not the comma between events).
+    pub fn post_size(&self) -> usize {
+        self.post_json_open().len() + POST_STM_OVERHEAD
+    }
+
+    /// Bytes of this event's GET query string, `stm` included (not the `?`).
+    pub fn query_size(&self) -> usize {
+        self.query_without_stm().len() + QUERY_STM_OVERHEAD
+    }
+
+    /// Appends the event as a POST event object with `stm`.
+    pub fn push_post_json(&self, out: &mut String, stm: &Stm) {
+        out.push_str(self.post_json_open());
+        out.push_str(",\"stm\":\"");
+        out.push_str(stm.as_str());
+        out.push_str("\"}");
+    }
+
+    /// The event as a POST event object with `stm`.
+    pub fn to_post_json(&self, stm_ms: u64) -> String {
+        let mut out = String::with_capacity(self.post_size());
+        self.push_post_json(&mut out, &Stm::new(stm_ms));
+        out
+    }
+
+    /// Appends the event's GET query string with `stm` (without the `?`).
+    pub fn push_query(&self, out: &mut String, stm: &Stm) {
+        out.push_str(self.query_without_stm());
+        out.push_str("&stm=");
+        out.push_str(stm.as_str());
+    }
+
+    /// The event's GET query string with `stm` (without the `?`).
+    pub fn to_query(&self, stm_ms: u64) -> String {
+        let mut out = String::with_capacity(self.query_size());
+        self.push_query(&mut out, &Stm::new(stm_ms));
+        out
+    }
+}

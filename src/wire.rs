@@ -1,0 +1,155 @@
+//! The wire format: collector paths, the `payload_data` envelope of a POST body, sizes.
+//!
+//! **No I/O, no actix.** `stm` is written when a request is built, in milliseconds, and
+//! never stored in the event: a retried request carries a new `stm`.
+//!
+//! ```text
+//! POST {endpoint}/com.snowplowanalytics.snowplow/tp2
+//!      {"schema":"iglu:…/payload_data/jsonschema/1-0-4","data":[{…,"stm":"…"},…]}
+//! GET  {endpoint}/i?e=pv&url=…&stm=…
+//! ```
+
+use crate::stamp::StampedEvent;
+
+/// Path of POST requests, after the endpoint.
+pub const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
+/// Path of GET requests, after the endpoint.
+pub const GET_PATH: &str = "/i";
+/// `Content-Type` of POST requests.
+pub const POST_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+/// Schema of the envelope of a POST body.
+pub const PAYLOAD_DATA_SCHEMA: &str =
+    "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
+
+/// Digits of an `stm` in milliseconds: 13 from September 2001 to the year 2286. Sizes are
+/// computed with this width; a clock outside that range makes them off by a few bytes.
+pub const STM_DIGITS: usize = 13;
+
+pub(crate) const BODY_PREFIX: &str = concat!(
+    "{\"schema\":\"",
+    "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+    "\",\"data\":["
+);
+pub(crate) const BODY_SUFFIX: &str = "]}";
+/// What `stm` adds to an event object in a POST body: `,"stm":"` digits `"` and the
+/// closing brace.
+pub(crate) const POST_STM_OVERHEAD: usize = ",\"stm\":\"".len() + STM_DIGITS + "\"}".len();
+/// What `stm` adds to a GET query: `&stm=` and the digits.
+pub(crate) const QUERY_STM_OVERHEAD: usize = "&stm=".len() + STM_DIGITS;
+
+/// The POST body carrying `events`, with `stm` set to `stm_ms` in each.
+///
+/// # Examples
+///
+/// ```
+/// use snowplow_actix::{wire, PageView, TrackerSettings};
+///
+/// let settings = TrackerSettings::new("web")?;
+/// let events = settings.stamp(PageView::new("https://example.com/")?);
+/// let body = wire::post_body(&events, 1_700_000_000_000);
+/// assert!(body.starts_with(r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[{"e":"pv""#));
+/// assert_eq!(body.len(), wire::post_body_size(events.iter().map(|e| e.post_size())));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn post_body<'a>(events: impl IntoIterator<Item = &'a StampedEvent>, stm_ms: u64) -> String {
+    let mut out = String::new();
+    push_post_body(&mut out, events, stm_ms);
+    out
+}
+
+/// Appends the POST body carrying `events` to `out` (a reused buffer).
+pub fn push_post_body<'a>(
+    out: &mut String,
+    events: impl IntoIterator<Item = &'a StampedEvent>,
+    stm_ms: u64,
+) {
+    let stm = Stm::new(stm_ms);
+    out.push_str(BODY_PREFIX);
+    for (idx, event) in events.into_iter().enumerate() {
+        if idx > 0 {
+            out.push(',');
+        }
+        event.push_post_json(out, &stm);
+    }
+    out.push_str(BODY_SUFFIX);
+}
+
+/// The size in bytes of a POST body carrying events of the given
+/// [`post_size`](StampedEvent::post_size)s.
+pub fn post_body_size(event_sizes: impl IntoIterator<Item = usize>) -> usize {
+    let (count, sum) = event_sizes
+        .into_iter()
+        .fold((0usize, 0usize), |(count, sum), size| {
+            (count + 1, sum + size)
+        });
+    BODY_PREFIX.len() + sum + count.saturating_sub(1) + BODY_SUFFIX.len()
+}
+
+/// The bytes a POST body grows by when one more event of `event_size` bytes joins a batch
+/// that already has `batch_len` events.
+pub fn post_body_growth(batch_len: usize, event_size: usize) -> usize {
+    if batch_len == 0 {
+        BODY_PREFIX.len() + BODY_SUFFIX.len() + event_size
+    } else {
+        event_size + 1
+    }
+}
+
+/// An `stm` value formatted once per request.
+#[derive(Debug, Clone, Copy)]
+pub struct Stm {
+    digits: [u8; 20],
+    len: u8,
+}
+
+impl Stm {
+    /// `stm_ms` in decimal.
+    pub fn new(stm_ms: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut len = 0;
+        let mut rest = stm_ms;
+        loop {
+            digits[len] = b'0' + (rest % 10) as u8;
+            len += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        digits[..len].reverse();
+        Self {
+            digits,
+            len: len as u8,
+        }
+    }
+
+    /// The decimal digits.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.digits[..usize::from(self.len)]).expect("stm digits are ASCII")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stm_formats_like_display() {
+        for value in [0, 7, 10, 1_618_358_402_000, u64::MAX] {
+            assert_eq!(Stm::new(value).as_str(), value.to_string());
+        }
+    }
+
+    #[test]
+    fn body_constants_agree() {
+        assert_eq!(
+            BODY_PREFIX,
+            format!("{{\"schema\":\"{PAYLOAD_DATA_SCHEMA}\",\"data\":[")
+        );
+        assert_eq!(post_body_size([]), BODY_PREFIX.len() + BODY_SUFFIX.len());
+        assert_eq!(
+            post_body_size([10, 20]),
+            post_body_growth(0, 10) + post_body_growth(1, 20)
+        );
+    }
+}
