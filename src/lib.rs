@@ -58,3 +58,8 @@ pub mod schemas {
     pub use crate::self_describing::{CONTEXTS_SCHEMA, UNSTRUCT_EVENT_SCHEMA};
     pub use crate::wire::PAYLOAD_DATA_SCHEMA;
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

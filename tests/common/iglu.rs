@@ -1,0 +1,1 @@
+//! Iglu schema validation (placeholder).
