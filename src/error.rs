@@ -52,6 +52,14 @@ pub enum EventError {
         /// The name of the field.
         field: &'static str,
     },
+    /// A text longer than the event's schema allows.
+    #[error("{field} must be at most {max} characters long")]
+    TooLong {
+        /// The name of the field.
+        field: &'static str,
+        /// The most characters the schema allows.
+        max: usize,
+    },
     /// A count above what the event's schema allows.
     #[error("{field} must be at most {max}")]
     OutOfRange {
@@ -69,4 +77,56 @@ pub enum BuildError {
     /// The tracker namespace was empty.
     #[error("the tracker namespace must not be empty")]
     EmptyNamespace,
+    /// The collector endpoint was empty.
+    #[error("the collector endpoint must not be empty")]
+    EmptyEndpoint,
+    /// The endpoint contains whitespace or control characters.
+    #[error("the collector endpoint `{0}` contains whitespace or control characters")]
+    EndpointWhitespace(String),
+    /// The endpoint names a scheme other than `http` or `https`.
+    #[error("the collector endpoint `{0}` has an unsupported scheme: use http or https")]
+    UnsupportedScheme(String),
+    /// The endpoint cannot be read as `[scheme://]host[:port][/path]`.
+    #[error("the collector endpoint `{endpoint}` is invalid: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A setting that must be positive was zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// A 2xx status was listed in `custom_retry_codes`: success is never retried.
+    #[error("status {0} is a success and cannot be a retry code")]
+    SuccessRetryCode(u16),
+    /// A status outside 100..=599 was listed in `custom_retry_codes`.
+    #[error("status {0} is not an HTTP status code")]
+    InvalidStatusCode(u16),
+}
+
+/// Why a request to the collector failed before an HTTP status was received.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Connecting failed, or the connection broke (refused, reset, closed mid-answer, an
+    /// answer that is not HTTP, TLS failure).
+    #[error("connection error: {0}")]
+    Connection(String),
+    /// No answer within the request timeout.
+    #[error("request timed out")]
+    Timeout,
+    /// The transport cannot go on (its client is broken): the emitter returns the request's
+    /// events to its queue, stops, and is restarted by its supervisor with a new transport.
+    #[error("fatal transport error: {0}")]
+    Fatal(String),
+}
+
+/// An event store failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store's backing storage failed (I/O, a locked or corrupt file).
+    #[error("event store failure: {0}")]
+    Backend(String),
 }

@@ -30,13 +30,13 @@ use std::fmt::{self, Write as _};
 /// assert_eq!(payload.to_json_object(), r#"{"e":"se","se_ca":"shop"}"#);
 /// assert_eq!(payload.to_query(), "e=se&se_ca=shop");
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Payload {
     buf: String,
     fields: Vec<Field>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 struct Field {
     key: &'static str,
     start: u32,
@@ -164,6 +164,15 @@ impl Payload {
         }
     }
 }
+
+/// Payloads are equal when their pairs are, in order (however they were built).
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Payload {}
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -304,5 +313,17 @@ mod tests {
         assert_eq!(pairs, [("e", "pp"), ("url", "a"), ("vid", "3")]);
         assert_eq!(payload.get("e"), Some("pp"));
         assert_eq!(payload.get("page"), None);
+    }
+
+    #[test]
+    fn equality_ignores_replaced_values() {
+        let mut replaced = Payload::new();
+        replaced.add("uid", "a");
+        replaced.add("uid", "b");
+        let mut direct = Payload::new();
+        direct.add("uid", "b");
+        assert_eq!(replaced, direct);
+        direct.add("p", "srv");
+        assert_ne!(replaced, direct);
     }
 }

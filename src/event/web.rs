@@ -49,6 +49,38 @@ const INPUT_TYPES: [&str; 23] = [
     "week",
 ];
 
+/// `maxLength` of ids and classes in the form schemas.
+const MAX_ID_LEN: usize = 4_096;
+/// `maxLength` of element names and values in the form schemas.
+const MAX_VALUE_LEN: usize = 65_535;
+
+/// Checks a text against a schema's `maxLength` (counted in characters, as JSON Schema does).
+fn max_len(field: &'static str, value: String, max: usize) -> Result<String, EventError> {
+    if value.chars().count() > max {
+        Err(EventError::TooLong { field, max })
+    } else {
+        Ok(value)
+    }
+}
+
+fn max_len_opt(
+    field: &'static str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, EventError> {
+    value.map(|v| max_len(field, v.to_owned(), max)).transpose()
+}
+
+fn classes(
+    field: &'static str,
+    classes: impl IntoIterator<Item = impl Into<String>>,
+) -> Result<Vec<String>, EventError> {
+    classes
+        .into_iter()
+        .map(|class| max_len(field, class.into(), MAX_ID_LEN))
+        .collect()
+}
+
 fn node_name(name: &str) -> Result<&'static str, EventError> {
     NODE_NAMES
         .into_iter()
@@ -180,7 +212,8 @@ impl FormChange {
     /// # Errors
     ///
     /// [`EventError::EmptyField`] when `form_id` is empty, [`EventError::InvalidNodeName`]
-    /// for another node name.
+    /// for another node name, [`EventError::TooLong`] for ids over 4 096 characters or a
+    /// value over 65 535 (the schema's limits).
     pub fn new(
         form_id: impl Into<String>,
         element_id: impl Into<String>,
@@ -188,10 +221,10 @@ impl FormChange {
         value: Option<&str>,
     ) -> Result<Self, EventError> {
         Ok(Self {
-            form_id: non_empty("form_id", form_id.into())?,
-            element_id: element_id.into(),
+            form_id: max_len("form_id", non_empty("form_id", form_id.into())?, MAX_ID_LEN)?,
+            element_id: max_len("element_id", element_id.into(), MAX_ID_LEN)?,
             node_name: self::node_name(node_name)?,
-            value: value.map(str::to_owned),
+            value: max_len_opt("value", value, MAX_VALUE_LEN)?,
             input_type: None,
             element_classes: Vec::new(),
             options: EventOptions::default(),
@@ -209,9 +242,16 @@ impl FormChange {
     }
 
     /// The element's classes (`elementClasses`).
-    pub fn element_classes(mut self, classes: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.element_classes = classes.into_iter().map(Into::into).collect();
-        self
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::TooLong`] for a class over 4 096 characters.
+    pub fn element_classes(
+        mut self,
+        classes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, EventError> {
+        self.element_classes = self::classes("element_classes", classes)?;
+        Ok(self)
     }
 
     fn fields(&self, base64: bool) -> Payload {
@@ -247,15 +287,16 @@ impl FormElement {
     ///
     /// # Errors
     ///
-    /// [`EventError::InvalidNodeName`] for another node name.
+    /// [`EventError::InvalidNodeName`] for another node name, [`EventError::TooLong`] for a
+    /// name or value over 65 535 characters (the schema's limits).
     pub fn new(
         name: impl Into<String>,
         value: Option<&str>,
         node_name: &str,
     ) -> Result<Self, EventError> {
         Ok(Self {
-            name: name.into(),
-            value: value.map(str::to_owned),
+            name: max_len("name", name.into(), MAX_VALUE_LEN)?,
+            value: max_len_opt("value", value, MAX_VALUE_LEN)?,
             node_name: self::node_name(node_name)?,
             input_type: None,
         })
@@ -310,10 +351,11 @@ impl FormSubmit {
     ///
     /// # Errors
     ///
-    /// [`EventError::EmptyField`] when `form_id` is empty.
+    /// [`EventError::EmptyField`] when `form_id` is empty, [`EventError::TooLong`] over
+    /// 4 096 characters.
     pub fn new(form_id: impl Into<String>) -> Result<Self, EventError> {
         Ok(Self {
-            form_id: non_empty("form_id", form_id.into())?,
+            form_id: max_len("form_id", non_empty("form_id", form_id.into())?, MAX_ID_LEN)?,
             form_classes: Vec::new(),
             elements: Vec::new(),
             options: EventOptions::default(),
@@ -321,9 +363,16 @@ impl FormSubmit {
     }
 
     /// The form's classes (`formClasses`).
-    pub fn form_classes(mut self, classes: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.form_classes = classes.into_iter().map(Into::into).collect();
-        self
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::TooLong`] for a class over 4 096 characters.
+    pub fn form_classes(
+        mut self,
+        classes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, EventError> {
+        self.form_classes = self::classes("form_classes", classes)?;
+        Ok(self)
     }
 
     /// Adds an element (`elements`, sent only when there is at least one).
