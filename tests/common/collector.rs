@@ -1,1 +1,1192 @@
-//! Test collector (placeholder).
+//! A test collector: a real HTTP server on `127.0.0.1` that speaks the Snowplow collector
+//! protocol, records every request, and injects faults on demand.
+//!
+//! Two servers live here:
+//!
+//! * [`TestCollector`]: an actix-web `HttpServer` (one worker) bound to `127.0.0.1:0`. It serves
+//!   `POST {prefix}/com.snowplowanalytics.snowplow/tp2` (the `payload_data` 1-0-4 envelope) and
+//!   `GET {prefix}/i?{query}` (one form-encoded event), where `{prefix}` is any path or none, so
+//!   an endpoint such as `http://127.0.0.1:PORT/sub` works. It checks each request's structure,
+//!   records it, decides its status from the configured [`Faults`], and answers.
+//! * [`RawCollector`]: a bare TCP listener for what an HTTP server cannot do: reset the
+//!   connection, answer garbage, close in the middle of the head or of the body, or never answer
+//!   ([`RawBehaviour`]).
+//!
+//! Both must be started inside an actix runtime (`#[actix_rt::test]` or an actix `System`):
+//! they spawn their tasks with `actix_rt::spawn`.
+//!
+//! # Usage
+//!
+//! ```ignore
+//! let collector = TestCollector::start(CollectorConfig::default()).await;
+//! // Build an emitter against `collector.endpoint()` (`http://127.0.0.1:PORT`), track events…
+//! let events = collector.wait_for_events(3, Duration::from_secs(5)).await.unwrap();
+//! assert_eq!(events[0].get("e"), Some("pv"));
+//!
+//! // Faults are set at start or changed while running:
+//! collector.set_faults(Faults::none().with_sequence([500, 500, 200]));
+//! collector.stop().await;
+//! ```
+//!
+//! Waiting never sleeps: [`TestCollector::wait_for_events`] and
+//! [`TestCollector::wait_for_requests`] wake on each recorded request and return `Err` with a
+//! description of what was recorded when the timeout passes, so a test fails instead of hanging.
+//!
+//! # Validation (a light structural check, not the Iglu schema)
+//!
+//! * POST: `Content-Type` starts with `application/json`; the body is JSON of exactly
+//!   `{"schema": PAYLOAD_DATA_SCHEMA, "data": [...]}`; `data` is a non-empty array of objects;
+//!   every value is a JSON string; each event has `tv`, `p`, `e` and a `stm` of 13 digits.
+//! * GET: the query is form-decoded (`+` is a space, `%XX` a byte, the bytes must be UTF-8 and
+//!   every `%` must start a valid escape); it must hold `e`, `tv` and `p`; `stm`, if present,
+//!   must be 13 digits. One event per request.
+//! * Any other method or path is answered 405 / 404.
+//!
+//! An invalid request is answered at once (400, 404 or 405), recorded with `valid == false` and
+//! `error` set, and touches no fault state: it is not delayed, does not consume the status
+//! sequence, and is not counted by "first N" rules. Its events are never accepted.
+//!
+//! # When a request is recorded
+//!
+//! A request is recorded when it arrives, with the status it will be answered, and its events
+//! are accepted then if that status is 2xx; a [`Faults::delay`] only postpones the answer. So a
+//! client that gives up during the delay still has its events stored, like a real collector that
+//! stored a batch but whose answer was lost: that is how duplicates are produced on purpose.
+//! `RecordedRequest::index` is the arrival order and equals the position in `requests()`.
+//!
+//! # Fault decisions, in order
+//!
+//! For each valid request, with `n` its ordinal (0-based) among the valid requests received
+//! since the faults were installed (at start, or by the last [`TestCollector::set_faults`]):
+//!
+//! 1. Delay: [`Faults::delay`] delays the answer of every request, or only of the first `n`
+//!    when set with [`Faults::with_delay_first`]. It applies whatever the status.
+//! 2. Down: while less than [`Faults::down_for`] has passed since the faults were installed,
+//!    the answer is `down_status` (503). The collector answers rather than refuses connections.
+//! 3. Decider: [`Faults::with_decider`] is called with the request (method, path, events, `n`);
+//!    `Some(status)` is the answer. This is how GET requests get mixed statuses by content.
+//! 4. Status sequence: if [`Faults::status_sequence`] is not empty, its first status is taken
+//!    (consumed) and answered.
+//! 5. Fail first: if `n < N` for [`Faults::fail_first`] `(N, status)`, that status.
+//! 6. Failure rate: [`Faults::failure_rate`] draws one number from a seeded [`SplitMix64`]
+//!    (one draw per request that reaches this step); below `rate`, its `status`.
+//! 7. Otherwise `default_status` (200).
+//!
+//! Installing new faults resets all of this state: the sequence, `n`, the down window and the
+//! random generator.
+//!
+//! Answers: 2xx to POST is `ok`, 2xx to GET a 1x1 GIF; any other status carries a short text
+//! (the validation error for a 400).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// The schema URI of the POST envelope.
+pub const PAYLOAD_DATA_SCHEMA: &str =
+    "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
+/// The POST path (after any endpoint path).
+pub const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
+/// The GET path (after any endpoint path).
+pub const GET_PATH: &str = "/i";
+/// Largest request body the collector reads.
+const MAX_BODY: usize = 256 * 1024 * 1024;
+/// A transparent 1x1 GIF, the answer of a real collector to a successful GET.
+const PIXEL_GIF: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x01, 0x44, 0x00, 0x3b,
+];
+
+// ---------------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------------
+
+/// One event as received: its name/value pairs in the order they were sent.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RecordedEvent {
+    /// Name/value pairs, in wire order (POST: object key order; GET: query order).
+    pub pairs: Vec<(String, String)>,
+}
+
+impl RecordedEvent {
+    /// The value of the first pair named `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a pair named `name` is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The names, in wire order.
+    pub fn names(&self) -> Vec<&str> {
+        self.pairs.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    /// The event id (`eid`), if any.
+    pub fn eid(&self) -> Option<&str> {
+        self.get("eid")
+    }
+}
+
+/// One HTTP request as received by the [`TestCollector`].
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// Arrival order, from 0; also the position in [`TestCollector::requests`].
+    pub index: usize,
+    /// Arrival time.
+    pub at: Instant,
+    /// HTTP method, e.g. `POST`.
+    pub method: String,
+    /// Request path, e.g. `/sub/i` (without the query).
+    pub path: String,
+    /// `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The events it carried (for an invalid request: what could be parsed, possibly none).
+    pub events: Vec<RecordedEvent>,
+    /// POST: body length in bytes; GET: raw query length in bytes.
+    pub body_len_or_query_len: usize,
+    /// POST: the body (lossy UTF-8); GET: the raw (still encoded) query.
+    pub raw: String,
+    /// The status it is answered with.
+    pub status: u16,
+    /// Whether it passed the structural checks.
+    pub valid: bool,
+    /// Why it is invalid.
+    pub error: Option<String>,
+    /// The delay before its answer, if any.
+    pub delay: Option<Duration>,
+}
+
+impl RecordedRequest {
+    /// Whether it was answered 2xx (its events are then accepted).
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Length of the whole request target (`path` plus `?query` for GET).
+    pub fn target_len(&self) -> usize {
+        if self.method == "GET" {
+            self.path.len() + 1 + self.raw.len()
+        } else {
+            self.path.len()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`Faults`] decider sees of a request.
+#[derive(Debug)]
+pub struct DecideInput<'a> {
+    /// `GET` or `POST`.
+    pub method: &'a str,
+    /// Request path.
+    pub path: &'a str,
+    /// The events it carries (one for GET).
+    pub events: &'a [RecordedEvent],
+    /// Ordinal among the valid requests since the faults were installed, from 0.
+    pub ordinal: usize,
+}
+
+/// A per-request status decision; `None` passes to the next rule.
+pub type Decider = Arc<dyn Fn(&DecideInput<'_>) -> Option<u16> + Send + Sync>;
+
+/// A seeded random failure rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FailureRate {
+    /// Probability in `[0, 1]` that a request fails.
+    pub rate: f64,
+    /// Seed of the [`SplitMix64`] generator.
+    pub seed: u64,
+    /// Status answered to a failing request.
+    pub status: u16,
+}
+
+/// A delay before answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delay {
+    /// How long.
+    pub duration: Duration,
+    /// Only the first `first` valid requests; `None`: all.
+    pub first: Option<usize>,
+}
+
+/// Fault injection settings. See the module docs for the order in which they apply.
+#[derive(Clone)]
+pub struct Faults {
+    /// Answer `down_status` until this long after the faults were installed.
+    pub down_for: Option<Duration>,
+    /// Status while down (503 by default).
+    pub down_status: u16,
+    /// Per-request decision, before the sequence.
+    pub decider: Option<Decider>,
+    /// Statuses consumed one per valid request.
+    pub status_sequence: Vec<u16>,
+    /// `(N, status)`: the first `N` valid requests get `status`.
+    pub fail_first: Option<(usize, u16)>,
+    /// Seeded random failures.
+    pub failure_rate: Option<FailureRate>,
+    /// Delay before answering.
+    pub delay: Option<Delay>,
+    /// Status when no rule applies (200 by default).
+    pub default_status: u16,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self::none()
+    }
+}
+
+impl fmt::Debug for Faults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Faults")
+            .field("down_for", &self.down_for)
+            .field("down_status", &self.down_status)
+            .field("decider", &self.decider.as_ref().map(|_| "<fn>"))
+            .field("status_sequence", &self.status_sequence)
+            .field("fail_first", &self.fail_first)
+            .field("failure_rate", &self.failure_rate)
+            .field("delay", &self.delay)
+            .field("default_status", &self.default_status)
+            .finish()
+    }
+}
+
+impl Faults {
+    /// No faults: every valid request is answered 200 at once.
+    pub fn none() -> Self {
+        Faults {
+            down_for: None,
+            down_status: 503,
+            decider: None,
+            status_sequence: Vec::new(),
+            fail_first: None,
+            failure_rate: None,
+            delay: None,
+            default_status: 200,
+        }
+    }
+
+    /// Statuses consumed one per valid request, then the other rules.
+    pub fn with_sequence(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.status_sequence = statuses.into_iter().collect();
+        self
+    }
+
+    /// The first `n` valid requests are answered `status`.
+    pub fn with_fail_first(mut self, n: usize, status: u16) -> Self {
+        self.fail_first = Some((n, status));
+        self
+    }
+
+    /// Each request fails with `status` with probability `rate`, drawn from a generator seeded
+    /// with `seed` (deterministic for the same sequence of requests).
+    pub fn with_failure_rate(mut self, rate: f64, seed: u64, status: u16) -> Self {
+        self.failure_rate = Some(FailureRate { rate, seed, status });
+        self
+    }
+
+    /// Delay every answer.
+    pub fn with_delay(mut self, duration: Duration) -> Self {
+        self.delay = Some(Delay {
+            duration,
+            first: None,
+        });
+        self
+    }
+
+    /// Delay the answers of the first `n` valid requests.
+    pub fn with_delay_first(mut self, n: usize, duration: Duration) -> Self {
+        self.delay = Some(Delay {
+            duration,
+            first: Some(n),
+        });
+        self
+    }
+
+    /// Answer 503 until `duration` after the faults are installed.
+    pub fn with_down_for(mut self, duration: Duration) -> Self {
+        self.down_for = Some(duration);
+        self
+    }
+
+    /// Decide the status of each request from its content (`None`: the next rules decide).
+    pub fn with_decider(
+        mut self,
+        decider: impl Fn(&DecideInput<'_>) -> Option<u16> + Send + Sync + 'static,
+    ) -> Self {
+        self.decider = Some(Arc::new(decider));
+        self
+    }
+
+    /// The status when no rule applies.
+    pub fn with_default_status(mut self, status: u16) -> Self {
+        self.default_status = status;
+        self
+    }
+}
+
+/// Configuration of a [`TestCollector`].
+#[derive(Clone, Debug, Default)]
+pub struct CollectorConfig {
+    /// Faults installed at start.
+    pub faults: Faults,
+}
+
+impl CollectorConfig {
+    /// A configuration with these faults.
+    pub fn with_faults(faults: Faults) -> Self {
+        CollectorConfig { faults }
+    }
+}
+
+/// SplitMix64, a tiny deterministic generator (no `rand` crate needed).
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator with this seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Faults plus the state their rules consume.
+struct FaultState {
+    faults: Faults,
+    installed_at: Instant,
+    ordinal: usize,
+    sequence: VecDeque<u16>,
+    rng: SplitMix64,
+}
+
+impl FaultState {
+    fn new(faults: Faults) -> Self {
+        let seed = faults.failure_rate.map_or(0, |r| r.seed);
+        FaultState {
+            sequence: faults.status_sequence.iter().copied().collect(),
+            faults,
+            installed_at: Instant::now(),
+            ordinal: 0,
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    /// Status and delay of a valid request (module docs, "Fault decisions").
+    fn decide(
+        &mut self,
+        arrived: Instant,
+        method: &str,
+        path: &str,
+        events: &[RecordedEvent],
+    ) -> (u16, Option<Duration>) {
+        let n = self.ordinal;
+        self.ordinal += 1;
+        let f = &self.faults;
+        let delay = match f.delay {
+            Some(Delay {
+                duration,
+                first: None,
+            }) => Some(duration),
+            Some(Delay {
+                duration,
+                first: Some(k),
+            }) if n < k => Some(duration),
+            _ => None,
+        };
+        if let Some(down) = f.down_for {
+            if arrived < self.installed_at + down {
+                return (f.down_status, delay);
+            }
+        }
+        if let Some(decider) = &f.decider {
+            let input = DecideInput {
+                method,
+                path,
+                events,
+                ordinal: n,
+            };
+            if let Some(status) = decider(&input) {
+                return (status, delay);
+            }
+        }
+        if let Some(status) = self.sequence.pop_front() {
+            return (status, delay);
+        }
+        if let Some((k, status)) = f.fail_first {
+            if n < k {
+                return (status, delay);
+            }
+        }
+        if let Some(rate) = f.failure_rate {
+            if self.rng.next_f64() < rate.rate {
+                return (rate.status, delay);
+            }
+        }
+        (f.default_status, delay)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state of the HTTP collector
+// ---------------------------------------------------------------------------------------------
+
+struct State {
+    requests: Vec<RecordedRequest>,
+    accepted: Vec<RecordedEvent>,
+    faults: FaultState,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Bumped after each recorded request; waiters watch it.
+    changed: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panicking decider must not wedge the collector.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the structural check made of a request.
+struct Parsed {
+    events: Vec<RecordedEvent>,
+    raw: String,
+    len: usize,
+    /// `Err((status, reason))` for an invalid request.
+    verdict: Result<(), (u16, String)>,
+}
+
+async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let at = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let path = req.path().to_owned();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let is_get = method == "GET";
+    let parsed = classify(
+        &method,
+        &path,
+        content_type.as_deref(),
+        req.query_string(),
+        &body,
+    );
+
+    let (status, delay) = {
+        let mut st = shared.lock();
+        let (status, delay) = match &parsed.verdict {
+            Err((status, _)) => (*status, None),
+            Ok(()) => st.faults.decide(at, &method, &path, &parsed.events),
+        };
+        let record = RecordedRequest {
+            index: st.requests.len(),
+            at,
+            method,
+            path,
+            content_type,
+            events: parsed.events,
+            body_len_or_query_len: parsed.len,
+            raw: parsed.raw,
+            status,
+            valid: parsed.verdict.is_ok(),
+            error: parsed.verdict.as_ref().err().map(|(_, e)| e.clone()),
+            delay,
+        };
+        if record.valid && record.accepted() {
+            st.accepted.extend(record.events.iter().cloned());
+        }
+        st.requests.push(record);
+        (status, delay)
+    };
+    // Wake waiters only after the state lock is released.
+    shared.changed.send_modify(|v| *v += 1);
+
+    if let Some(delay) = delay {
+        actix_rt::time::sleep(delay).await;
+    }
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut answer = HttpResponse::build(code);
+    match (&parsed.verdict, code.is_success(), is_get) {
+        (Err((_, reason)), _, _) => answer.content_type("text/plain").body(reason.clone()),
+        (Ok(()), true, true) => answer.content_type("image/gif").body(PIXEL_GIF),
+        (Ok(()), true, false) => answer.content_type("text/plain").body("ok"),
+        (Ok(()), false, _) => answer
+            .content_type("text/plain")
+            .body(format!("injected fault: {status}")),
+    }
+}
+
+fn classify(
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    query: &str,
+    body: &[u8],
+) -> Parsed {
+    let is_post_path = path.ends_with(POST_PATH);
+    let is_get_path = path.ends_with(GET_PATH);
+    match (method, is_post_path, is_get_path) {
+        ("POST", true, _) => {
+            let (events, verdict) = check_post(content_type, body);
+            Parsed {
+                events,
+                raw: String::from_utf8_lossy(body).into_owned(),
+                len: body.len(),
+                verdict: verdict.map_err(|e| (400, e)),
+            }
+        }
+        ("GET", _, true) => {
+            let (events, verdict) = check_get(query);
+            Parsed {
+                events,
+                raw: query.to_owned(),
+                len: query.len(),
+                verdict: verdict.map_err(|e| (400, e)),
+            }
+        }
+        (_, false, false) => Parsed {
+            events: Vec::new(),
+            raw: String::new(),
+            len: body.len(),
+            verdict: Err((404, format!("unknown path {path}"))),
+        },
+        _ => Parsed {
+            events: Vec::new(),
+            raw: String::new(),
+            len: body.len(),
+            verdict: Err((405, format!("method {method} not allowed on {path}"))),
+        },
+    }
+}
+
+/// A JSON object read with its keys in order.
+struct OrderedObject(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for OrderedObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OrderedObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedObject, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry::<String, serde_json::Value>()? {
+                    pairs.push(pair);
+                }
+                Ok(OrderedObject(pairs))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    schema: String,
+    data: Vec<OrderedObject>,
+}
+
+fn is_stm(v: &str) -> bool {
+    v.len() == 13 && v.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn check_post(content_type: Option<&str>, body: &[u8]) -> (Vec<RecordedEvent>, Result<(), String>) {
+    let envelope: Envelope = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) => {
+            return (
+                Vec::new(),
+                Err(format!("body is not a payload_data envelope: {e}")),
+            )
+        }
+    };
+    let mut errors = Vec::new();
+    let mut events = Vec::with_capacity(envelope.data.len());
+    for (i, OrderedObject(pairs)) in envelope.data.into_iter().enumerate() {
+        let mut event = RecordedEvent::default();
+        for (k, v) in pairs {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => {
+                    errors.push(format!(
+                        "event {i}: value of `{k}` is not a string: {other}"
+                    ));
+                    other.to_string()
+                }
+            };
+            event.pairs.push((k, v));
+        }
+        for required in ["tv", "p", "e", "stm"] {
+            if !event.has(required) {
+                errors.push(format!("event {i}: missing `{required}`"));
+            }
+        }
+        if let Some(stm) = event.get("stm") {
+            if !is_stm(stm) {
+                errors.push(format!("event {i}: `stm` is not 13 digits: {stm:?}"));
+            }
+        }
+        events.push(event);
+    }
+    let ct_ok = content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    });
+    if !ct_ok {
+        errors.insert(
+            0,
+            format!("Content-Type is {content_type:?}, not application/json"),
+        );
+    }
+    if envelope.schema != PAYLOAD_DATA_SCHEMA {
+        errors.insert(0, format!("schema is {:?}", envelope.schema));
+    }
+    if events.is_empty() {
+        errors.push("data is empty".to_owned());
+    }
+    let verdict = if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    };
+    (events, verdict)
+}
+
+fn check_get(query: &str) -> (Vec<RecordedEvent>, Result<(), String>) {
+    let pairs = match form_decode(query) {
+        Ok(p) => p,
+        Err(e) => return (Vec::new(), Err(e)),
+    };
+    let event = RecordedEvent { pairs };
+    let mut errors = Vec::new();
+    if query.is_empty() {
+        errors.push("empty query".to_owned());
+    }
+    for required in ["e", "tv", "p"] {
+        if !event.has(required) {
+            errors.push(format!("missing `{required}`"));
+        }
+    }
+    if let Some(stm) = event.get("stm") {
+        if !is_stm(stm) {
+            errors.push(format!("`stm` is not 13 digits: {stm:?}"));
+        }
+    }
+    let verdict = if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    };
+    (vec![event], verdict)
+}
+
+/// Decodes an `application/x-www-form-urlencoded` query strictly: `+` is a space, `%XX` a byte,
+/// a `%` without two hex digits or bytes that are not UTF-8 are errors.
+pub fn form_decode(query: &str) -> Result<Vec<(String, String)>, String> {
+    fn decode(part: &str) -> Result<String, String> {
+        let bytes = part.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = bytes
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .ok_or_else(|| format!("bad percent escape in {part:?}"))?;
+                    out.push(hex);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).map_err(|_| format!("{part:?} does not decode to UTF-8"))
+    }
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// TestCollector
+// ---------------------------------------------------------------------------------------------
+
+/// The HTTP test collector. See the module docs.
+pub struct TestCollector {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl fmt::Debug for TestCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestCollector")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestCollector {
+    /// Starts a collector on `127.0.0.1` on a free port, with one worker, spawned on the
+    /// current actix runtime. Panics if it cannot bind.
+    pub async fn start(config: CollectorConfig) -> TestCollector {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("test collector: bind 127.0.0.1:0");
+        let addr = listener
+            .local_addr()
+            .expect("test collector: local address");
+        let (changed, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                requests: Vec::new(),
+                accepted: Vec::new(),
+                faults: FaultState::new(config.faults),
+            }),
+            changed,
+        });
+        let data = web::Data::from(shared.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY))
+                .default_service(web::to(handle))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(0)
+        .listen(listener)
+        .expect("test collector: listen")
+        .run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        TestCollector {
+            addr,
+            shared,
+            handle,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing `/`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `{endpoint}/com.snowplowanalytics.snowplow/tp2`.
+    pub fn post_url(&self) -> String {
+        format!("{}{POST_PATH}", self.endpoint())
+    }
+
+    /// `{endpoint}/i`.
+    pub fn get_url(&self) -> String {
+        format!("{}{GET_PATH}", self.endpoint())
+    }
+
+    /// Replaces the faults; their state (sequence, ordinals, down window, generator) restarts.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults = FaultState::new(faults);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.set_faults(Faults::none());
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Number of requests so far.
+    pub fn request_count(&self) -> usize {
+        self.shared.lock().requests.len()
+    }
+
+    /// The status of each request so far, in order.
+    pub fn statuses(&self) -> Vec<u16> {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .map(|r| r.status)
+            .collect()
+    }
+
+    /// The accepted events (valid requests answered 2xx), in order, duplicates included.
+    pub fn events(&self) -> Vec<RecordedEvent> {
+        self.shared.lock().accepted.clone()
+    }
+
+    /// The `eid` of each accepted event, in order (`""` if missing), duplicates included.
+    pub fn event_ids(&self) -> Vec<String> {
+        self.shared
+            .lock()
+            .accepted
+            .iter()
+            .map(|e| e.eid().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Number of accepted events.
+    pub fn accepted_count(&self) -> usize {
+        self.shared.lock().accepted.len()
+    }
+
+    /// Waits until at least `n` events are accepted; returns all accepted events. On timeout,
+    /// `Err` describing what was received.
+    pub async fn wait_for_events(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<RecordedEvent>, String> {
+        self.wait_until(timeout, &format!("{n} accepted events"), |st| {
+            (st.accepted.len() >= n).then(|| st.accepted.clone())
+        })
+        .await
+    }
+
+    /// Waits until at least `n` requests are recorded; returns all of them. On timeout, `Err`
+    /// describing what was received.
+    pub async fn wait_for_requests(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<RecordedRequest>, String> {
+        self.wait_until(timeout, &format!("{n} requests"), |st| {
+            (st.requests.len() >= n).then(|| st.requests.clone())
+        })
+        .await
+    }
+
+    async fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&State) -> Option<T>,
+    ) -> Result<T, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.shared.changed.subscribe();
+        loop {
+            // Mark the current version seen before checking, so no record is missed.
+            rx.borrow_and_update();
+            if let Some(found) = check(&self.shared.lock()) {
+                return Ok(found);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                // The sender lives in `shared`, which we hold: cannot close; treat as timeout.
+                Ok(Err(_)) | Err(_) => {
+                    let st = self.shared.lock();
+                    if let Some(found) = check(&st) {
+                        return Ok(found);
+                    }
+                    return Err(format!(
+                        "test collector: timed out after {timeout:?} waiting for {what}; \
+                         got {} requests and {} accepted events: {}",
+                        st.requests.len(),
+                        st.accepted.len(),
+                        summarize(&st.requests)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Stops the server (in-flight answers are dropped). Records stay readable.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+impl Drop for TestCollector {
+    fn drop(&mut self) {
+        // `stop` sends its command when called; the future only waits for completion. The
+        // server task then ends by itself (aborting it could leave its worker thread behind).
+        drop(self.handle.stop(false));
+    }
+}
+
+fn summarize(requests: &[RecordedRequest]) -> String {
+    const SHOWN: usize = 20;
+    let mut out: Vec<String> = requests
+        .iter()
+        .take(SHOWN)
+        .map(|r| {
+            let mut s = format!(
+                "#{} {} {} -> {} ({} events)",
+                r.index,
+                r.method,
+                r.path,
+                r.status,
+                r.events.len()
+            );
+            if let Some(e) = &r.error {
+                s.push_str(&format!(" invalid: {e}"));
+            }
+            s
+        })
+        .collect();
+    if requests.len() > SHOWN {
+        out.push(format!("… and {} more", requests.len() - SHOWN));
+    }
+    if out.is_empty() {
+        "none".to_owned()
+    } else {
+        out.join("; ")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RawCollector
+// ---------------------------------------------------------------------------------------------
+
+/// What the [`RawCollector`] does with each connection, after reading the request (headers and,
+/// with `Content-Length`, the body; at most 16 MiB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawBehaviour {
+    /// Close with `SO_LINGER` 0, so the client gets a TCP RST.
+    Reset,
+    /// Answer bytes that are not HTTP, then close.
+    Garbage,
+    /// Answer `HTTP/1.1 200 OK` with `Content-Length: 100` and only a few body bytes, then
+    /// close. Note: awc 3 does not report this: it yields status 200 and a short body
+    /// (`partial`), since its h1 payload stream ends quietly at EOF.
+    CloseMidBody,
+    /// Answer part of a status line and head (`HTTP/1.1 200 OK\r\nContent-Le`), then close:
+    /// the answer is lost before its status is known, which awc reports as an error.
+    CloseMidHead,
+    /// Never answer; hold the connection open until the collector stops (or the client leaves).
+    NeverAnswer,
+}
+
+/// Bytes the [`RawBehaviour::Garbage`] mode answers.
+pub const GARBAGE: &[u8] = b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n";
+/// Head the [`RawBehaviour::CloseMidBody`] mode answers before its truncated body.
+pub const MID_BODY_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
+/// What the [`RawBehaviour::CloseMidHead`] mode answers.
+pub const MID_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Le";
+const RAW_READ_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A bare TCP server on `127.0.0.1` that misbehaves ([`RawBehaviour`]).
+pub struct RawCollector {
+    addr: SocketAddr,
+    behaviour: RawBehaviour,
+    connections: watch::Sender<usize>,
+    shutdown: watch::Sender<bool>,
+    task: actix_rt::task::JoinHandle<()>,
+}
+
+impl fmt::Debug for RawCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawCollector")
+            .field("addr", &self.addr)
+            .field("behaviour", &self.behaviour)
+            .field("connections", &*self.connections.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawCollector {
+    /// Starts listening on `127.0.0.1` on a free port, on the current actix runtime.
+    pub async fn start(behaviour: RawBehaviour) -> RawCollector {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("raw collector: bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("raw collector: local address");
+        let (connections, _) = watch::channel(0usize);
+        let (shutdown, _) = watch::channel(false);
+        let counter = connections.clone();
+        let mut stop = shutdown.subscribe();
+        let task = actix_rt::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        counter.send_modify(|c| *c += 1);
+                        let stop = stop.clone();
+                        actix_rt::spawn(serve_raw(stream, behaviour, stop));
+                    }
+                }
+            }
+        });
+        RawCollector {
+            addr,
+            behaviour,
+            connections,
+            shutdown,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        *self.connections.borrow()
+    }
+
+    /// Waits until at least `n` connections were accepted; returns the count, or `Err` on
+    /// timeout.
+    pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> Result<usize, String> {
+        let mut rx = self.connections.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n))
+            .await
+            .map(|r| r.map(|count| *count));
+        match reached {
+            Ok(Ok(count)) => Ok(count),
+            _ => Err(format!(
+                "raw collector: timed out after {timeout:?} waiting for {n} connections; got {}",
+                self.connections()
+            )),
+        }
+    }
+
+    /// Stops listening and closes every held connection.
+    pub fn stop(&self) {
+        self.shutdown.send_replace(true);
+        self.task.abort();
+    }
+}
+
+impl Drop for RawCollector {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn serve_raw(
+    mut stream: tokio::net::TcpStream,
+    behaviour: RawBehaviour,
+    mut stop: watch::Receiver<bool>,
+) {
+    let work = async {
+        // An error while reading still leads to the misbehaviour below.
+        let _ = read_request(&mut stream).await;
+        match behaviour {
+            RawBehaviour::Reset => {
+                let _ = stream.set_zero_linger();
+                // Dropping the stream now sends a RST.
+            }
+            RawBehaviour::Garbage => {
+                let _ = stream.write_all(GARBAGE).await;
+                let _ = stream.shutdown().await;
+            }
+            RawBehaviour::CloseMidBody => {
+                let _ = stream.write_all(MID_BODY_HEAD).await;
+                let _ = stream.write_all(b"partial").await;
+                let _ = stream.shutdown().await;
+            }
+            RawBehaviour::CloseMidHead => {
+                let _ = stream.write_all(MID_HEAD).await;
+                let _ = stream.shutdown().await;
+            }
+            RawBehaviour::NeverAnswer => {
+                // Read and discard until the client leaves.
+                let mut sink = [0u8; 4096];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        _ = work => {}
+    }
+}
+
+/// Reads one HTTP request (head, then a `Content-Length` body or a chunked body up to its last
+/// chunk), or until EOF or the read limit.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> std::io::Result<usize> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(head_end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let body = &buf[head_end + 4..];
+            let content_length = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            let done = if head.contains("transfer-encoding: chunked") {
+                body.ends_with(b"0\r\n\r\n")
+            } else {
+                body.len() >= content_length.unwrap_or(0)
+            };
+            if done {
+                return Ok(buf.len());
+            }
+        }
+        if buf.len() >= RAW_READ_LIMIT {
+            return Ok(buf.len());
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(buf.len());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
