@@ -28,25 +28,38 @@
 //!
 //! Rust 1.89.
 
+mod emitter;
 mod error;
 mod event;
+mod messages;
 mod payload;
 mod self_describing;
 mod stamp;
+pub mod store;
 mod subject;
+pub mod transport;
 pub mod wire;
 
-pub use error::{BuildError, EventError};
+pub use emitter::{
+    backoff, DropCounts, DropReason, Emitter, EmitterBuilder, EmitterConfig, EmitterStats,
+    Endpoint, Failure, FailureCallback, FailureReason, FlushReport, Method, Protocol,
+    RequestTimeout, SuccessCallback, DEFAULT_FLUSH_TIMEOUT, DEFAULT_GET_BATCH_SIZE,
+    DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RETRY_DELAY,
+    DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE, DEFAULT_REQUEST_TIMEOUT,
+};
+pub use error::{BuildError, EventError, StoreError, TransportError};
 pub use event::{
     AddToCart, Event, EventOptions, FormChange, FormElement, FormSubmit, LinkClick, PagePing,
     PageView, RemoveFromCart, ScreenView, SelfDescribing, SiteSearch, Structured, Transaction,
     TransactionItem,
 };
+pub use messages::{Flush, GetStats, Track};
 pub use payload::Payload;
 pub use self_describing::SelfDescribingJson;
 pub use stamp::{
     now_ms, StampedEvent, TrackerSettings, DEFAULT_ENCODE_BASE64, DEFAULT_PLATFORM, TRACKER_VERSION,
 };
+pub use store::DEFAULT_BUFFER_CAPACITY;
 pub use subject::{Platform, Subject};
 
 /// Iglu schema URIs of the envelopes and events this crate builds.

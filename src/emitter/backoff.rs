@@ -1,0 +1,139 @@
+//! Exponential backoff with jitter, capped: the pure part of retry scheduling.
+//!
+//! **No I/O, no actix, no clock.** The emitter asks for the next delay after each retryable
+//! failure and resets it after a success or a non-retryable answer. The formula is the
+//! Snowplow Python tracker's: `delay = min(delay * 2 + jitter, cap)`, with `jitter`
+//! uniform on `[0, 1)` seconds, so the delays grow roughly as `[0,1)`, `[1,3)`, `[3,7)`, …
+//! up to the cap.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A source of jitter: each call returns a number in `[0, 1)`.
+///
+/// The default is a small pseudo-random generator; tests inject a fixed sequence so the
+/// delays are exact.
+pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// Exponential backoff state.
+#[derive(Clone)]
+pub struct Backoff {
+    delay: Duration,
+    cap: Duration,
+    jitter: Jitter,
+}
+
+impl Backoff {
+    /// Backoff capped at `cap`, drawing jitter from `jitter`.
+    pub fn new(cap: Duration, jitter: Jitter) -> Self {
+        Self {
+            delay: Duration::ZERO,
+            cap,
+            jitter,
+        }
+    }
+
+    /// Advances after a retryable failure and returns the delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let jitter = (self.jitter)().clamp(0.0, 1.0);
+        let grown = self.delay.as_secs_f64() * 2.0 + jitter;
+        self.delay = Duration::try_from_secs_f64(grown)
+            .unwrap_or(self.cap)
+            .min(self.cap);
+        self.delay
+    }
+
+    /// The current delay (zero after a reset).
+    pub fn current(&self) -> Duration {
+        self.delay
+    }
+
+    /// Back to zero, after a success or a non-retryable answer.
+    pub fn reset(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+}
+
+impl fmt::Debug for Backoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backoff")
+            .field("delay", &self.delay)
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default jitter: a xorshift generator seeded from the clock and a counter, uniform
+/// on `[0, 1)`. Statistical quality is irrelevant here; spreading retries is the point.
+pub fn default_jitter() -> Jitter {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    let seed = nanos ^ SEQUENCE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) | 1;
+    let state = Arc::new(AtomicU64::new(seed));
+    Arc::new(move || {
+        let mut x = state.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.store(x, Ordering::Relaxed);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn fixed(values: &[f64]) -> Jitter {
+        let values: Vec<f64> = values.to_vec();
+        let values = Mutex::new(values.into_iter());
+        Arc::new(move || values.lock().unwrap().next().unwrap_or(0.0))
+    }
+
+    fn secs(delays: &[Duration]) -> Vec<f64> {
+        delays
+            .iter()
+            .map(|d| (d.as_secs_f64() * 1000.0).round() / 1000.0)
+            .collect()
+    }
+
+    #[test]
+    fn delays_double_plus_jitter_up_to_the_cap() {
+        let mut backoff = Backoff::new(Duration::from_secs(60), fixed(&[0.5; 8]));
+        let delays: Vec<_> = (0..8).map(|_| backoff.next_delay()).collect();
+        assert_eq!(secs(&delays), [0.5, 1.5, 3.5, 7.5, 15.5, 31.5, 60.0, 60.0]);
+    }
+
+    #[test]
+    fn the_python_probe_with_cap_five() {
+        let mut backoff = Backoff::new(Duration::from_secs(5), fixed(&[0.99, 0.71, 0.3, 0.9]));
+        let delays: Vec<_> = (0..4).map(|_| backoff.next_delay()).collect();
+        assert_eq!(secs(&delays), [0.99, 2.69, 5.0, 5.0]);
+    }
+
+    #[test]
+    fn reset_starts_again_from_zero() {
+        let mut backoff = Backoff::new(Duration::from_secs(60), fixed(&[0.0, 0.0, 0.25]));
+        backoff.next_delay();
+        backoff.next_delay();
+        backoff.reset();
+        assert_eq!(backoff.current(), Duration::ZERO);
+        assert_eq!(backoff.next_delay(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn default_jitter_stays_in_the_unit_interval() {
+        let jitter = default_jitter();
+        for _ in 0..10_000 {
+            let value = jitter();
+            assert!((0.0..1.0).contains(&value), "{value}");
+        }
+    }
+}

@@ -1,0 +1,610 @@
+//! Emitter settings: the builder, its named defaults and its validation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backoff::{default_jitter, Jitter};
+use super::endpoint::{Endpoint, Method, Protocol};
+use super::stats::{DropReason, FailureReason};
+use crate::error::BuildError;
+use crate::stamp::StampedEvent;
+use crate::store::{EventStore, InMemoryStore, DEFAULT_BUFFER_CAPACITY};
+use crate::transport::{default_client, AwcTransport, ClientFactory, Transport, TransportFactory};
+
+/// Events per POST request, and the queue length that triggers a flush (the baseline's 10).
+pub const DEFAULT_POST_BATCH_SIZE: usize = 10;
+/// GET sends each event as soon as it arrives (the baseline's 1).
+pub const DEFAULT_GET_BATCH_SIZE: usize = 1;
+/// The whole request: finite, unlike the baseline's wait-forever default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Cap of the exponential backoff between retries (the baseline's 60 s).
+pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// One request at a time: FIFO delivery (the AsyncEmitter's one thread).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1;
+/// How long a sync flush waits at most before it reports what is left.
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages an emitter's mailbox holds before a `try_send` of `Track` fails: with 4 096
+/// messages of one pointer each, a full-speed producer never waits on it while the buffer
+/// has room, and an emitter that cannot keep up refuses (and counts) events instead of
+/// growing memory.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 4_096;
+/// Statuses that are not retried unless `custom_retry_codes` says otherwise.
+pub const DEFAULT_NON_RETRYABLE_CODES: [u16; 5] = [400, 401, 403, 410, 422];
+
+/// How long a request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestTimeout {
+    /// One limit for the whole request, connection included.
+    Total(Duration),
+    /// Separate limits: connecting, then the answer once connected.
+    Split {
+        /// Establishing the connection (TCP and TLS).
+        connect: Duration,
+        /// Sending the request and receiving the answer.
+        response: Duration,
+    },
+}
+
+impl RequestTimeout {
+    pub(crate) fn connect(self) -> Duration {
+        match self {
+            Self::Total(total) => total,
+            Self::Split { connect, .. } => connect,
+        }
+    }
+
+    pub(crate) fn total(self) -> Duration {
+        match self {
+            Self::Total(total) => total,
+            Self::Split { connect, response } => connect + response,
+        }
+    }
+}
+
+/// The events of a successful request.
+pub type SuccessCallback = Arc<dyn Fn(&[Arc<StampedEvent>]) + Send + Sync>;
+/// A failed request: see [`Failure`].
+pub type FailureCallback = Arc<dyn Fn(&Failure<'_>) + Send + Sync>;
+
+/// What `on_failure` receives for each failed request.
+#[derive(Debug)]
+pub struct Failure<'a> {
+    /// Events sent successfully in the same attempt (GET: other requests of the same
+    /// flush are separate attempts, so this is 0 unless a store or callback says otherwise).
+    pub sent: usize,
+    /// The events that failed.
+    pub events: &'a [Arc<StampedEvent>],
+    /// Why: a status, a connection error or a timeout.
+    pub reason: &'a FailureReason,
+    /// Whether these events go back to the queue for another attempt.
+    pub will_retry: bool,
+    /// When not retried, the reason they are dropped with.
+    pub dropped: Option<DropReason>,
+}
+
+/// Which failures are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RetryPolicy {
+    pub(crate) custom_codes: BTreeMap<u16, bool>,
+    pub(crate) connection_errors: bool,
+    pub(crate) timeouts: bool,
+}
+
+impl RetryPolicy {
+    pub(crate) fn retries(&self, reason: &FailureReason) -> bool {
+        match reason {
+            FailureReason::Status(status) => self.retries_status(*status),
+            FailureReason::Connection(_) | FailureReason::Fatal(_) => self.connection_errors,
+            FailureReason::Timeout => self.timeouts,
+        }
+    }
+
+    fn retries_status(&self, status: u16) -> bool {
+        if (200..300).contains(&status) {
+            return false;
+        }
+        self.custom_codes
+            .get(&status)
+            .copied()
+            .unwrap_or(!DEFAULT_NON_RETRYABLE_CODES.contains(&status))
+    }
+}
+
+/// Validated, immutable emitter settings shared by the actor and its restarts.
+pub(crate) struct Settings {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) batch_size: usize,
+    pub(crate) byte_limit: Option<usize>,
+    pub(crate) request_timeout: RequestTimeout,
+    pub(crate) max_retry_delay: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) max_event_age: Option<Duration>,
+    pub(crate) mailbox_capacity: usize,
+    pub(crate) on_success: Option<SuccessCallback>,
+    pub(crate) on_failure: Option<FailureCallback>,
+    pub(crate) transport: TransportFactory,
+    pub(crate) jitter: Jitter,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &self.endpoint)
+            .field("method", &self.method)
+            .field("batch_size", &self.batch_size)
+            .field("byte_limit", &self.byte_limit)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_retry_delay", &self.max_retry_delay)
+            .field("retry", &self.retry)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_attempts", &self.max_attempts)
+            .field("max_event_age", &self.max_event_age)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an emitter: every setting of the Snowplow Python tracker's `Emitter` and
+/// `AsyncEmitter`, with named defaults, validated by [`build`](Self::build).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use snowplow_actix::{EmitterBuilder, Method};
+///
+/// let config = EmitterBuilder::new("collector.example.com")
+///     .method(Method::Post)
+///     .batch_size(50)
+///     .byte_limit(50_000)
+///     .max_retry_delay(Duration::from_secs(30))
+///     .custom_retry_code(500, false)
+///     .build()?;
+/// assert_eq!(config.url(), "https://collector.example.com/com.snowplowanalytics.snowplow/tp2");
+///
+/// assert!(EmitterBuilder::new("ftp://x").build().is_err());
+/// # Ok::<(), snowplow_actix::BuildError>(())
+/// ```
+pub struct EmitterBuilder {
+    endpoint: String,
+    protocol: Protocol,
+    port: Option<u16>,
+    method: Method,
+    batch_size: Option<usize>,
+    byte_limit: Option<usize>,
+    request_timeout: RequestTimeout,
+    max_retry_delay: Duration,
+    buffer_capacity: usize,
+    custom_retry_codes: BTreeMap<u16, bool>,
+    retry_connection_errors: bool,
+    retry_timeouts: bool,
+    max_in_flight: usize,
+    max_attempts: Option<u32>,
+    max_event_age: Option<Duration>,
+    mailbox_capacity: usize,
+    on_success: Option<SuccessCallback>,
+    on_failure: Option<FailureCallback>,
+    store: Option<Box<dyn EventStore>>,
+    client: Option<ClientFactory>,
+    transport: Option<TransportFactory>,
+    jitter: Option<Jitter>,
+}
+
+impl fmt::Debug for EmitterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmitterBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmitterBuilder {
+    /// An emitter for the collector at `endpoint` (`host`, `host:port`,
+    /// `http[s]://host[:port][/path]`), with every default.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            protocol: Protocol::Https,
+            port: None,
+            method: Method::Post,
+            batch_size: None,
+            byte_limit: None,
+            request_timeout: RequestTimeout::Total(DEFAULT_REQUEST_TIMEOUT),
+            max_retry_delay: DEFAULT_MAX_RETRY_DELAY,
+            buffer_capacity: DEFAULT_BUFFER_CAPACITY,
+            custom_retry_codes: BTreeMap::new(),
+            retry_connection_errors: true,
+            retry_timeouts: true,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_attempts: None,
+            max_event_age: None,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            on_success: None,
+            on_failure: None,
+            store: None,
+            client: None,
+            transport: None,
+            jitter: None,
+        }
+    }
+
+    /// The protocol when the endpoint names none (default https).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The port, replacing the endpoint's own.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// GET or POST (default POST).
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Events per POST request and the queue length that triggers a flush (default
+    /// [`DEFAULT_POST_BATCH_SIZE`], GET [`DEFAULT_GET_BATCH_SIZE`]); clamped to the buffer
+    /// capacity.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = Some(batch_size);
+        self
+    }
+
+    /// The most bytes one request carries as sent (POST: the whole body, envelope and `stm`
+    /// included; GET: the request URL), and the queued bytes that trigger a flush. An event
+    /// larger than this alone is sent alone, once (dropped as `oversize` if that fails).
+    pub fn byte_limit(mut self, bytes: usize) -> Self {
+        self.byte_limit = Some(bytes);
+        self
+    }
+
+    /// The time allowed for a whole request (default [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = RequestTimeout::Total(timeout);
+        self
+    }
+
+    /// Separate connect and response timeouts.
+    pub fn request_timeouts(mut self, connect: Duration, response: Duration) -> Self {
+        self.request_timeout = RequestTimeout::Split { connect, response };
+        self
+    }
+
+    /// Cap of the exponential backoff (default [`DEFAULT_MAX_RETRY_DELAY`]).
+    pub fn max_retry_delay(mut self, delay: Duration) -> Self {
+        self.max_retry_delay = delay;
+        self
+    }
+
+    /// Events buffered at most, queued and in flight (default
+    /// [`DEFAULT_BUFFER_CAPACITY`]); ignored when a store is supplied, which has its own.
+    pub fn buffer_capacity(mut self, capacity: usize) -> Self {
+        self.buffer_capacity = capacity;
+        self
+    }
+
+    /// Whether `status` is retried, overriding the default (every non-2xx status except
+    /// those of [`DEFAULT_NON_RETRYABLE_CODES`] is retried).
+    pub fn custom_retry_code(mut self, status: u16, retry: bool) -> Self {
+        self.custom_retry_codes.insert(status, retry);
+        self
+    }
+
+    /// Whether connection errors are retried (default yes).
+    pub fn retry_connection_errors(mut self, retry: bool) -> Self {
+        self.retry_connection_errors = retry;
+        self
+    }
+
+    /// Whether timeouts are retried (default yes).
+    pub fn retry_timeouts(mut self, retry: bool) -> Self {
+        self.retry_timeouts = retry;
+        self
+    }
+
+    /// Requests outstanding at once (default [`DEFAULT_MAX_IN_FLIGHT`]: FIFO delivery).
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests;
+        self
+    }
+
+    /// Attempts after which a failing event is dropped as `attempts_exhausted` (default:
+    /// unlimited).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Age after which a failing event is dropped as `expired` when its request fails
+    /// (default: unlimited).
+    pub fn max_event_age(mut self, age: Duration) -> Self {
+        self.max_event_age = Some(age);
+        self
+    }
+
+    /// Messages the emitter's mailbox holds (default [`DEFAULT_MAILBOX_CAPACITY`]).
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.mailbox_capacity = capacity;
+        self
+    }
+
+    /// Called with the events of each successful request. Runs on the emitter's arbiter; a
+    /// panic is caught, logged and counted, and loses nothing.
+    pub fn on_success(
+        mut self,
+        callback: impl Fn(&[Arc<StampedEvent>]) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_success = Some(Arc::new(callback));
+        self
+    }
+
+    /// Called for each failed request, retried or not. Runs on the emitter's arbiter; a
+    /// panic is caught, logged and counted, and loses nothing.
+    pub fn on_failure(mut self, callback: impl Fn(&Failure<'_>) + Send + Sync + 'static) -> Self {
+        self.on_failure = Some(Arc::new(callback));
+        self
+    }
+
+    /// The event store (default an [`InMemoryStore`] of `buffer_capacity`).
+    pub fn event_store(mut self, store: impl EventStore) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
+    /// Builds the awc client of the default transport, inside the emitter's arbiter. The
+    /// request timeout is still set on every request.
+    pub fn client_factory(
+        mut self,
+        factory: impl Fn() -> awc::Client + Send + Sync + 'static,
+    ) -> Self {
+        self.client = Some(Arc::new(factory));
+        self
+    }
+
+    /// Replaces the whole transport (custom protocols, tests that inject failures).
+    pub fn transport_factory(
+        mut self,
+        factory: impl Fn() -> Box<dyn Transport> + Send + Sync + 'static,
+    ) -> Self {
+        self.transport = Some(Arc::new(factory));
+        self
+    }
+
+    /// The jitter source of the backoff: each call returns a number in `[0, 1)` seconds.
+    pub fn jitter(mut self, jitter: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
+        self.jitter = Some(Arc::new(jitter));
+        self
+    }
+
+    /// Validates the settings.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] for an invalid endpoint, a zero batch size, byte limit, buffer
+    /// capacity, in-flight count, mailbox capacity, attempt count, timeout or retry delay,
+    /// or a 2xx or non-HTTP status in the custom retry codes.
+    pub fn build(self) -> Result<EmitterConfig, BuildError> {
+        let endpoint = Endpoint::parse(&self.endpoint, self.protocol, self.port)?;
+        let nonzero = |value: usize, name| {
+            if value == 0 {
+                Err(BuildError::Zero(name))
+            } else {
+                Ok(value)
+            }
+        };
+        let batch_size = nonzero(
+            self.batch_size.unwrap_or(match self.method {
+                Method::Post => DEFAULT_POST_BATCH_SIZE,
+                Method::Get => DEFAULT_GET_BATCH_SIZE,
+            }),
+            "batch_size",
+        )?;
+        let byte_limit = self
+            .byte_limit
+            .map(|limit| nonzero(limit, "byte_limit"))
+            .transpose()?;
+        let max_in_flight = nonzero(self.max_in_flight, "max_in_flight")?;
+        let mailbox_capacity = nonzero(self.mailbox_capacity, "mailbox_capacity")?;
+        let buffer_capacity = nonzero(self.buffer_capacity, "buffer_capacity")?;
+        if self.max_attempts == Some(0) {
+            return Err(BuildError::Zero("max_attempts"));
+        }
+        for (name, duration) in [
+            ("request_timeout", self.request_timeout.connect()),
+            ("request_timeout", self.request_timeout.total()),
+            ("max_retry_delay", self.max_retry_delay),
+        ]
+        .into_iter()
+        .chain(self.max_event_age.map(|age| ("max_event_age", age)))
+        {
+            if duration.is_zero() {
+                return Err(BuildError::Zero(name));
+            }
+        }
+        if let RequestTimeout::Split { response, .. } = self.request_timeout {
+            if response.is_zero() {
+                return Err(BuildError::Zero("request_timeout"));
+            }
+        }
+        for &status in self.custom_retry_codes.keys() {
+            if (200..300).contains(&status) {
+                return Err(BuildError::SuccessRetryCode(status));
+            }
+            if !(100..=599).contains(&status) {
+                return Err(BuildError::InvalidStatusCode(status));
+            }
+        }
+        let store = self
+            .store
+            .unwrap_or_else(|| Box::new(InMemoryStore::new(buffer_capacity)));
+        let transport = self.transport.unwrap_or_else(|| {
+            let timeout = self.request_timeout;
+            let client = self.client.unwrap_or_else(|| {
+                Arc::new(move || default_client(timeout.connect(), max_in_flight))
+            });
+            Arc::new(move || Box::new(AwcTransport::new(client())) as Box<dyn Transport>)
+        });
+        let url = endpoint.url(self.method);
+        Ok(EmitterConfig {
+            settings: Arc::new(Settings {
+                endpoint,
+                method: self.method,
+                url,
+                batch_size: batch_size.min(buffer_capacity),
+                byte_limit,
+                request_timeout: self.request_timeout,
+                max_retry_delay: self.max_retry_delay,
+                retry: RetryPolicy {
+                    custom_codes: self.custom_retry_codes,
+                    connection_errors: self.retry_connection_errors,
+                    timeouts: self.retry_timeouts,
+                },
+                max_in_flight,
+                max_attempts: self.max_attempts,
+                max_event_age: self.max_event_age,
+                mailbox_capacity,
+                on_success: self.on_success,
+                on_failure: self.on_failure,
+                transport,
+                jitter: self.jitter.unwrap_or_else(default_jitter),
+            }),
+            store,
+        })
+    }
+}
+
+/// A validated emitter configuration, ready to [`start`](EmitterConfig::start).
+pub struct EmitterConfig {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) store: Box<dyn EventStore>,
+}
+
+impl fmt::Debug for EmitterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmitterConfig")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmitterConfig {
+    /// The URL requests go to (without the query of a GET).
+    pub fn url(&self) -> &str {
+        &self.settings.url
+    }
+
+    /// The endpoint, `scheme://host[:port][/path]`.
+    pub fn endpoint(&self) -> &str {
+        self.settings.endpoint.base()
+    }
+
+    /// GET or POST.
+    pub fn method(&self) -> Method {
+        self.settings.method
+    }
+
+    /// The batch size after defaults and clamping.
+    pub fn batch_size(&self) -> usize {
+        self.settings.batch_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(custom: &[(u16, bool)]) -> RetryPolicy {
+        RetryPolicy {
+            custom_codes: custom.iter().copied().collect(),
+            connection_errors: true,
+            timeouts: false,
+        }
+    }
+
+    #[test]
+    fn default_retry_codes() {
+        let policy = policy(&[]);
+        for status in [400, 401, 403, 410, 422, 200, 204] {
+            assert!(!policy.retries(&FailureReason::Status(status)), "{status}");
+        }
+        for status in [301, 404, 408, 429, 500, 503] {
+            assert!(policy.retries(&FailureReason::Status(status)), "{status}");
+        }
+        assert!(policy.retries(&FailureReason::Connection("refused".into())));
+        assert!(!policy.retries(&FailureReason::Timeout));
+    }
+
+    #[test]
+    fn custom_retry_codes_override_both_ways() {
+        let policy = policy(&[(500, false), (401, true)]);
+        assert!(!policy.retries(&FailureReason::Status(500)));
+        assert!(policy.retries(&FailureReason::Status(401)));
+    }
+
+    #[test]
+    fn invalid_settings_are_typed_errors() {
+        let build = |builder: EmitterBuilder| builder.build().map(|_| ()).unwrap_err();
+        let new = || EmitterBuilder::new("http://127.0.0.1:1");
+        assert_eq!(build(new().batch_size(0)), BuildError::Zero("batch_size"));
+        assert_eq!(build(new().byte_limit(0)), BuildError::Zero("byte_limit"));
+        assert_eq!(
+            build(new().buffer_capacity(0)),
+            BuildError::Zero("buffer_capacity")
+        );
+        assert_eq!(
+            build(new().max_in_flight(0)),
+            BuildError::Zero("max_in_flight")
+        );
+        assert_eq!(
+            build(new().max_attempts(0)),
+            BuildError::Zero("max_attempts")
+        );
+        assert_eq!(
+            build(new().request_timeout(Duration::ZERO)),
+            BuildError::Zero("request_timeout")
+        );
+        assert_eq!(
+            build(new().request_timeouts(Duration::from_secs(1), Duration::ZERO)),
+            BuildError::Zero("request_timeout")
+        );
+        assert_eq!(
+            build(new().max_retry_delay(Duration::ZERO)),
+            BuildError::Zero("max_retry_delay")
+        );
+        assert_eq!(
+            build(new().custom_retry_code(204, true)),
+            BuildError::SuccessRetryCode(204)
+        );
+        assert_eq!(
+            build(new().custom_retry_code(700, true)),
+            BuildError::InvalidStatusCode(700)
+        );
+    }
+
+    #[test]
+    fn batch_size_defaults_by_method_and_is_clamped() {
+        let post = EmitterBuilder::new("h").build().unwrap();
+        assert_eq!(post.batch_size(), DEFAULT_POST_BATCH_SIZE);
+        let get = EmitterBuilder::new("h")
+            .method(Method::Get)
+            .build()
+            .unwrap();
+        assert_eq!(get.batch_size(), DEFAULT_GET_BATCH_SIZE);
+        let clamped = EmitterBuilder::new("h")
+            .batch_size(50)
+            .buffer_capacity(20)
+            .build()
+            .unwrap();
+        assert_eq!(clamped.batch_size(), 20);
+    }
+}

@@ -1,0 +1,224 @@
+//! What an emitter counts and reports: stats, flush reports, drop and failure reasons.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Why events were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The buffer (or the emitter's mailbox) was full: the newest event was refused.
+    Capacity,
+    /// The collector answered a non-retryable status (400, 401, 403, 410, 422 by default).
+    Rejected,
+    /// An event larger than the byte limit, sent alone, failed.
+    Oversize,
+    /// `max_attempts` was reached.
+    AttemptsExhausted,
+    /// `max_event_age` was exceeded.
+    Expired,
+    /// Still buffered when the emitter shut down.
+    Shutdown,
+    /// The event store failed to keep the event.
+    Store,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Capacity => "capacity",
+            Self::Rejected => "rejected",
+            Self::Oversize => "oversize",
+            Self::AttemptsExhausted => "attempts_exhausted",
+            Self::Expired => "expired",
+            Self::Shutdown => "shutdown",
+            Self::Store => "store",
+        })
+    }
+}
+
+/// Dropped events by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DropCounts {
+    /// See [`DropReason::Capacity`].
+    pub capacity: u64,
+    /// See [`DropReason::Rejected`].
+    pub rejected: u64,
+    /// See [`DropReason::Oversize`].
+    pub oversize: u64,
+    /// See [`DropReason::AttemptsExhausted`].
+    pub attempts_exhausted: u64,
+    /// See [`DropReason::Expired`].
+    pub expired: u64,
+    /// See [`DropReason::Shutdown`].
+    pub shutdown: u64,
+    /// See [`DropReason::Store`].
+    pub store: u64,
+}
+
+impl DropCounts {
+    /// All dropped events.
+    pub fn total(&self) -> u64 {
+        self.capacity
+            + self.rejected
+            + self.oversize
+            + self.attempts_exhausted
+            + self.expired
+            + self.shutdown
+            + self.store
+    }
+
+    /// The counter of `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::Capacity => self.capacity,
+            DropReason::Rejected => self.rejected,
+            DropReason::Oversize => self.oversize,
+            DropReason::AttemptsExhausted => self.attempts_exhausted,
+            DropReason::Expired => self.expired,
+            DropReason::Shutdown => self.shutdown,
+            DropReason::Store => self.store,
+        }
+    }
+
+    pub(crate) fn add(&mut self, reason: DropReason, count: u64) {
+        let counter = match reason {
+            DropReason::Capacity => &mut self.capacity,
+            DropReason::Rejected => &mut self.rejected,
+            DropReason::Oversize => &mut self.oversize,
+            DropReason::AttemptsExhausted => &mut self.attempts_exhausted,
+            DropReason::Expired => &mut self.expired,
+            DropReason::Shutdown => &mut self.shutdown,
+            DropReason::Store => &mut self.store,
+        };
+        *counter += count;
+    }
+
+    /// Counts since `earlier`.
+    pub fn since(&self, earlier: &DropCounts) -> DropCounts {
+        DropCounts {
+            capacity: self.capacity - earlier.capacity,
+            rejected: self.rejected - earlier.rejected,
+            oversize: self.oversize - earlier.oversize,
+            attempts_exhausted: self.attempts_exhausted - earlier.attempts_exhausted,
+            expired: self.expired - earlier.expired,
+            shutdown: self.shutdown - earlier.shutdown,
+            store: self.store - earlier.store,
+        }
+    }
+
+    /// Sums two sets of counts.
+    pub fn plus(&self, other: &DropCounts) -> DropCounts {
+        DropCounts {
+            capacity: self.capacity + other.capacity,
+            rejected: self.rejected + other.rejected,
+            oversize: self.oversize + other.oversize,
+            attempts_exhausted: self.attempts_exhausted + other.attempts_exhausted,
+            expired: self.expired + other.expired,
+            shutdown: self.shutdown + other.shutdown,
+            store: self.store + other.store,
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The collector answered this non-2xx status.
+    Status(u16),
+    /// The connection failed or broke before a status.
+    Connection(String),
+    /// No answer within the request timeout.
+    Timeout,
+    /// The transport failed fatally; the emitter restarts with a new one.
+    Fatal(String),
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Status(status) => write!(f, "status {status}"),
+            Self::Connection(error) => write!(f, "connection error: {error}"),
+            Self::Timeout => f.write_str("timeout"),
+            Self::Fatal(error) => write!(f, "fatal transport error: {error}"),
+        }
+    }
+}
+
+/// An emitter's counters, in events unless named otherwise.
+///
+/// At every moment `received + recovered = sent + dropped.total() + queued + in_flight`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EmitterStats {
+    /// Events handed to this emitter.
+    pub received: u64,
+    /// Events found in a durable store at start.
+    pub recovered: u64,
+    /// Events the collector accepted (2xx).
+    pub sent: u64,
+    /// Events put back in the queue after a retryable failure (once per failure).
+    pub retried: u64,
+    /// Events dropped, by reason.
+    pub dropped: DropCounts,
+    /// Events waiting in the queue, including those waiting for a retry.
+    pub queued: u64,
+    /// Events in requests awaiting an answer.
+    pub in_flight: u64,
+    /// Bytes of the queued events as they will be sent.
+    pub queued_bytes: u64,
+    /// Requests awaiting an answer.
+    pub in_flight_requests: u64,
+    /// Failed requests since the last success or non-retryable answer.
+    pub consecutive_failures: u64,
+    /// The current backoff delay, in ms (0 when not backing off).
+    pub backoff_ms: u64,
+    /// Requests sent so far.
+    pub requests: u64,
+    /// Callbacks that panicked (caught; nothing was lost).
+    pub callback_panics: u64,
+    /// Times the emitter was restarted by its supervisor.
+    pub restarts: u64,
+}
+
+impl EmitterStats {
+    /// Events accepted into the buffer: `received − dropped.capacity`.
+    pub fn accepted(&self) -> u64 {
+        self.received - self.dropped.capacity
+    }
+
+    /// Whether `received + recovered = sent + Σ dropped + queued + in_flight` holds.
+    pub fn is_balanced(&self) -> bool {
+        self.received + self.recovered
+            == self.sent + self.dropped.total() + self.queued + self.in_flight
+    }
+}
+
+/// The outcome of a sync flush.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FlushReport {
+    /// Events sent while the flush ran.
+    pub sent: u64,
+    /// Events dropped while the flush ran, by reason.
+    pub dropped: DropCounts,
+    /// Events still queued or in flight when it returned.
+    pub queued: u64,
+    /// Whether it returned at its deadline with events tracked before it still unsent.
+    pub timed_out: bool,
+}
+
+impl FlushReport {
+    /// Adds another emitter's report (a tracker aggregates them).
+    pub fn merge(&mut self, other: &FlushReport) {
+        self.sent += other.sent;
+        self.dropped = self.dropped.plus(&other.dropped);
+        self.queued += other.queued;
+        self.timed_out |= other.timed_out;
+    }
+}
+
+/// Converts a duration to whole milliseconds for the stats.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,65 @@
+//! Shortcuts shared by the emitter tests: events to track, stats, the accounting identity.
+
+use std::time::Duration;
+
+use actix::Addr;
+use snowplow_actix::{
+    Emitter, EmitterStats, GetStats, StampedEvent, Structured, Track, TrackerSettings,
+};
+
+/// Generous bound for anything that should happen "soon" (5x slack and more).
+pub const SOON: Duration = Duration::from_secs(10);
+
+/// The settings every test stamps with.
+pub fn settings() -> TrackerSettings {
+    TrackerSettings::new("test").expect("a non-empty namespace")
+}
+
+/// `n` structured events labelled `0..n`.
+pub fn events(n: usize) -> Vec<StampedEvent> {
+    let settings = settings();
+    (0..n)
+        .flat_map(|idx| {
+            settings.stamp(
+                Structured::new("test", "event")
+                    .expect("valid event")
+                    .label(idx.to_string()),
+            )
+        })
+        .collect()
+}
+
+/// Tracks `events` on `emitter`, returning their ids in order.
+pub fn track_all(emitter: &Addr<Emitter>, events: Vec<StampedEvent>) -> Vec<String> {
+    events
+        .into_iter()
+        .map(|event| {
+            let id = event.id().to_string();
+            emitter.do_send(Track::from(event));
+            id
+        })
+        .collect()
+}
+
+/// The emitter's stats, checking the accounting identity.
+pub async fn stats(emitter: &Addr<Emitter>) -> EmitterStats {
+    let stats = emitter.send(GetStats).await.expect("emitter alive");
+    assert!(
+        stats.is_balanced(),
+        "accounting identity broken: {stats:#?}"
+    );
+    stats
+}
+
+/// The labels (`se_la`) of recorded events, in order.
+pub fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.get("se_la").unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// `0..n` as strings, to compare with [`labels`].
+pub fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|idx| idx.to_string()).collect()
+}

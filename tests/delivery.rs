@@ -1,0 +1,76 @@
+//! POST and GET delivery to a real collector: the wire format as received.
+
+mod common;
+
+use common::collector::{CollectorConfig, TestCollector};
+use common::support::{events, labels, range_labels, stats, track_all, SOON};
+use snowplow_actix::{EmitterBuilder, Flush, Method};
+
+#[actix_rt::test]
+async fn post_delivers_batches_in_order_with_a_valid_envelope() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .build()
+        .unwrap()
+        .start();
+    let ids = track_all(&emitter, events(25));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(report.sent, 25);
+    assert!(!report.timed_out);
+    let received = collector.wait_for_events(25, SOON).await.unwrap();
+    assert_eq!(labels(&received), range_labels(0..25));
+    let received_ids: Vec<_> = received
+        .iter()
+        .map(|e| e.eid().unwrap().to_owned())
+        .collect();
+    assert_eq!(received_ids, ids);
+    let requests = collector.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.events.len()).collect::<Vec<_>>(),
+        [10, 10, 5]
+    );
+    for request in &requests {
+        assert!(request.valid, "{:?}", request.error);
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path, "/com.snowplowanalytics.snowplow/tp2");
+        assert_eq!(
+            request.content_type.as_deref(),
+            Some("application/json; charset=utf-8")
+        );
+        common::iglu::validate_post_body(&request.raw).unwrap();
+    }
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.received, stats.sent, stats.queued), (25, 25, 0));
+}
+
+#[actix_rt::test]
+async fn get_sends_one_request_per_event() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .method(Method::Get)
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(5));
+
+    let received = collector.wait_for_events(5, SOON).await.unwrap();
+
+    assert_eq!(labels(&received), range_labels(0..5));
+    let requests = collector.requests();
+    assert_eq!(requests.len(), 5);
+    for request in &requests {
+        assert_eq!(
+            (request.method.as_str(), request.path.as_str()),
+            ("GET", "/i")
+        );
+        assert_eq!(request.events.len(), 1);
+        let stm = request.events[0].get("stm").unwrap();
+        assert_eq!(stm.len(), 13, "stm in ms");
+        assert_eq!(request.events[0].names().last(), Some(&"stm"));
+    }
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!(report.queued, 0);
+    assert_eq!(stats(&emitter).await.sent, 5);
+}
