@@ -780,6 +780,18 @@ impl TestCollector {
     pub async fn start(config: CollectorConfig) -> TestCollector {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("test collector: bind 127.0.0.1:0");
+        Self::start_with(config, listener).await
+    }
+
+    /// Starts a collector on `addr`, e.g. a port a client was already failing to reach
+    /// (connection refused until now). Panics if it cannot bind.
+    pub async fn start_at(config: CollectorConfig, addr: SocketAddr) -> TestCollector {
+        let listener =
+            std::net::TcpListener::bind(addr).expect("test collector: bind the given address");
+        Self::start_with(config, listener).await
+    }
+
+    async fn start_with(config: CollectorConfig, listener: std::net::TcpListener) -> TestCollector {
         let addr = listener
             .local_addr()
             .expect("test collector: local address");

@@ -63,3 +63,14 @@ pub fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
 pub fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|idx| idx.to_string()).collect()
 }
+
+/// A local address nothing listens on (connection refused), free to bind later.
+pub fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address")
+}
+
+/// A jitter source returning `value` every time (exact backoff delays).
+pub fn fixed_jitter(value: f64) -> impl Fn() -> f64 + Send + Sync + 'static {
+    move || value
+}

@@ -1,0 +1,217 @@
+//! Retries: retryable failures go back to the front of the queue and are retried after an
+//! exponential backoff, capped, driven by the emitter's own timer; nothing is sent early.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
+use common::support::{
+    closed_port, events, fixed_jitter, labels, range_labels, stats, track_all, SOON,
+};
+use futures::channel::mpsc;
+use futures::StreamExt as _;
+use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Flush};
+
+fn gaps(requests: &[RecordedRequest]) -> Vec<Duration> {
+    requests
+        .windows(2)
+        .map(|pair| pair[1].at.duration_since(pair[0].at))
+        .collect()
+}
+
+#[actix_rt::test]
+async fn retries_500_until_the_collector_recovers_with_backoff_growing_and_capped() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_fail_first(4, 500),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .max_retry_delay(Duration::from_millis(400))
+        .jitter(fixed_jitter(0.1))
+        .build()
+        .unwrap()
+        .start();
+    let ids = track_all(&emitter, events(3));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (3, 0, false)
+    );
+    let requests = collector.requests();
+    assert_eq!(collector.statuses(), [500, 500, 500, 500, 200]);
+    // min(previous * 2 + 0.1 s, 0.4 s): 0.1, 0.3, 0.4 (capped), 0.4.
+    let expected = [100, 300, 400, 400].map(Duration::from_millis);
+    for (gap, delay) in gaps(&requests).into_iter().zip(expected) {
+        assert!(
+            gap >= delay,
+            "gap {gap:?} shorter than the backoff {delay:?}"
+        );
+        assert!(
+            gap <= delay * 5 + Duration::from_millis(250),
+            "gap {gap:?} for {delay:?}"
+        );
+    }
+    // The same events every time, in order, with a new stm per attempt.
+    let mut stms = Vec::new();
+    for request in &requests {
+        let eids: Vec<_> = request
+            .events
+            .iter()
+            .map(|e| e.eid().unwrap().to_owned())
+            .collect();
+        assert_eq!(eids, ids);
+        stms.push(
+            request.events[0]
+                .get("stm")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    assert!(
+        stms.windows(2).all(|pair| pair[1] > pair[0]),
+        "stm re-stamped: {stms:?}"
+    );
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.sent, stats.retried, stats.requests), (3, 12, 5));
+    assert_eq!((stats.consecutive_failures, stats.backoff_ms), (0, 0));
+}
+
+#[actix_rt::test]
+async fn retries_connection_refused_until_the_collector_starts() {
+    let addr = closed_port();
+    let (failures_tx, mut failures) = mpsc::unbounded();
+    let emitter = EmitterBuilder::new(format!("http://{addr}"))
+        .max_retry_delay(Duration::from_millis(200))
+        .jitter(fixed_jitter(0.05))
+        .on_failure(move |failure| {
+            let _ = failures_tx.unbounded_send((failure.reason.clone(), failure.will_retry));
+        })
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(2));
+    emitter.do_send(Flush::default());
+
+    for _ in 0..2 {
+        let (reason, will_retry) = failures.next().await.unwrap();
+        assert!(matches!(reason, FailureReason::Connection(_)), "{reason:?}");
+        assert!(will_retry);
+    }
+    let collector = TestCollector::start_at(CollectorConfig::default(), addr).await;
+
+    let received = collector.wait_for_events(2, SOON).await.unwrap();
+    assert_eq!(labels(&received), range_labels(0..2));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!(report.queued, 0);
+    let stats = stats(&emitter).await;
+    assert_eq!(stats.sent, 2);
+    assert!(stats.retried >= 4, "{stats:?}");
+}
+
+#[actix_rt::test]
+async fn nothing_is_sent_early_while_backing_off() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_fail_first(1, 500),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(2)
+        .max_retry_delay(Duration::from_secs(5))
+        .jitter(fixed_jitter(0.9))
+        .build()
+        .unwrap()
+        .start();
+    let mut all = events(5).into_iter();
+    // A full batch goes at once and fails: 0.9 s of backoff starts.
+    track_all(&emitter, all.by_ref().take(2).collect());
+    collector.wait_for_requests(1, SOON).await.unwrap();
+    // Full batches and an async flush arrive during the backoff: none of them sends.
+    track_all(&emitter, all.collect());
+    emitter.do_send(Flush::default());
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!((report.sent, report.timed_out), (5, false));
+    let requests = collector.requests();
+    let gap = requests[1].at.duration_since(requests[0].at);
+    assert!(
+        gap >= Duration::from_millis(900),
+        "sent {gap:?} after the failure"
+    );
+    assert_eq!(
+        requests.iter().map(|r| r.events.len()).collect::<Vec<_>>(),
+        [2, 2, 2, 1]
+    );
+    // The retried events go first, then the newer ones, in order.
+    assert_eq!(labels(&collector.events()), range_labels(0..5));
+}
+
+#[actix_rt::test]
+async fn max_attempts_drops_events_as_attempts_exhausted() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(500),
+    ))
+    .await;
+    let dropped = Arc::new(Mutex::new(Vec::new()));
+    let seen = dropped.clone();
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .max_attempts(3)
+        .max_retry_delay(Duration::from_millis(50))
+        .jitter(fixed_jitter(0.01))
+        .on_failure(move |failure| {
+            if let Some(reason) = failure.dropped {
+                seen.lock().unwrap().push((reason, failure.events.len()));
+            }
+        })
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(2));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(report.dropped.attempts_exhausted, 2);
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (0, 0, false)
+    );
+    assert_eq!(collector.request_count(), 3);
+    assert_eq!(
+        *dropped.lock().unwrap(),
+        [(DropReason::AttemptsExhausted, 2)]
+    );
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.retried, stats.dropped.attempts_exhausted), (4, 2));
+}
+
+#[actix_rt::test]
+async fn max_event_age_drops_old_events_as_expired_when_their_request_fails() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .max_event_age(Duration::from_millis(150))
+        .max_retry_delay(Duration::from_millis(60))
+        .jitter(fixed_jitter(0.06))
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(3));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(report.dropped.expired, 3);
+    assert_eq!((report.sent, report.queued), (0, 0));
+    let requests = collector.request_count();
+    assert!(
+        (3..=10).contains(&requests),
+        "{requests} attempts within the age"
+    );
+    assert_eq!(stats(&emitter).await.dropped.expired, 3);
+}
