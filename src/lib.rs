@@ -42,7 +42,7 @@ pub mod wire;
 
 pub use emitter::{
     backoff, DropCounts, DropReason, Emitter, EmitterBuilder, EmitterConfig, EmitterStats,
-    Endpoint, Failure, FailureCallback, FailureReason, FlushReport, Method, Protocol,
+    Endpoint, Failure, FailureCallback, FailureReason, FinalStats, FlushReport, Method, Protocol,
     RequestTimeout, SuccessCallback, DEFAULT_FLUSH_TIMEOUT, DEFAULT_GET_BATCH_SIZE,
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RETRY_DELAY,
     DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE, DEFAULT_REQUEST_TIMEOUT,
@@ -53,7 +53,7 @@ pub use event::{
     PageView, RemoveFromCart, ScreenView, SelfDescribing, SiteSearch, Structured, Transaction,
     TransactionItem,
 };
-pub use messages::{Flush, GetStats, Track};
+pub use messages::{Flush, GetStats, Shutdown, Track};
 pub use payload::Payload;
 pub use self_describing::SelfDescribingJson;
 pub use stamp::{

@@ -1,4 +1,4 @@
-//! The messages emitters understand: [`Track`], [`Flush`], [`GetStats`].
+//! The messages emitters understand: [`Track`], [`Flush`], [`Shutdown`], [`GetStats`].
 //!
 //! `Track` and an async `Flush` are sent without waiting (`do_send` / `try_send`); a sync
 //! flush and a stats request are request-reply (`send(..).await`).
@@ -62,6 +62,18 @@ impl Default for Flush {
 }
 
 impl Message for Flush {
+    type Result = FlushReport;
+}
+
+/// Shuts an emitter down: flushes with `timeout`, then counts what is left as dropped
+/// (`shutdown`) and refuses later events. Replies with the flush's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// How long the final flush waits at most.
+    pub timeout: Duration,
+}
+
+impl Message for Shutdown {
     type Result = FlushReport;
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::backoff::{default_jitter, Jitter};
 use super::endpoint::{Endpoint, Method, Protocol};
-use super::stats::{DropReason, FailureReason};
+use super::stats::{DropReason, FailureReason, FinalStats};
 use crate::error::BuildError;
 use crate::stamp::StampedEvent;
 use crate::store::{EventStore, InMemoryStore, DEFAULT_BUFFER_CAPACITY};
@@ -38,11 +38,16 @@ pub const DEFAULT_NON_RETRYABLE_CODES: [u16; 5] = [400, 401, 403, 410, 422];
 pub enum RequestTimeout {
     /// One limit for the whole request, connection included.
     Total(Duration),
-    /// Separate limits: connecting, then the answer once connected.
+    /// Separate limits: connecting, and the request once sent.
+    ///
+    /// With the default awc transport, `connect` caps establishing a connection (TCP and
+    /// TLS) and `response` caps each request from the moment it is sent to its answer;
+    /// a new connection made for a request counts inside `response` too, so keep it the
+    /// larger of the two.
     Split {
-        /// Establishing the connection (TCP and TLS).
+        /// Establishing a connection (TCP and TLS).
         connect: Duration,
-        /// Sending the request and receiving the answer.
+        /// A request, from sending to its answer.
         response: Duration,
     },
 }
@@ -55,10 +60,13 @@ impl RequestTimeout {
         }
     }
 
-    pub(crate) fn total(self) -> Duration {
+    /// The limit set on each request. awc counts waiting for a pooled connection and
+    /// connecting inside it, so with [`Split`](Self::Split) the response limit also bounds
+    /// a connection made for that request; the connect limit caps connecting on its own.
+    pub(crate) fn request(self) -> Duration {
         match self {
             Self::Total(total) => total,
-            Self::Split { connect, response } => connect + response,
+            Self::Split { response, .. } => response,
         }
     }
 }
@@ -421,7 +429,7 @@ impl EmitterBuilder {
         }
         for (name, duration) in [
             ("request_timeout", self.request_timeout.connect()),
-            ("request_timeout", self.request_timeout.total()),
+            ("request_timeout", self.request_timeout.request()),
             ("max_retry_delay", self.max_retry_delay),
         ]
         .into_iter()
@@ -479,6 +487,7 @@ impl EmitterBuilder {
                 jitter: self.jitter.unwrap_or_else(default_jitter),
             }),
             store,
+            final_stats: FinalStats::default(),
         })
     }
 }
@@ -487,6 +496,7 @@ impl EmitterBuilder {
 pub struct EmitterConfig {
     pub(crate) settings: Arc<Settings>,
     pub(crate) store: Box<dyn EventStore>,
+    pub(crate) final_stats: FinalStats,
 }
 
 impl fmt::Debug for EmitterConfig {
@@ -511,6 +521,12 @@ impl EmitterConfig {
     /// GET or POST.
     pub fn method(&self) -> Method {
         self.settings.method
+    }
+
+    /// Where the emitter's last stats appear once it has shut down or stopped (also after a
+    /// bare stop of its arbiter or of the system).
+    pub fn final_stats(&self) -> FinalStats {
+        self.final_stats.clone()
     }
 
     /// The batch size after defaults and clamping.

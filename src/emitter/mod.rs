@@ -11,21 +11,23 @@
 //! The actor owns its store, backoff and counters; handlers are thin and translate messages
 //! into calls on the pure parts ([`backoff`], [`crate::store`], [`crate::wire`]).
 
+mod actor;
 pub mod backoff;
 mod config;
-mod delivery;
 mod endpoint;
+mod flush;
+mod send;
 mod stats;
 
+pub use actor::Emitter;
 pub use config::{
     EmitterBuilder, EmitterConfig, Failure, FailureCallback, RequestTimeout, SuccessCallback,
     DEFAULT_FLUSH_TIMEOUT, DEFAULT_GET_BATCH_SIZE, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_RETRY_DELAY, DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
 };
-pub use delivery::Emitter;
 pub use endpoint::{Endpoint, Method, Protocol};
-pub use stats::{DropCounts, DropReason, EmitterStats, FailureReason, FlushReport};
+pub use stats::{DropCounts, DropReason, EmitterStats, FailureReason, FinalStats, FlushReport};
 
 use actix::{Addr, Arbiter, ArbiterHandle, Supervisor};
 

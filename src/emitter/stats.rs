@@ -1,6 +1,7 @@
 //! What an emitter counts and reports: stats, flush reports, drop and failure reasons.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -215,6 +216,25 @@ impl FlushReport {
         self.dropped = self.dropped.plus(&other.dropped);
         self.queued += other.queued;
         self.timed_out |= other.timed_out;
+    }
+}
+
+/// The stats an emitter leaves when it stops: set at shutdown and when the actor is dropped
+/// (its arbiter or the system stopping), readable from any thread afterwards.
+#[derive(Debug, Clone, Default)]
+pub struct FinalStats(Arc<Mutex<Option<EmitterStats>>>);
+
+impl FinalStats {
+    /// The last stats, once the emitter has shut down or stopped.
+    pub fn get(&self) -> Option<EmitterStats> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set(&self, stats: EmitterStats) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(stats);
     }
 }
 

@@ -117,6 +117,12 @@ pub trait EventStore: Send + 'static {
     /// The `seq` of the oldest queued event.
     fn oldest_seq(&self) -> Option<u64>;
 
+    /// Whether events survive the process: a durable store keeps what is left at shutdown
+    /// for the next start instead of dropping it.
+    fn is_durable(&self) -> bool {
+        false
+    }
+
     /// The `seq` to give the next event: one more than the largest stored (0 for a store
     /// that starts empty).
     fn next_seq(&self) -> u64 {
