@@ -16,20 +16,29 @@ use crate::transport::{Request, Response};
 use crate::wire::{push_post_body, Stm, BODY_PREFIX};
 
 impl Emitter {
-    pub(super) fn wants_to_send(&self) -> bool {
-        let queued = self.store.len();
-        queued > 0
-            && (self.draining
-                || !self.waiters.is_empty()
-                || queued >= self.settings.batch_size
-                || self
-                    .settings
-                    .byte_limit
-                    .is_some_and(|limit| self.queued_bytes >= limit as u64))
+    /// Whether the queue reached a size trigger: `batch_size` events or `byte_limit` bytes.
+    fn reached_limit(&self) -> bool {
+        self.store.len() >= self.settings.batch_size
+            || self
+                .settings
+                .byte_limit
+                .is_some_and(|limit| self.queued_bytes >= limit as u64)
     }
 
-    /// Sends requests while allowed: not backing off, below `max_in_flight`, and a reason
-    /// to send (a full batch, the byte limit, or a flush under way).
+    /// Whether a request should go out now: a flush is under way, or a size trigger fired
+    /// (which starts a flush of the whole queue, as the baseline's `reached_limit`).
+    pub(super) fn wants_to_send(&mut self) -> bool {
+        if self.store.is_empty() {
+            return false;
+        }
+        if !self.draining && self.reached_limit() {
+            self.draining = true;
+        }
+        self.draining || !self.waiters.is_empty()
+    }
+
+    /// Sends requests while allowed: not backing off, below `max_in_flight`, and a flush
+    /// under way (asked for, or started by a size trigger).
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.transport.is_none() || self.retry_at.is_some() {
             return;

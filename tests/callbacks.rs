@@ -1,0 +1,343 @@
+//! `on_success` and `on_failure`: what they receive, and that a panicking callback loses
+//! nothing.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::collector::{CollectorConfig, Faults, TestCollector};
+use common::support::{closed_port, events, fixed_jitter, stats, track_all, SOON};
+use snowplow_actix::{DropReason, EmitterBuilder, Failure, FailureReason, Flush, StampedEvent};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+/// What `on_failure` was given, owned.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    sent: usize,
+    eids: Vec<String>,
+    reason: FailureReason,
+    will_retry: bool,
+    dropped: Option<DropReason>,
+}
+
+impl Seen {
+    fn of(failure: &Failure<'_>) -> Self {
+        Seen {
+            sent: failure.sent,
+            eids: eids(failure.events),
+            reason: failure.reason.clone(),
+            will_retry: failure.will_retry,
+            dropped: failure.dropped,
+        }
+    }
+}
+
+fn eids(events: &[Arc<StampedEvent>]) -> Vec<String> {
+    events.iter().map(|e| e.id().to_string()).collect()
+}
+
+/// Each successful request's eids, in the order the callback saw them.
+type Successes = Arc<Mutex<Vec<Vec<String>>>>;
+
+/// A builder retrying at once (no jitter, cap 50 ms) and recording both callbacks.
+fn recording_builder(endpoint: String) -> (EmitterBuilder, Successes, UnboundedReceiver<Seen>) {
+    let successes = Successes::default();
+    let recorded = successes.clone();
+    let (tx, failures) = unbounded_channel();
+    let builder = EmitterBuilder::new(endpoint)
+        .jitter(fixed_jitter(0.0))
+        .max_retry_delay(Duration::from_millis(50))
+        .on_success(move |events| recorded.lock().unwrap().push(eids(events)))
+        .on_failure(move |failure| {
+            let _ = tx.send(Seen::of(failure));
+        });
+    (builder, successes, failures)
+}
+
+/// Every failure reported so far (callbacks run before the flush that settles them returns).
+fn reported(rx: &mut UnboundedReceiver<Seen>) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    while let Ok(failure) = rx.try_recv() {
+        seen.push(failure);
+    }
+    seen
+}
+
+async fn next_failure(rx: &mut UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(SOON, rx.recv())
+        .await
+        .expect("a failure in time")
+        .expect("callback channel open")
+}
+
+/// The eids of each accepted request the collector recorded, in order.
+fn accepted_requests(collector: &TestCollector) -> Vec<Vec<String>> {
+    collector
+        .requests()
+        .iter()
+        .filter(|r| r.accepted())
+        .map(|r| {
+            r.events
+                .iter()
+                .map(|e| e.eid().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn on_success_receives_exactly_the_events_of_each_successful_request() {
+    // The second request fails once and is retried.
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([200, 500]),
+    ))
+    .await;
+    let (builder, successes, mut failures) = recording_builder(collector.endpoint());
+    let emitter = builder.batch_size(4).build().unwrap().start();
+    let ids = track_all(&emitter, events(10));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (10, 0, false)
+    );
+    assert_eq!(collector.statuses(), [200, 500, 200, 200]);
+    let succeeded = successes.lock().unwrap().clone();
+    assert_eq!(
+        succeeded,
+        [ids[0..4].to_vec(), ids[4..8].to_vec(), ids[8..10].to_vec()]
+    );
+    assert_eq!(succeeded, accepted_requests(&collector));
+    assert_eq!(collector.event_ids(), ids);
+    let failed = reported(&mut failures);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].eids, ids[4..8]);
+    let stats = stats(&emitter).await;
+    assert_eq!(
+        (stats.sent, stats.requests, stats.callback_panics),
+        (10, 4, 0)
+    );
+}
+
+#[actix_rt::test]
+async fn on_failure_receives_the_status_the_events_and_whether_they_are_retried() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([500, 200, 400]),
+    ))
+    .await;
+    let (builder, successes, mut failures) = recording_builder(collector.endpoint());
+    let emitter = builder.build().unwrap().start();
+    let first = track_all(&emitter, events(3));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!(report.sent, 3);
+    let second = track_all(&emitter, events(2));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!((report.sent, report.dropped.rejected), (0, 2));
+    assert_eq!(
+        reported(&mut failures),
+        [
+            Seen {
+                sent: 0,
+                eids: first.clone(),
+                reason: FailureReason::Status(500),
+                will_retry: true,
+                dropped: None,
+            },
+            Seen {
+                sent: 0,
+                eids: second,
+                reason: FailureReason::Status(400),
+                will_retry: false,
+                dropped: Some(DropReason::Rejected),
+            },
+        ]
+    );
+    assert_eq!(*successes.lock().unwrap(), vec![first.clone()]);
+    assert_eq!(collector.event_ids(), first);
+    let stats = stats(&emitter).await;
+    assert_eq!(
+        (stats.sent, stats.retried, stats.dropped.rejected),
+        (3, 3, 2)
+    );
+}
+
+#[actix_rt::test]
+async fn on_failure_receives_connection_errors() {
+    let addr = closed_port();
+    let (builder, successes, mut failures) = recording_builder(format!("http://{addr}"));
+    // Retries every 10-50 ms while nothing listens.
+    let emitter = builder.jitter(fixed_jitter(0.01)).build().unwrap().start();
+    let ids = track_all(&emitter, events(2));
+    emitter.do_send(Flush::default());
+
+    let failure = next_failure(&mut failures).await;
+
+    assert!(
+        matches!(failure.reason, FailureReason::Connection(_)),
+        "{failure:?}"
+    );
+    assert_eq!(
+        (
+            failure.sent,
+            failure.eids,
+            failure.will_retry,
+            failure.dropped
+        ),
+        (0, ids.clone(), true, None)
+    );
+    assert!(successes.lock().unwrap().is_empty());
+
+    let collector = TestCollector::start_at(CollectorConfig::default(), addr).await;
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_eq!(*successes.lock().unwrap(), vec![ids.clone()]);
+    assert_eq!(collector.event_ids(), ids);
+    for failure in reported(&mut failures) {
+        assert!(
+            matches!(failure.reason, FailureReason::Connection(_)) && failure.will_retry,
+            "{failure:?}"
+        );
+    }
+    assert_eq!(stats(&emitter).await.sent, 2);
+}
+
+#[actix_rt::test]
+async fn on_failure_receives_timeouts() {
+    // The first answer comes 2 s late; the emitter gives up after 200 ms and retries. The
+    // late answer is a 503, so the collector does not keep that request's events.
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none()
+            .with_sequence([503])
+            .with_delay_first(1, Duration::from_secs(2)),
+    ))
+    .await;
+    let (builder, successes, mut failures) = recording_builder(collector.endpoint());
+    let emitter = builder
+        .request_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap()
+        .start();
+    let ids = track_all(&emitter, events(3));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (3, 0, false)
+    );
+    assert_eq!(
+        reported(&mut failures),
+        [Seen {
+            sent: 0,
+            eids: ids.clone(),
+            reason: FailureReason::Timeout,
+            will_retry: true,
+            dropped: None,
+        }]
+    );
+    assert_eq!(*successes.lock().unwrap(), vec![ids.clone()]);
+    assert_eq!(collector.statuses(), [503, 200]);
+    assert_eq!(collector.event_ids(), ids);
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.sent, stats.retried, stats.requests), (3, 3, 2));
+}
+
+#[actix_rt::test]
+async fn a_panicking_on_success_loses_nothing() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(4)
+        .on_success(|_| panic!("on_success panics on purpose"))
+        .build()
+        .unwrap()
+        .start();
+    let mut ids = track_all(&emitter, events(10));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (10, 0, false)
+    );
+    assert_eq!(report.dropped.total(), 0);
+    assert_eq!(
+        collector.event_ids(),
+        ids,
+        "each event delivered exactly once"
+    );
+    let after = stats(&emitter).await;
+    assert_eq!(
+        (after.sent, after.requests, after.callback_panics),
+        (10, 3, 3)
+    );
+
+    // The emitter keeps working.
+    ids.extend(track_all(&emitter, events(3)));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!(report.sent, 3);
+    assert_eq!(collector.event_ids(), ids);
+    let done = stats(&emitter).await;
+    assert_eq!(
+        (done.sent, done.requests, done.callback_panics, done.queued),
+        (13, 4, 4, 0)
+    );
+}
+
+#[actix_rt::test]
+async fn a_panicking_on_failure_loses_nothing() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([500, 503, 200, 400]),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .jitter(fixed_jitter(0.0))
+        .max_retry_delay(Duration::from_millis(50))
+        .on_failure(|_| panic!("on_failure panics on purpose"))
+        .build()
+        .unwrap()
+        .start();
+    let mut delivered = track_all(&emitter, events(3));
+
+    // Two failures, each with a panic: the events are still retried and delivered once.
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (3, 0, false)
+    );
+    assert_eq!(collector.statuses(), [500, 503, 200]);
+    assert_eq!(collector.event_ids(), delivered);
+    let after = stats(&emitter).await;
+    assert_eq!(
+        (after.sent, after.retried, after.callback_panics),
+        (3, 6, 2)
+    );
+
+    // A rejected request: dropped and counted as usual, despite the panic.
+    track_all(&emitter, events(2));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!((report.sent, report.dropped.rejected), (0, 2));
+    let after = stats(&emitter).await;
+    assert_eq!((after.dropped.rejected, after.callback_panics), (2, 3));
+
+    // And the emitter keeps working.
+    delivered.extend(track_all(&emitter, events(2)));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!(report.sent, 2);
+    assert_eq!(collector.event_ids(), delivered);
+    let done = stats(&emitter).await;
+    assert_eq!(
+        (
+            done.received,
+            done.sent,
+            done.dropped.total(),
+            done.queued,
+            done.callback_panics
+        ),
+        (7, 5, 2, 0, 3)
+    );
+}

@@ -1,0 +1,179 @@
+//! `buffer_capacity` bounds queued plus in-flight events: the newest events that do not fit
+//! are dropped as `capacity`; requeued events do not count twice; what was accepted is
+//! delivered once the collector is back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::collector::{CollectorConfig, Faults, TestCollector};
+use common::support::{events, fixed_jitter, stats, track_all, SOON};
+use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+/// A collector that answers 503 to everything until its faults are cleared.
+async fn down_collector() -> TestCollector {
+    TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await
+}
+
+/// An emitter builder retrying every 10 to 50 ms, reporting each failed request's reason.
+fn retrying_builder(
+    endpoint: String,
+) -> (EmitterBuilder, UnboundedReceiver<(FailureReason, bool)>) {
+    let (tx, rx) = unbounded_channel();
+    let builder = EmitterBuilder::new(endpoint)
+        .jitter(fixed_jitter(0.01))
+        .max_retry_delay(Duration::from_millis(50))
+        .on_failure(move |failure| {
+            let _ = tx.send((failure.reason.clone(), failure.will_retry));
+        });
+    (builder, rx)
+}
+
+async fn next_failure(rx: &mut UnboundedReceiver<(FailureReason, bool)>) -> (FailureReason, bool) {
+    tokio::time::timeout(SOON, rx.recv())
+        .await
+        .expect("a failed request in time")
+        .expect("callback channel open")
+}
+
+#[actix_rt::test]
+async fn a_full_buffer_drops_the_newest_events_as_capacity() {
+    let collector = down_collector().await;
+    let (builder, mut failures) = retrying_builder(collector.endpoint());
+    let emitter = builder.buffer_capacity(5).build().unwrap().start();
+    let all = events(8);
+    let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
+
+    track_all(&emitter, all);
+
+    let full = stats(&emitter).await;
+    assert_eq!(full.received, 8);
+    assert_eq!(full.dropped.capacity, 3);
+    assert_eq!(full.dropped.total(), 3);
+    assert_eq!(full.accepted(), 5);
+    assert_eq!(full.accepted(), full.received - full.dropped.capacity);
+    assert_eq!(full.queued + full.in_flight, 5);
+    assert_eq!(full.sent, 0);
+
+    // Still full while the collector stays down and requests keep failing.
+    assert_eq!(
+        next_failure(&mut failures).await,
+        (FailureReason::Status(503), true)
+    );
+    let still = stats(&emitter).await;
+    assert_eq!(
+        (still.queued + still.in_flight, still.dropped.capacity),
+        (5, 3)
+    );
+
+    collector.clear_faults();
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (5, 0, false)
+    );
+    assert_eq!(
+        collector.event_ids(),
+        ids[..5],
+        "the accepted events, in order"
+    );
+    let done = stats(&emitter).await;
+    assert_eq!((done.sent, done.dropped.capacity, done.queued), (5, 3, 0));
+
+    // Delivered events free the buffer: five more fit.
+    let more = track_all(&emitter, events(5));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!(report.sent, 5);
+    assert_eq!(collector.event_ids()[5..], more);
+    let done = stats(&emitter).await;
+    assert_eq!(
+        (done.received, done.sent, done.dropped.capacity),
+        (13, 10, 3)
+    );
+}
+
+#[actix_rt::test]
+async fn exactly_capacity_events_survive_a_failed_request() {
+    let collector = down_collector().await;
+    let (builder, mut failures) = retrying_builder(collector.endpoint());
+    let emitter = builder.buffer_capacity(5).build().unwrap().start();
+
+    // The fifth event fills the batch (clamped to the capacity): a request goes out and fails.
+    let ids = track_all(&emitter, events(5));
+    assert_eq!(
+        next_failure(&mut failures).await,
+        (FailureReason::Status(503), true)
+    );
+
+    let requeued = stats(&emitter).await;
+    assert_eq!(requeued.dropped.total(), 0, "{requeued:#?}");
+    assert_eq!(requeued.queued + requeued.in_flight, 5);
+    assert!(requeued.retried >= 5);
+
+    collector.clear_faults();
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (5, 0, false)
+    );
+    assert_eq!(report.dropped.total(), 0);
+    assert_eq!(collector.event_ids(), ids);
+    let done = stats(&emitter).await;
+    assert_eq!((done.received, done.sent, done.dropped.total()), (5, 5, 0));
+}
+
+#[actix_rt::test]
+async fn requeued_events_do_not_count_against_capacity_twice() {
+    let collector = down_collector().await;
+    let (builder, mut failures) = retrying_builder(collector.endpoint());
+    let emitter = builder
+        .buffer_capacity(6)
+        .batch_size(4)
+        .build()
+        .unwrap()
+        .start();
+    let all = events(7);
+    let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
+    let mut all = all.into_iter();
+
+    // Four events go out as a batch and come back to the queue.
+    track_all(&emitter, all.by_ref().take(4).collect());
+    assert_eq!(
+        next_failure(&mut failures).await,
+        (FailureReason::Status(503), true)
+    );
+    let requeued = stats(&emitter).await;
+    assert_eq!(requeued.dropped.total(), 0);
+    assert_eq!(requeued.queued + requeued.in_flight, 4);
+
+    // Two more fit (4 + 2 = 6); the seventh does not.
+    track_all(&emitter, all.by_ref().take(2).collect());
+    let filled = stats(&emitter).await;
+    assert_eq!(filled.dropped.total(), 0, "{filled:#?}");
+    assert_eq!(filled.queued + filled.in_flight, 6);
+    track_all(&emitter, all.collect());
+    let full = stats(&emitter).await;
+    assert_eq!((full.received, full.dropped.capacity), (7, 1));
+    assert_eq!(full.accepted(), 6);
+    assert_eq!(full.queued + full.in_flight, 6);
+
+    collector.clear_faults();
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (6, 0, false)
+    );
+    assert_eq!(collector.event_ids(), ids[..6]);
+    let done = stats(&emitter).await;
+    assert_eq!(
+        (done.sent, done.dropped.capacity, done.dropped.total()),
+        (6, 1, 1)
+    );
+}
