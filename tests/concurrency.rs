@@ -1,0 +1,341 @@
+//! `max_in_flight`: concurrent requests against a real collector, FIFO with one request at a
+//! time, exactly-once delivery with several, and concurrent sync flushes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
+use common::support::{events, fixed_jitter, labels, range_labels, stats, track_all, SOON};
+use futures::future::join_all;
+use futures::FutureExt as _;
+use snowplow_actix::{EmitterBuilder, Flush, FlushReport, Method};
+
+/// When each answer reached the emitter (success or failure callback), in callback order.
+type Answers = Arc<Mutex<Vec<Instant>>>;
+
+/// `builder` with callbacks recording when each answer arrived.
+fn recording_answers(builder: EmitterBuilder) -> (EmitterBuilder, Answers) {
+    let answers = Answers::default();
+    let on_success = answers.clone();
+    let on_failure = answers.clone();
+    let builder = builder
+        .on_success(move |_| on_success.lock().unwrap().push(Instant::now()))
+        .on_failure(move |_| on_failure.lock().unwrap().push(Instant::now()));
+    (builder, answers)
+}
+
+fn answers(answers: &Answers) -> Vec<Instant> {
+    answers.lock().unwrap().clone()
+}
+
+/// The `eid`s the collector accepted, sorted, duplicates kept.
+fn sorted_accepted(collector: &TestCollector) -> Vec<String> {
+    let mut ids = collector.event_ids();
+    ids.sort();
+    ids
+}
+
+/// Events carried by requests that were not accepted (each retried once per failure).
+fn events_in_failed_requests(requests: &[RecordedRequest]) -> u64 {
+    requests
+        .iter()
+        .filter(|r| !r.accepted())
+        .map(|r| r.events.len() as u64)
+        .sum()
+}
+
+#[actix_rt::test]
+async fn max_in_flight_four_has_four_requests_at_the_collector_before_the_first_answer() {
+    let delay = Duration::from_millis(300);
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_delay(delay),
+    ))
+    .await;
+    let (builder, answered) = recording_answers(
+        EmitterBuilder::new(collector.endpoint())
+            .max_in_flight(4)
+            .batch_size(5),
+    );
+    let emitter = builder.build().unwrap().start();
+    let mut ids = track_all(&emitter, events(40));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (40, 0, false)
+    );
+    let requests = collector.requests();
+    assert_eq!(requests.len(), 8);
+    assert!(requests.iter().all(|r| r.events.len() == 5 && r.accepted()));
+    let first_answer = *answers(&answered).iter().min().unwrap();
+    // Four requests reached the collector before any answer reached the emitter …
+    assert!(requests[3].at < first_answer);
+    let spread = requests[3].at - requests[0].at;
+    assert!(
+        spread < delay,
+        "4 concurrent requests arrived over {spread:?}"
+    );
+    // … and a fifth only after one: never more than four outstanding.
+    assert!(requests[4].at > first_answer);
+    assert!(requests[4].at - requests[0].at >= delay);
+    ids.sort();
+    assert_eq!(sorted_accepted(&collector), ids);
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.sent, stats.requests, stats.retried), (40, 8, 0));
+    assert_eq!((stats.in_flight, stats.in_flight_requests), (0, 0));
+}
+
+#[actix_rt::test]
+async fn by_default_requests_go_one_at_a_time_and_events_arrive_in_order() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_delay(Duration::from_millis(10)),
+    ))
+    .await;
+    let (builder, answered) =
+        recording_answers(EmitterBuilder::new(collector.endpoint()).batch_size(5));
+    let emitter = builder.build().unwrap().start();
+    let ids = track_all(&emitter, events(60));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (60, 0, false)
+    );
+    let requests = collector.requests();
+    let answered = answers(&answered);
+    assert_eq!(requests.len(), 12);
+    assert_eq!(answered.len(), 12);
+    for i in 1..requests.len() {
+        assert!(
+            requests[i].at > answered[i - 1],
+            "request {i} left before the answer to request {}",
+            i - 1
+        );
+    }
+    assert_eq!(labels(&collector.events()), range_labels(0..60));
+    assert_eq!(collector.event_ids(), ids);
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.sent, stats.requests), (60, 12));
+}
+
+#[actix_rt::test]
+async fn by_default_events_arrive_in_order_through_retries() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_failure_rate(0.3, 7, 503),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(5)
+        .jitter(fixed_jitter(0.0))
+        .max_retry_delay(Duration::from_millis(10))
+        .build()
+        .unwrap()
+        .start();
+    let ids = track_all(&emitter, events(100));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (100, 0, false)
+    );
+    let requests = collector.requests();
+    let failed = events_in_failed_requests(&requests);
+    assert!(failed > 0, "the seed produces failures");
+    assert_eq!(labels(&collector.events()), range_labels(0..100));
+    assert_eq!(collector.event_ids(), ids);
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.sent, stats.retried), (100, failed));
+    assert_eq!(stats.requests, requests.len() as u64);
+}
+
+#[actix_rt::test]
+async fn several_requests_in_flight_deliver_every_event_exactly_once_through_failures() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none()
+            .with_failure_rate(0.3, 11, 503)
+            .with_delay(Duration::from_millis(5)),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .max_in_flight(4)
+        .batch_size(5)
+        .jitter(fixed_jitter(0.0))
+        .max_retry_delay(Duration::from_millis(10))
+        .build()
+        .unwrap()
+        .start();
+    let mut ids = track_all(&emitter, events(200));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (200, 0, false)
+    );
+    assert_eq!(report.dropped.total(), 0);
+    ids.sort();
+    assert_eq!(sorted_accepted(&collector), ids, "each event exactly once");
+    let requests = collector.requests();
+    let failed = events_in_failed_requests(&requests);
+    assert!(failed > 0, "the seed produces failures");
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.sent, stats.retried), (200, failed));
+    assert_eq!(stats.requests, requests.len() as u64);
+}
+
+#[actix_rt::test]
+async fn concurrent_sync_flushes_all_resolve_with_the_same_complete_report() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_delay(Duration::from_millis(100)),
+    ))
+    .await;
+    // Nothing goes out before the first flush: the batch is larger than what is tracked.
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(100)
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(30));
+
+    let reports = join_all((0..5).map(|_| emitter.send(Flush::default()))).await;
+
+    let expected = FlushReport {
+        sent: 30,
+        queued: 0,
+        timed_out: false,
+        ..FlushReport::default()
+    };
+    for report in reports {
+        assert_eq!(report.unwrap(), expected);
+    }
+    assert_eq!(collector.request_count(), 1);
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.sent, stats.queued), (30, 0));
+}
+
+#[actix_rt::test]
+async fn concurrent_sync_flushes_interleaved_with_tracking_resolve_in_order_and_agree() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_delay(Duration::from_millis(20)),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(100)
+        .build()
+        .unwrap()
+        .start();
+    // Track 10, flush, track 10, flush, track 10, flush: each flush covers what came before.
+    let resolved = Arc::new(AtomicUsize::new(0));
+    let mut flushes = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.extend(track_all(&emitter, events(10)));
+        let order = resolved.clone();
+        flushes.push(
+            emitter
+                .send(Flush::default())
+                .map(move |report| (order.fetch_add(1, Ordering::SeqCst), report.unwrap())),
+        );
+    }
+
+    let results = join_all(flushes).await;
+
+    for (k, (order, report)) in results.iter().enumerate() {
+        assert_eq!(*order, k, "flush {k} resolved in order: {results:?}");
+        assert!(!report.timed_out, "{report:?}");
+        assert_eq!(report.dropped.total(), 0);
+        // Everything tracked before flush k is settled, so only later events may be left.
+        let left_at_most = 30 - 10 * (k as u64 + 1);
+        assert!(report.queued <= left_at_most, "flush {k}: {report:?}");
+        assert!(report.sent + report.queued <= 30, "flush {k}: {report:?}");
+    }
+    // The first flush started with nothing sent and resolved when its 10 events were: its
+    // request carried exactly those (only they were queued when it was handled).
+    assert_eq!(results[0].1.sent, 10);
+    assert_eq!(results[2].1.queued, 0);
+    assert_eq!(collector.event_ids(), ids, "once each, in order");
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.received, stats.sent, stats.queued), (30, 30, 0));
+}
+
+#[actix_rt::test]
+async fn a_short_flush_deadline_does_not_end_a_concurrent_longer_flush() {
+    let delay = Duration::from_millis(500);
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_delay(delay),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(15)
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(30));
+
+    let short = emitter.send(Flush::with_timeout(delay / 10));
+    let long = emitter.send(Flush::default());
+    let (short, long) = futures::join!(short, long);
+
+    let (short, long) = (short.unwrap(), long.unwrap());
+    assert!(short.timed_out, "{short:?}");
+    assert_eq!(
+        (short.sent, short.queued),
+        (0, 30),
+        "no answer within its deadline"
+    );
+    assert!(!long.timed_out, "{long:?}");
+    assert_eq!((long.sent, long.queued), (30, 0));
+    assert_eq!(stats(&emitter).await.sent, 30);
+}
+
+#[actix_rt::test]
+async fn get_with_max_in_flight_eight_delivers_every_event_exactly_once() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none()
+            .with_failure_rate(0.2, 3, 503)
+            .with_delay_first(8, Duration::from_millis(200)),
+    ))
+    .await;
+    let (builder, answered) = recording_answers(
+        EmitterBuilder::new(collector.endpoint())
+            .method(Method::Get)
+            .max_in_flight(8)
+            .jitter(fixed_jitter(0.0))
+            .max_retry_delay(Duration::from_millis(10)),
+    );
+    let emitter = builder.build().unwrap().start();
+    let mut ids = track_all(&emitter, events(100));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (100, 0, false)
+    );
+    assert_eq!(report.dropped.total(), 0);
+    ids.sort();
+    assert_eq!(sorted_accepted(&collector), ids, "each event exactly once");
+    let accepted: BTreeSet<_> = collector.event_ids().into_iter().collect();
+    assert_eq!(accepted.len(), 100);
+    let requests = collector.wait_for_requests(8, SOON).await.unwrap();
+    assert!(requests
+        .iter()
+        .all(|r| r.method == "GET" && r.events.len() == 1));
+    let first_answer = *answers(&answered).iter().min().unwrap();
+    assert!(
+        requests[7].at < first_answer,
+        "8 requests outstanding at once"
+    );
+    let failed = events_in_failed_requests(&requests);
+    assert!(failed > 0, "the seed produces failures");
+    let stats = stats(&emitter).await;
+    assert_eq!((stats.sent, stats.retried), (100, failed));
+    assert_eq!(stats.requests, requests.len() as u64);
+}
