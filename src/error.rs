@@ -103,6 +103,61 @@ pub enum BuildError {
     /// A status outside 100..=599 was listed in `custom_retry_codes`.
     #[error("status {0} is not an HTTP status code")]
     InvalidStatusCode(u16),
+    /// A tracker was built without any emitter: its events would go nowhere.
+    #[error("a tracker needs at least one emitter")]
+    NoEmitter,
+    /// Built outside a running actix `System`: actors cannot start.
+    #[error("a tracker must be built inside a running actix System")]
+    NoSystem,
+}
+
+/// An event could not be tracked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrackError {
+    /// The tracker was shut down.
+    #[error("the tracker is shut down")]
+    ShutDown,
+    /// The fan-out cannot keep up: its mailbox is full. The event was dropped and counted
+    /// (`refused` in the tracker's stats).
+    #[error("the tracker's queue is full: the event was dropped")]
+    QueueFull,
+}
+
+/// A flush could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The tracker or emitter was shut down.
+    #[error("the tracker is shut down")]
+    ShutDown,
+    /// The actors did not answer (their arbiter or the system stopped).
+    #[error("the emitters did not answer")]
+    Unavailable,
+}
+
+/// A shutdown could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShutdownError {
+    /// The tracker was already shut down.
+    #[error("the tracker is already shut down")]
+    AlreadyShutDown,
+    /// The actors did not answer (their arbiter or the system stopped).
+    #[error("the emitters did not answer")]
+    Unavailable,
+}
+
+/// An emitter could not be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddEmitterError {
+    /// Its settings are invalid.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The tracker was shut down.
+    #[error("the tracker is shut down")]
+    ShutDown,
 }
 
 /// Why a request to the collector failed before an HTTP status was received.

@@ -31,12 +31,15 @@
 mod emitter;
 mod error;
 mod event;
+mod fanout;
 mod messages;
 mod payload;
 mod self_describing;
 mod stamp;
 pub mod store;
 mod subject;
+mod timer;
+mod tracker;
 pub mod transport;
 pub mod wire;
 
@@ -47,12 +50,16 @@ pub use emitter::{
     DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RETRY_DELAY,
     DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE, DEFAULT_REQUEST_TIMEOUT,
 };
-pub use error::{BuildError, EventError, StoreError, TransportError};
+pub use error::{
+    AddEmitterError, BuildError, EventError, FlushError, ShutdownError, StoreError, TrackError,
+    TransportError,
+};
 pub use event::{
     AddToCart, Event, EventOptions, FormChange, FormElement, FormSubmit, LinkClick, PagePing,
     PageView, RemoveFromCart, ScreenView, SelfDescribing, SiteSearch, Structured, Transaction,
     TransactionItem,
 };
+pub use fanout::{EmitterReport, Fanout};
 pub use messages::{Flush, GetStats, Shutdown, Track};
 pub use payload::Payload;
 pub use self_describing::SelfDescribingJson;
@@ -61,6 +68,10 @@ pub use stamp::{
 };
 pub use store::DEFAULT_BUFFER_CAPACITY;
 pub use subject::{Platform, Subject};
+pub use timer::{FlushTimer, SetFlushInterval};
+pub use tracker::{
+    CustomEmitter, EmitterHandle, Tracker, TrackerBuilder, TrackerStats, DEFAULT_FLUSH_INTERVAL,
+};
 
 /// Iglu schema URIs of the envelopes and events this crate builds.
 pub mod schemas {

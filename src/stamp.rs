@@ -155,7 +155,7 @@ impl TrackerSettings {
         self.stamp_each_with_extra(event, Some(request_subject), &mut sink);
     }
 
-    fn stamp_each_with_extra<E: Event>(
+    pub(crate) fn stamp_each_with_extra<E: Event>(
         &self,
         event: E,
         extra: Option<&Subject>,

@@ -219,7 +219,6 @@ impl Actor for Emitter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
         self.transport = Some((self.settings.transport)());
         if let Some(at) = self.retry_at {
             self.schedule_retry(at.saturating_duration_since(Instant::now()), ctx);

@@ -25,11 +25,12 @@ pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1;
 /// How long a sync flush waits at most before it reports what is left.
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Messages an emitter's mailbox holds before a `try_send` of `Track` fails: with 4 096
-/// messages of one pointer each, a full-speed producer never waits on it while the buffer
-/// has room, and an emitter that cannot keep up refuses (and counts) events instead of
-/// growing memory.
-pub const DEFAULT_MAILBOX_CAPACITY: usize = 4_096;
+/// Messages a mailbox (an emitter's, the fan-out's) holds at least before a `try_send` of
+/// `Track` fails. An emitter's mailbox holds as many messages as its buffer holds events
+/// when that is more: a burst that the buffer has room for is never refused at the
+/// mailbox, while an emitter that cannot keep up at all refuses (and counts) events instead
+/// of growing memory without bound (at most the buffer plus the mailbox).
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 10_000;
 /// Statuses that are not retried unless `custom_retry_codes` says otherwise.
 pub const DEFAULT_NON_RETRYABLE_CODES: [u16; 5] = [400, 401, 403, 410, 422];
 
@@ -194,7 +195,7 @@ pub struct EmitterBuilder {
     max_in_flight: usize,
     max_attempts: Option<u32>,
     max_event_age: Option<Duration>,
-    mailbox_capacity: usize,
+    mailbox_capacity: Option<usize>,
     on_success: Option<SuccessCallback>,
     on_failure: Option<FailureCallback>,
     store: Option<Box<dyn EventStore>>,
@@ -232,7 +233,7 @@ impl EmitterBuilder {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_attempts: None,
             max_event_age: None,
-            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            mailbox_capacity: None,
             on_success: None,
             on_failure: None,
             store: None,
@@ -340,9 +341,10 @@ impl EmitterBuilder {
         self
     }
 
-    /// Messages the emitter's mailbox holds (default [`DEFAULT_MAILBOX_CAPACITY`]).
+    /// Messages the emitter's mailbox holds (default the larger of
+    /// [`DEFAULT_MAILBOX_CAPACITY`] and the buffer capacity).
     pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
-        self.mailbox_capacity = capacity;
+        self.mailbox_capacity = Some(capacity);
         self
     }
 
@@ -422,8 +424,12 @@ impl EmitterBuilder {
             .map(|limit| nonzero(limit, "byte_limit"))
             .transpose()?;
         let max_in_flight = nonzero(self.max_in_flight, "max_in_flight")?;
-        let mailbox_capacity = nonzero(self.mailbox_capacity, "mailbox_capacity")?;
         let buffer_capacity = nonzero(self.buffer_capacity, "buffer_capacity")?;
+        let mailbox_capacity = nonzero(
+            self.mailbox_capacity
+                .unwrap_or(DEFAULT_MAILBOX_CAPACITY.max(buffer_capacity)),
+            "mailbox_capacity",
+        )?;
         if self.max_attempts == Some(0) {
             return Err(BuildError::Zero("max_attempts"));
         }
@@ -527,6 +533,11 @@ impl EmitterConfig {
     /// bare stop of its arbiter or of the system).
     pub fn final_stats(&self) -> FinalStats {
         self.final_stats.clone()
+    }
+
+    /// Messages the emitter's mailbox holds.
+    pub fn mailbox_capacity(&self) -> usize {
+        self.settings.mailbox_capacity
     }
 
     /// The batch size after defaults and clamping.

@@ -29,7 +29,12 @@ pub use config::{
 pub use endpoint::{Endpoint, Method, Protocol};
 pub use stats::{DropCounts, DropReason, EmitterStats, FailureReason, FinalStats, FlushReport};
 
-use actix::{Addr, Arbiter, ArbiterHandle, Supervisor};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use actix::dev::{channel, ContextFut};
+use actix::{Addr, Arbiter, ArbiterHandle, Context};
 
 impl EmitterConfig {
     /// Starts the emitter on a new arbiter of its own, under a supervisor.
@@ -46,7 +51,39 @@ impl EmitterConfig {
         self.start_on(arbiter, None)
     }
 
+    /// What `actix::Supervisor::start_in_arbiter` does, but with the mailbox at its full
+    /// capacity from the first message: that one creates it with 16 places and the actor
+    /// can only grow it once running on its arbiter, so a burst sent right after the start
+    /// would be refused.
     fn start_on(self, arbiter: &ArbiterHandle, own: Option<ArbiterHandle>) -> Addr<Emitter> {
-        Supervisor::start_in_arbiter(arbiter, move |_| Emitter::new(self, own))
+        let (sender, receiver) = channel::channel(self.settings.mailbox_capacity);
+        arbiter.spawn_fn(move || {
+            let mut ctx = Context::with_receiver(receiver);
+            ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+            let emitter = Emitter::new(self, own);
+            actix_rt::spawn(Supervised(ctx.into_future(emitter)));
+        });
+        Addr::new(sender)
+    }
+}
+
+/// Runs an emitter and restarts it when it stops while addresses to it remain: the
+/// supervision of `actix::Supervisor` (`Supervised::restarting`, then `started` again).
+struct Supervised(ContextFut<Emitter, Context<Emitter>>);
+
+impl Future for Supervised {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        loop {
+            match Pin::new(&mut self.0).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    if !self.0.restart() {
+                        return Poll::Ready(());
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,572 @@
+//! The tracker: the handle applications keep, and the actors behind it.
+//!
+//! ```text
+//! Tracker::track ──Track (try_send)──▶ Fanout ──Track──▶ Emitter(s), each on its own arbiter
+//! Tracker::flush ──Flush (send)──────▶ Fanout ──Flush──▶ … replies merged into one FlushReport
+//! FlushTimer ─────Flush (do_send, every interval)──▶ Fanout
+//! ```
+//!
+//! The fan-out and the timers run on an arbiter of the tracker's own, each built-in emitter
+//! on one of its own, so an application's worker threads only stamp events and hand them
+//! over.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use crate::emitter::{
+    Emitter, EmitterBuilder, EmitterConfig, EmitterStats, FinalStats, FlushReport,
+    DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAILBOX_CAPACITY,
+};
+use crate::error::{AddEmitterError, BuildError, FlushError, ShutdownError, TrackError};
+use crate::event::Event;
+use crate::fanout::{AddRoute, EmitterReport, Fanout, GetReports, Route};
+use crate::messages::{Flush, Shutdown, Track};
+use crate::stamp::TrackerSettings;
+use crate::subject::{Platform, Subject};
+use crate::timer::{FlushTimer, SetFlushInterval};
+
+/// The tracker-wide flush timer's default interval: a lone event is never stranded.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A custom emitter: any actor that handles [`Track`], and optionally [`Flush`].
+#[derive(Debug)]
+pub struct CustomEmitter {
+    name: String,
+    track: Recipient<Track>,
+    flush: Option<Recipient<Flush>>,
+}
+
+impl CustomEmitter {
+    /// An emitter called `name` receiving events at `track`.
+    pub fn new(name: impl Into<String>, track: Recipient<Track>) -> Self {
+        Self {
+            name: name.into(),
+            track,
+            flush: None,
+        }
+    }
+
+    /// Where it receives flushes (the tracker's flushes, timer ticks and shutdown).
+    pub fn flush(mut self, flush: Recipient<Flush>) -> Self {
+        self.flush = Some(flush);
+        self
+    }
+}
+
+/// Builds a [`Tracker`]: its settings, emitters and flush timer.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use snowplow_actix::{EmitterBuilder, Tracker};
+///
+/// # #[actix_rt::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tracker = Tracker::builder("web")
+///     .app_id("shop")
+///     .emitter(EmitterBuilder::new("https://collector.example.com"))
+///     .flush_interval(Duration::from_secs(5))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TrackerBuilder {
+    settings: Result<TrackerSettings, BuildError>,
+    emitters: Vec<EmitterBuilder>,
+    custom: Vec<CustomEmitter>,
+    flush_interval: Option<Duration>,
+    mailbox_capacity: Option<usize>,
+}
+
+impl TrackerBuilder {
+    fn map_settings(mut self, change: impl FnOnce(TrackerSettings) -> TrackerSettings) -> Self {
+        self.settings = self.settings.map(change);
+        self
+    }
+
+    /// The application id (`aid`).
+    pub fn app_id(self, app_id: impl Into<String>) -> Self {
+        self.map_settings(|settings| settings.app_id(app_id))
+    }
+
+    /// The platform (`p`, default `srv`).
+    pub fn platform(self, platform: Platform) -> Self {
+        self.map_settings(|settings| settings.platform(platform))
+    }
+
+    /// The subject applied to every event.
+    pub fn subject(self, subject: Subject) -> Self {
+        self.map_settings(|settings| settings.subject(subject))
+    }
+
+    /// Whether self-describing JSON is base64-encoded (default yes).
+    pub fn encode_base64(self, encode: bool) -> Self {
+        self.map_settings(|settings| settings.encode_base64(encode))
+    }
+
+    /// Adds an emitter, built and started with the tracker.
+    pub fn emitter(mut self, emitter: EmitterBuilder) -> Self {
+        self.emitters.push(emitter);
+        self
+    }
+
+    /// Adds a custom emitter.
+    pub fn custom_emitter(mut self, emitter: CustomEmitter) -> Self {
+        self.custom.push(emitter);
+        self
+    }
+
+    /// The tracker-wide flush timer's interval (default [`DEFAULT_FLUSH_INTERVAL`]).
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = Some(interval);
+        self
+    }
+
+    /// No tracker-wide flush timer: events below a batch wait for a flush.
+    pub fn no_flush_timer(mut self) -> Self {
+        self.flush_interval = None;
+        self
+    }
+
+    /// Messages the fan-out's mailbox holds before `track` refuses events (default the
+    /// largest of [`DEFAULT_MAILBOX_CAPACITY`] and the emitters' mailboxes).
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.mailbox_capacity = Some(capacity);
+        self
+    }
+
+    /// Validates everything and starts the actors.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for invalid settings (an empty namespace, an invalid emitter, a zero
+    /// interval), no emitter at all, or no running actix `System`.
+    pub fn build(self) -> Result<Tracker, BuildError> {
+        let settings = self.settings?;
+        if self.emitters.is_empty() && self.custom.is_empty() {
+            return Err(BuildError::NoEmitter);
+        }
+        if self
+            .flush_interval
+            .is_some_and(|interval| interval.is_zero())
+        {
+            return Err(BuildError::Zero("flush_interval"));
+        }
+        let configs = self
+            .emitters
+            .into_iter()
+            .map(EmitterBuilder::build)
+            .collect::<Result<Vec<_>, _>>()?;
+        let capacity = self.mailbox_capacity.unwrap_or_else(|| {
+            configs
+                .iter()
+                .map(EmitterConfig::mailbox_capacity)
+                .fold(DEFAULT_MAILBOX_CAPACITY, usize::max)
+        });
+        if capacity == 0 {
+            return Err(BuildError::Zero("mailbox_capacity"));
+        }
+        if System::try_current().is_none() {
+            return Err(BuildError::NoSystem);
+        }
+        let arbiter = Arbiter::new();
+        let home = arbiter.handle();
+        let fanout = Fanout::start_on(&home, capacity);
+        let target = fanout.clone().recipient();
+        let interval = self.flush_interval;
+        let timer = FlushTimer::start_in_arbiter(&home, move |_| FlushTimer::new(target, interval));
+        let tracker = Tracker {
+            inner: Arc::new(Inner {
+                settings,
+                fanout,
+                timer,
+                home,
+                emitters: Mutex::new(Vec::new()),
+                arbiters: Mutex::new(vec![arbiter]),
+                shut_down: AtomicBool::new(false),
+                tracked: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                refused_burst: AtomicU64::new(0),
+            }),
+        };
+        for config in configs {
+            tracker.start_emitter(config);
+        }
+        for custom in self.custom {
+            tracker.add_custom_emitter(custom);
+        }
+        Ok(tracker)
+    }
+}
+
+/// The handle an application keeps: cheap to clone, usable from any thread.
+///
+/// `track` stamps an event and hands it to the fan-out without waiting on anything; the
+/// emitters deliver it from their own arbiters.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use snowplow_actix::{EmitterBuilder, PageView, Tracker};
+///
+/// # #[actix_rt::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tracker = Tracker::builder("web")
+///     .emitter(EmitterBuilder::new("http://127.0.0.1:9090"))
+///     .build()?;
+/// let event_id = tracker.track(PageView::new("https://shop.example/")?)?;
+/// let report = tracker.flush().await?;
+/// println!("{event_id}: {} sent", report.sent);
+/// tracker.shutdown(Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Tracker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: TrackerSettings,
+    fanout: Addr<Fanout>,
+    timer: Addr<FlushTimer>,
+    /// The arbiter of the fan-out and the timers.
+    home: ArbiterHandle,
+    emitters: Mutex<Vec<EmitterHandle>>,
+    /// Arbiters the tracker started: its own and one per built-in emitter.
+    arbiters: Mutex<Vec<Arbiter>>,
+    shut_down: AtomicBool,
+    tracked: AtomicU64,
+    refused: AtomicU64,
+    refused_burst: AtomicU64,
+}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker")
+            .field("namespace", &self.inner.settings.namespace())
+            .field("tracked", &self.inner.tracked.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tracker's counters and each emitter's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrackerStats {
+    /// Events passed to [`Tracker::track`] (a transaction counts its items too).
+    pub tracked: u64,
+    /// Of those, events the fan-out's full mailbox refused (they reached no emitter).
+    pub refused: u64,
+    /// Each emitter, in the order they were added.
+    pub emitters: Vec<EmitterReport>,
+}
+
+impl Tracker {
+    /// Starts building a tracker for `namespace` (`tna`).
+    pub fn builder(namespace: impl Into<String>) -> TrackerBuilder {
+        TrackerBuilder {
+            settings: TrackerSettings::new(namespace),
+            emitters: Vec::new(),
+            custom: Vec::new(),
+            flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
+            mailbox_capacity: None,
+        }
+    }
+
+    /// The settings events are stamped with.
+    pub fn settings(&self) -> &TrackerSettings {
+        &self.inner.settings
+    }
+
+    /// Tracks `event` and returns its id (a transaction: the id of its `tr` event). Never
+    /// waits: the event is stamped and handed to the fan-out.
+    ///
+    /// # Errors
+    ///
+    /// [`TrackError::ShutDown`] after a shutdown; [`TrackError::QueueFull`] when the
+    /// fan-out cannot keep up (the event is dropped, counted and logged).
+    pub fn track<E: Event>(&self, event: E) -> Result<Uuid, TrackError> {
+        self.track_with(event, None)
+    }
+
+    /// Tracks `event` with `subject` merged over the tracker's (and under the event's own):
+    /// a request's subject, for instance.
+    ///
+    /// # Errors
+    ///
+    /// As [`track`](Self::track).
+    pub fn track_with_subject<E: Event>(
+        &self,
+        event: E,
+        subject: &Subject,
+    ) -> Result<Uuid, TrackError> {
+        self.track_with(event, Some(subject))
+    }
+
+    fn track_with<E: Event>(
+        &self,
+        event: E,
+        subject: Option<&Subject>,
+    ) -> Result<Uuid, TrackError> {
+        let inner = &*self.inner;
+        if inner.shut_down.load(Ordering::Acquire) {
+            return Err(TrackError::ShutDown);
+        }
+        let mut first = None;
+        let mut outcome = Ok(());
+        inner
+            .settings
+            .stamp_each_with_extra(event, subject, &mut |stamped| {
+                first.get_or_insert(stamped.id());
+                inner.tracked.fetch_add(1, Ordering::Relaxed);
+                if let Err(error) = inner.fanout.try_send(Track(Arc::new(stamped))) {
+                    outcome = Err(inner.refuse(error));
+                } else if inner.refused_burst.load(Ordering::Relaxed) > 0 {
+                    let refused = inner.refused_burst.swap(0, Ordering::Relaxed);
+                    if refused > 0 {
+                        tracing::warn!(
+                            refused,
+                            "tracker queue has room again after refusing events"
+                        );
+                    }
+                }
+            });
+        outcome?;
+        Ok(first.expect("every event stamps at least one payload"))
+    }
+
+    /// Stamps `event` into [`Track`] messages (a transaction gives several) for code that
+    /// sends them itself, to [`recipient`](Self::recipient) or to an emitter. They are not
+    /// counted as `tracked`.
+    pub fn stamp<E: Event>(&self, event: E) -> Vec<Track> {
+        self.inner
+            .settings
+            .stamp(event)
+            .into_iter()
+            .map(Track::from)
+            .collect()
+    }
+
+    /// Where [`Track`] messages go to reach every emitter: the fan-out.
+    pub fn recipient(&self) -> Recipient<Track> {
+        self.inner.fanout.clone().recipient()
+    }
+
+    /// Sends everything buffered and waits until every event tracked before is sent or
+    /// dropped, or [`DEFAULT_FLUSH_TIMEOUT`] passes; the report sums every emitter's.
+    ///
+    /// # Errors
+    ///
+    /// [`FlushError::ShutDown`] after a shutdown, [`FlushError::Unavailable`] when the
+    /// actors are gone.
+    pub async fn flush(&self) -> Result<FlushReport, FlushError> {
+        self.flush_with_timeout(DEFAULT_FLUSH_TIMEOUT).await
+    }
+
+    /// [`flush`](Self::flush) with its own deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Self::flush).
+    pub async fn flush_with_timeout(&self, timeout: Duration) -> Result<FlushReport, FlushError> {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(FlushError::ShutDown);
+        }
+        self.inner
+            .fanout
+            .send(Flush::with_timeout(timeout))
+            .await
+            .map_err(|_| FlushError::Unavailable)
+    }
+
+    /// Starts a flush of every emitter and returns at once.
+    pub fn request_flush(&self) {
+        self.inner.fanout.do_send(Flush::default());
+    }
+
+    /// Sets the tracker-wide flush timer's interval, replacing the previous one.
+    pub fn set_flush_timer(&self, interval: Duration) {
+        self.inner.timer.do_send(SetFlushInterval(Some(interval)));
+    }
+
+    /// Stops the tracker-wide flush timer.
+    pub fn cancel_flush_timer(&self) {
+        self.inner.timer.do_send(SetFlushInterval(None));
+    }
+
+    /// Builds, starts and adds an emitter; it receives the events tracked from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`AddEmitterError::Build`] for invalid settings, [`AddEmitterError::ShutDown`] after
+    /// a shutdown.
+    pub fn add_emitter(&self, emitter: EmitterBuilder) -> Result<EmitterHandle, AddEmitterError> {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(AddEmitterError::ShutDown);
+        }
+        Ok(self.start_emitter(emitter.build()?))
+    }
+
+    fn start_emitter(&self, config: EmitterConfig) -> EmitterHandle {
+        let arbiter = Arbiter::new();
+        let name = config.endpoint().to_owned();
+        let final_stats = config.final_stats();
+        let addr = config.start_in(&arbiter.handle());
+        let target = addr.clone().recipient();
+        let timer =
+            FlushTimer::start_in_arbiter(&self.inner.home, move |_| FlushTimer::new(target, None));
+        let mut route = Route::new(name.clone(), addr.clone().recipient());
+        route.flush = Some(addr.clone().recipient());
+        route.shutdown = Some(addr.clone().recipient());
+        route.stats = Some(addr.clone().recipient());
+        self.inner.fanout.do_send(AddRoute(route));
+        let handle = EmitterHandle {
+            name,
+            addr,
+            timer,
+            final_stats,
+        };
+        lock(&self.inner.emitters).push(handle.clone());
+        lock(&self.inner.arbiters).push(arbiter);
+        handle
+    }
+
+    /// Adds a custom emitter; it receives the events tracked from now on.
+    pub fn add_custom_emitter(&self, emitter: CustomEmitter) {
+        let mut route = Route::new(emitter.name, emitter.track);
+        route.flush = emitter.flush;
+        self.inner.fanout.do_send(AddRoute(route));
+    }
+
+    /// The built-in emitters, in the order they were added.
+    pub fn emitters(&self) -> Vec<EmitterHandle> {
+        lock(&self.inner.emitters).clone()
+    }
+
+    /// The tracker's counters and every emitter's.
+    ///
+    /// # Errors
+    ///
+    /// [`FlushError::Unavailable`] when the actors are gone (after a shutdown).
+    pub async fn stats(&self) -> Result<TrackerStats, FlushError> {
+        let emitters = self
+            .inner
+            .fanout
+            .send(GetReports)
+            .await
+            .map_err(|_| FlushError::Unavailable)?;
+        Ok(TrackerStats {
+            tracked: self.inner.tracked.load(Ordering::Relaxed),
+            refused: self.inner.refused.load(Ordering::Relaxed),
+            emitters,
+        })
+    }
+
+    /// Stops the flush timers, flushes every emitter with `timeout`, counts what is left as
+    /// dropped (`shutdown`), stops the emitters and the tracker's arbiters, and reports.
+    /// Tracking afterwards returns [`TrackError::ShutDown`].
+    ///
+    /// # Errors
+    ///
+    /// [`ShutdownError::AlreadyShutDown`] at once for a second call,
+    /// [`ShutdownError::Unavailable`] when the actors are already gone.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<FlushReport, ShutdownError> {
+        if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(ShutdownError::AlreadyShutDown);
+        }
+        self.inner.timer.do_send(SetFlushInterval(None));
+        for emitter in self.emitters() {
+            emitter.cancel_flush_timer();
+        }
+        let report = self.inner.fanout.send(Shutdown { timeout }).await;
+        for arbiter in lock(&self.inner.arbiters).drain(..) {
+            arbiter.stop();
+        }
+        let report = report.map_err(|_| ShutdownError::Unavailable)?;
+        tracing::info!(
+            sent = report.sent,
+            dropped = report.dropped.total(),
+            timed_out = report.timed_out,
+            "tracker shut down"
+        );
+        Ok(report)
+    }
+}
+
+impl Inner {
+    fn refuse(&self, error: SendError<Track>) -> TrackError {
+        match error {
+            SendError::Full(_) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                if self.refused_burst.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!("tracker queue full: dropping events until it has room");
+                }
+                TrackError::QueueFull
+            }
+            SendError::Closed(_) => TrackError::ShutDown,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One built-in emitter of a tracker: its address, its own flush timer, its stats.
+#[derive(Debug, Clone)]
+pub struct EmitterHandle {
+    name: String,
+    addr: Addr<Emitter>,
+    timer: Addr<FlushTimer>,
+    final_stats: FinalStats,
+}
+
+impl EmitterHandle {
+    /// The emitter's endpoint.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The emitter actor, to send it messages directly.
+    pub fn addr(&self) -> &Addr<Emitter> {
+        &self.addr
+    }
+
+    /// Flushes this emitter every `interval`, besides the tracker-wide timer (the docs'
+    /// `e1.set_flush_timer(5)`); setting it again replaces the interval.
+    pub fn set_flush_timer(&self, interval: Duration) {
+        self.timer.do_send(SetFlushInterval(Some(interval)));
+    }
+
+    /// Stops this emitter's own flush timer.
+    pub fn cancel_flush_timer(&self) {
+        self.timer.do_send(SetFlushInterval(None));
+    }
+
+    /// Flushes this emitter only.
+    ///
+    /// # Errors
+    ///
+    /// [`FlushError::Unavailable`] when the emitter is gone.
+    pub async fn flush(&self) -> Result<FlushReport, FlushError> {
+        self.addr
+            .send(Flush::default())
+            .await
+            .map_err(|_| FlushError::Unavailable)
+    }
+
+    /// This emitter's counters, or `None` when it is gone (see
+    /// [`final_stats`](Self::final_stats)).
+    pub async fn stats(&self) -> Option<EmitterStats> {
+        self.addr.send(crate::messages::GetStats).await.ok()
+    }
+
+    /// The counters the emitter left when it shut down or stopped.
+    pub fn final_stats(&self) -> Option<EmitterStats> {
+        self.final_stats.get()
+    }
+}

@@ -1,0 +1,130 @@
+//! Shutdown: drains within its deadline, counts what is left as dropped, refuses what
+//! comes after; a bare stop of an emitter's arbiter is a best-effort drain.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use actix::Arbiter;
+use common::collector::{CollectorConfig, Faults, TestCollector};
+use common::support::{events, labels, range_labels, track_all};
+use snowplow_actix::{EmitterBuilder, FlushError, ShutdownError, Structured, TrackError, Tracker};
+
+fn structured(idx: usize) -> Structured {
+    Structured::new("test", "event")
+        .unwrap()
+        .label(idx.to_string())
+}
+
+#[actix_rt::test]
+async fn shutdown_drains_every_emitter_and_reports() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    for idx in 0..25 {
+        tracker.track(structured(idx)).unwrap();
+    }
+
+    let report = tracker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    assert_eq!(
+        (report.queued, report.timed_out, report.dropped.total()),
+        (0, false, 0)
+    );
+    assert_eq!(labels(&collector.events()), range_labels(0..25));
+    let last = tracker.emitters()[0].final_stats().unwrap();
+    assert_eq!((last.received, last.sent), (25, 25));
+    assert!(last.is_balanced(), "{last:#?}");
+}
+
+#[actix_rt::test]
+async fn shutdown_respects_its_deadline_while_the_collector_is_down_and_reports_the_dropped() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let tracker = Tracker::builder("test")
+        .emitter(
+            EmitterBuilder::new(collector.endpoint()).max_retry_delay(Duration::from_millis(100)),
+        )
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    for idx in 0..7 {
+        tracker.track(structured(idx)).unwrap();
+    }
+    let started = Instant::now();
+
+    let report = tracker.shutdown(Duration::from_millis(500)).await.unwrap();
+
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(2_500), "{elapsed:?}");
+    assert!(report.timed_out);
+    assert_eq!(
+        (report.sent, report.dropped.shutdown, report.queued),
+        (0, 7, 0)
+    );
+    let last = tracker.emitters()[0].final_stats().unwrap();
+    assert_eq!((last.received, last.dropped.shutdown), (7, 7));
+    assert!(last.is_balanced(), "{last:#?}");
+}
+
+#[actix_rt::test]
+async fn after_a_shutdown_tracking_flushing_and_a_second_shutdown_are_errors() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .build()
+        .unwrap();
+    tracker.shutdown(Duration::from_secs(1)).await.unwrap();
+    let started = Instant::now();
+
+    let second = tracker.shutdown(Duration::from_secs(30)).await;
+
+    assert_eq!(second, Err(ShutdownError::AlreadyShutDown));
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(tracker.track(structured(0)), Err(TrackError::ShutDown));
+    assert_eq!(tracker.flush().await, Err(FlushError::ShutDown));
+}
+
+#[actix_rt::test]
+async fn stopping_an_emitters_arbiter_counts_what_is_left_as_shutdown() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let config = EmitterBuilder::new(collector.endpoint())
+        .max_retry_delay(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let last_stats = config.final_stats();
+    let arbiter = Arbiter::new();
+    let emitter = config.start_in(&arbiter.handle());
+    track_all(&emitter, events(12));
+    // The first batch has been tried and the emitter is backing off with all 12 buffered.
+    collector
+        .wait_for_requests(1, common::support::SOON)
+        .await
+        .unwrap();
+    assert!(last_stats.get().is_none());
+
+    arbiter.stop();
+    actix_rt::task::spawn_blocking(move || arbiter.join())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let last = last_stats
+        .get()
+        .expect("stats published when the emitter was dropped");
+    assert_eq!(
+        (last.received, last.sent, last.dropped.shutdown),
+        (12, 0, 12)
+    );
+    assert_eq!((last.queued, last.in_flight), (0, 0));
+    assert!(last.is_balanced(), "{last:#?}");
+}

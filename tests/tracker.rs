@@ -1,0 +1,351 @@
+//! The tracker: fan-out to several emitters, flush timers, runtime emitters, many threads.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use common::collector::{CollectorConfig, Faults, TestCollector};
+use common::support::{labels, range_labels, SOON};
+use futures::channel::mpsc;
+use futures::StreamExt as _;
+use snowplow_actix::{
+    CustomEmitter, EmitterBuilder, Flush, FlushReport, Method, PageView, Structured, Track,
+    Tracker, TrackerStats,
+};
+
+fn structured(idx: usize) -> Structured {
+    Structured::new("test", "event")
+        .unwrap()
+        .label(idx.to_string())
+}
+
+fn track_range(tracker: &Tracker, range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|idx| tracker.track(structured(idx)).unwrap().to_string())
+        .collect()
+}
+
+async fn balanced_stats(tracker: &Tracker) -> TrackerStats {
+    let stats = tracker.stats().await.unwrap();
+    for emitter in &stats.emitters {
+        let counters = emitter.stats.as_ref().unwrap();
+        assert!(counters.is_balanced(), "{}: {counters:#?}", emitter.name);
+    }
+    stats
+}
+
+fn eid_set(events: &[common::collector::RecordedEvent]) -> BTreeSet<String> {
+    events.iter().map(|e| e.eid().unwrap().to_owned()).collect()
+}
+
+#[actix_rt::test]
+async fn fanout_delivers_every_event_to_every_emitter() {
+    let post = TestCollector::start(CollectorConfig::default()).await;
+    let get = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(post.endpoint()))
+        .emitter(EmitterBuilder::new(get.endpoint()).method(Method::Get))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    let ids: BTreeSet<String> = track_range(&tracker, 0..23).into_iter().collect();
+
+    let report = tracker.flush().await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (46, 0, false)
+    );
+    assert_eq!(eid_set(&post.events()), ids);
+    assert_eq!(eid_set(&get.events()), ids);
+    assert_eq!(labels(&post.events()), range_labels(0..23));
+    let stats = balanced_stats(&tracker).await;
+    assert_eq!(stats.tracked, 23);
+    for emitter in &stats.emitters {
+        let counters = emitter.stats.as_ref().unwrap();
+        assert_eq!(
+            (counters.received, counters.sent),
+            (23, 23),
+            "{}",
+            emitter.name
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn one_emitter_down_does_not_slow_the_others() {
+    let down = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let healthy = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(down.endpoint()).max_retry_delay(Duration::from_secs(30)))
+        .emitter(EmitterBuilder::new(healthy.endpoint()))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+
+    track_range(&tracker, 0..50);
+
+    let received = healthy.wait_for_events(50, SOON).await.unwrap();
+    assert_eq!(labels(&received), range_labels(0..50));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The healthy emitter settles at once; the one down keeps everything for later.
+    let healthy_flush = tracker.emitters()[1].flush().await.unwrap();
+    assert_eq!((healthy_flush.queued, healthy_flush.timed_out), (0, false));
+    let stats = balanced_stats(&tracker).await;
+    let down_stats = stats.emitters[0].stats.as_ref().unwrap();
+    assert_eq!(down_stats.sent, 0);
+    assert_eq!(
+        down_stats.queued + down_stats.in_flight,
+        50,
+        "{down_stats:#?}"
+    );
+    assert!(down_stats.consecutive_failures >= 1);
+    let healthy_stats = stats.emitters[1].stats.as_ref().unwrap();
+    assert_eq!(healthy_stats.sent, 50, "{healthy_stats:#?}");
+}
+
+#[actix_rt::test]
+async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .flush_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+
+    // Below a batch: only the timer sends them.
+    let started = Instant::now();
+    track_range(&tracker, 0..3);
+    collector.wait_for_events(3, SOON).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        started.elapsed()
+    );
+
+    tracker.set_flush_timer(Duration::from_millis(50));
+    track_range(&tracker, 3..5);
+    collector.wait_for_events(5, SOON).await.unwrap();
+
+    tracker.cancel_flush_timer();
+    // A flush reply proves the cancel was handled before these events were tracked.
+    tracker.flush().await.unwrap();
+    track_range(&tracker, 5..7);
+    let nothing = collector
+        .wait_for_events(6, Duration::from_millis(500))
+        .await;
+    assert!(nothing.is_err(), "sent without a timer: {nothing:?}");
+    assert_eq!(tracker.flush().await.unwrap().sent, 2);
+    assert_eq!(labels(&collector.events()), range_labels(0..7));
+}
+
+#[actix_rt::test]
+async fn an_empty_timer_tick_sends_nothing() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .flush_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+
+    let requests = collector
+        .wait_for_requests(1, Duration::from_millis(400))
+        .await;
+
+    assert!(requests.is_err(), "an empty tick sent {requests:?}");
+    let stats = balanced_stats(&tracker).await;
+    assert_eq!(stats.emitters[0].stats.as_ref().unwrap().requests, 0);
+}
+
+#[actix_rt::test]
+async fn per_emitter_timer_flushes_only_its_emitter() {
+    let timed = TestCollector::start(CollectorConfig::default()).await;
+    let untimed = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(timed.endpoint()))
+        .emitter(EmitterBuilder::new(untimed.endpoint()))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    tracker.emitters()[0].set_flush_timer(Duration::from_millis(50));
+
+    track_range(&tracker, 0..3);
+
+    timed.wait_for_events(3, SOON).await.unwrap();
+    assert_eq!(untimed.request_count(), 0);
+    tracker.emitters()[0].cancel_flush_timer();
+    let report = tracker.flush().await.unwrap();
+    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_eq!((timed.accepted_count(), untimed.accepted_count()), (3, 3));
+}
+
+#[actix_rt::test]
+async fn an_emitter_added_at_run_time_gets_the_events_tracked_after() {
+    let first = TestCollector::start(CollectorConfig::default()).await;
+    let second = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(first.endpoint()))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    track_range(&tracker, 0..5);
+
+    tracker
+        .add_emitter(EmitterBuilder::new(second.endpoint()))
+        .unwrap();
+    track_range(&tracker, 5..12);
+    let report = tracker.flush().await.unwrap();
+
+    assert_eq!(report.sent, 12 + 7);
+    assert_eq!(labels(&first.events()), range_labels(0..12));
+    assert_eq!(labels(&second.events()), range_labels(5..12));
+    let stats = balanced_stats(&tracker).await;
+    assert_eq!(stats.emitters[1].stats.as_ref().unwrap().received, 7);
+}
+
+#[actix_rt::test]
+async fn invalid_settings_are_build_errors() {
+    use snowplow_actix::BuildError;
+    assert_eq!(
+        Tracker::builder("")
+            .emitter(EmitterBuilder::new("h"))
+            .build()
+            .unwrap_err(),
+        BuildError::EmptyNamespace
+    );
+    assert_eq!(
+        Tracker::builder("t").build().unwrap_err(),
+        BuildError::NoEmitter
+    );
+    assert_eq!(
+        Tracker::builder("t")
+            .emitter(EmitterBuilder::new("ftp://h"))
+            .build()
+            .unwrap_err(),
+        BuildError::UnsupportedScheme("ftp://h".into())
+    );
+    assert_eq!(
+        Tracker::builder("t")
+            .emitter(EmitterBuilder::new("h"))
+            .flush_interval(Duration::ZERO)
+            .build()
+            .unwrap_err(),
+        BuildError::Zero("flush_interval")
+    );
+}
+
+#[actix_rt::test]
+async fn tracking_from_many_threads_loses_nothing() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(collector.endpoint()).batch_size(50))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|thread| {
+            let tracker = tracker.clone();
+            std::thread::spawn(move || {
+                (0..2_500)
+                    .map(|idx| {
+                        let page = format!("https://example.com/{thread}/{idx}");
+                        tracker
+                            .track(PageView::new(page).unwrap())
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let ids: BTreeSet<String> = threads
+        .into_iter()
+        .flat_map(|thread| thread.join().unwrap())
+        .collect();
+
+    let report = tracker.flush().await.unwrap();
+
+    // Full batches went out while tracking; the flush sent the rest.
+    assert_eq!((report.queued, report.dropped.total()), (0, 0));
+    assert_eq!(ids.len(), 10_000);
+    let received = eid_set(&collector.events());
+    assert_eq!(
+        (
+            received.len(),
+            received.difference(&ids).count(),
+            collector.accepted_count()
+        ),
+        (10_000, 0, 10_000)
+    );
+    let stats = balanced_stats(&tracker).await;
+    assert_eq!((stats.tracked, stats.refused), (10_000, 0));
+}
+
+/// A custom emitter: collects the events it receives and answers flushes.
+struct Collecting {
+    events: mpsc::UnboundedSender<String>,
+    received: u64,
+}
+
+impl Actor for Collecting {
+    type Context = Context<Self>;
+}
+
+impl Handler<Track> for Collecting {
+    type Result = ();
+
+    fn handle(&mut self, track: Track, _: &mut Self::Context) {
+        self.received += 1;
+        let _ = self.events.unbounded_send(track.event().id().to_string());
+    }
+}
+
+impl Handler<Flush> for Collecting {
+    type Result = MessageResult<Flush>;
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+        MessageResult(FlushReport {
+            sent: self.received,
+            ..FlushReport::default()
+        })
+    }
+}
+
+#[actix_rt::test]
+async fn a_custom_emitter_receives_every_event_and_flushes() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let (events_tx, mut events) = mpsc::unbounded();
+    let custom = Collecting {
+        events: events_tx,
+        received: 0,
+    }
+    .start();
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .custom_emitter(
+            CustomEmitter::new("collecting", custom.clone().recipient()).flush(custom.recipient()),
+        )
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    let ids = track_range(&tracker, 0..4);
+
+    let report = tracker.flush().await.unwrap();
+
+    assert_eq!(report.sent, 4 + 4);
+    let received: Vec<String> = (&mut events).take(4).collect().await;
+    assert_eq!(received, ids);
+    let stats = tracker.stats().await.unwrap();
+    assert_eq!(stats.emitters[1].name, "collecting");
+    assert_eq!(stats.emitters[1].stats, None);
+}
