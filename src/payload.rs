@@ -114,6 +114,11 @@ impl Payload {
         self.fields.iter().map(|f| (f.key, self.value(f)))
     }
 
+    /// Bytes of all values together (before any encoding).
+    pub(crate) fn value_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The number of pairs.
     pub fn len(&self) -> usize {
         self.fields.len()

@@ -207,6 +207,12 @@ pub struct StampedEvent {
     query: OnceLock<Box<str>>,
 }
 
+impl AsRef<StampedEvent> for StampedEvent {
+    fn as_ref(&self) -> &StampedEvent {
+        self
+    }
+}
+
 impl StampedEvent {
     fn new(id: Uuid, payload: Payload) -> Self {
         Self {
@@ -230,7 +236,9 @@ impl StampedEvent {
     /// The event object without its closing brace and `stm`: `{"e":"pv",…`.
     fn post_json_open(&self) -> &str {
         self.post_json.get_or_init(|| {
-            let mut out = String::with_capacity(self.payload.len() * 12 + 64);
+            // Values, plus per pair a key of a few bytes, four quotes, a colon and a comma;
+            // escapes are rare.
+            let mut out = String::with_capacity(self.payload.value_bytes() + self.payload.len() * 12 + 2);
             out.push('{');
             self.payload.push_json_fields(&mut out);
             out.into_boxed_str()

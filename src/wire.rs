@@ -51,16 +51,17 @@ pub(crate) const QUERY_STM_OVERHEAD: usize = "&stm=".len() + STM_DIGITS;
 /// assert_eq!(body.len(), wire::post_body_size(events.iter().map(|e| e.post_size())));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn post_body<'a>(events: impl IntoIterator<Item = &'a StampedEvent>, stm_ms: u64) -> String {
+pub fn post_body<E: AsRef<StampedEvent>>(events: impl IntoIterator<Item = E>, stm_ms: u64) -> String {
     let mut out = String::new();
     push_post_body(&mut out, events, stm_ms);
     out
 }
 
-/// Appends the POST body carrying `events` to `out` (a reused buffer).
-pub fn push_post_body<'a>(
+/// Appends the POST body carrying `events` to `out` (a reused buffer). Events may be given
+/// as `&StampedEvent`, `Arc<StampedEvent>` or `&Arc<StampedEvent>`.
+pub fn push_post_body<E: AsRef<StampedEvent>>(
     out: &mut String,
-    events: impl IntoIterator<Item = &'a StampedEvent>,
+    events: impl IntoIterator<Item = E>,
     stm_ms: u64,
 ) {
     let stm = Stm::new(stm_ms);
@@ -69,7 +70,7 @@ pub fn push_post_body<'a>(
         if idx > 0 {
             out.push(',');
         }
-        event.push_post_json(out, &stm);
+        event.as_ref().push_post_json(out, &stm);
     }
     out.push_str(BODY_SUFFIX);
 }

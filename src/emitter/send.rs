@@ -79,7 +79,7 @@ impl Emitter {
         let (url, body) = match self.settings.method {
             Method::Post => {
                 let mut body = String::with_capacity(cost as usize + BODY_PREFIX.len() + 2);
-                push_post_body(&mut body, events.iter().map(|e| &*e.event), stm_ms);
+                push_post_body(&mut body, events.iter().map(|e| &e.event), stm_ms);
                 (self.settings.url.clone(), body)
             }
             Method::Get => {
