@@ -41,6 +41,8 @@ mod subject;
 mod timer;
 mod tracker;
 pub mod transport;
+#[cfg(feature = "web")]
+pub mod web;
 pub mod wire;
 
 pub use emitter::{
@@ -72,6 +74,17 @@ pub use timer::{FlushTimer, SetFlushInterval};
 pub use tracker::{
     CustomEmitter, EmitterHandle, Tracker, TrackerBuilder, TrackerStats, DEFAULT_FLUSH_INTERVAL,
 };
+#[cfg(feature = "web")]
+pub use web::{RequestTracker, SnowplowTracking};
+
+/// The names most programs need: `use snowplow_actix::prelude::*;` (it brings the [`Event`]
+/// trait, whose methods set an event's subject, contexts and true timestamp).
+pub mod prelude {
+    pub use crate::{
+        EmitterBuilder, Event, Method, PagePing, PageView, ScreenView, SelfDescribing,
+        SelfDescribingJson, Structured, Subject, Tracker,
+    };
+}
 
 /// Iglu schema URIs of the envelopes and events this crate builds.
 pub mod schemas {

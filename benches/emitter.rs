@@ -1,0 +1,116 @@
+//! End-to-end cost per event: tracking through a tracker and its emitter until a flush
+//! reports everything sent, against a no-op transport (the framework's own overhead) and
+//! against a real collector on 127.0.0.1; and the cost of `track()` on the caller's thread.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures::future::LocalBoxFuture;
+use futures::FutureExt as _;
+use snowplow_actix::transport::{Request, Response, Transport};
+use snowplow_actix::{EmitterBuilder, Structured, Tracker, TransportError};
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/common/collector.rs"]
+mod collector;
+
+/// Answers 200 at once without any I/O.
+struct NoopTransport;
+
+impl Transport for NoopTransport {
+    fn send(&self, _: Request) -> LocalBoxFuture<'static, Result<Response, TransportError>> {
+        futures::future::ready(Ok(Response { status: 200 })).boxed_local()
+    }
+}
+
+fn emitter(endpoint: &str, batch_size: usize, noop: bool) -> EmitterBuilder {
+    let builder = EmitterBuilder::new(endpoint)
+        .batch_size(batch_size)
+        .max_in_flight(4)
+        .buffer_capacity(1_000_000);
+    if noop {
+        builder.transport_factory(|| Box::new(NoopTransport))
+    } else {
+        builder
+    }
+}
+
+fn event(idx: u64) -> Structured {
+    Structured::new("bench", "event")
+        .expect("valid event")
+        .label(idx.to_string())
+}
+
+/// Tracks `iters` events and flushes; the time until the flush reports them sent.
+async fn deliver(tracker: &Tracker, iters: u64) -> Duration {
+    let started = Instant::now();
+    for idx in 0..iters {
+        tracker.track(event(idx)).expect("tracked");
+    }
+    let report = tracker
+        .flush_with_timeout(Duration::from_secs(60))
+        .await
+        .expect("flushed");
+    assert!(!report.timed_out, "{report:?}");
+    started.elapsed()
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let system = actix_rt::System::new();
+    let collector = system.block_on(collector::TestCollector::start(
+        collector::CollectorConfig::default(),
+    ));
+    let mut group = c.benchmark_group("deliver");
+    group.throughput(Throughput::Elements(1));
+    for batch_size in [10, 100] {
+        for (name, noop) in [("noop_transport", true), ("collector", false)] {
+            let tracker = system.block_on(async {
+                Tracker::builder("bench")
+                    .emitter(emitter(&collector.endpoint(), batch_size, noop))
+                    .no_flush_timer()
+                    .build()
+                    .expect("tracker")
+            });
+            group.bench_with_input(BenchmarkId::new(name, batch_size), &batch_size, |b, _| {
+                b.iter_custom(|iters| system.block_on(deliver(&tracker, iters)));
+            });
+        }
+    }
+    group.finish();
+}
+
+fn track_call(c: &mut Criterion) {
+    let system = actix_rt::System::new();
+    let tracker = system.block_on(async {
+        Tracker::builder("bench")
+            .emitter(emitter("http://127.0.0.1:9", 10, true))
+            .no_flush_timer()
+            .build()
+            .expect("tracker")
+    });
+    let mut group = c.benchmark_group("track");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("build_and_track_noop_emitter", |b| {
+        let mut idx = 0;
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            for _ in 0..iters {
+                idx += 1;
+                let _ = tracker.track(event(idx));
+            }
+            let elapsed = started.elapsed();
+            // Let the actors catch up so the mailboxes never fill between samples.
+            system.block_on(async {
+                tracker
+                    .flush_with_timeout(Duration::from_secs(60))
+                    .await
+                    .expect("flushed")
+            });
+            elapsed
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, end_to_end, track_call);
+criterion_main!(benches);

@@ -1,0 +1,164 @@
+//! The request-scoped tracker handlers extract: [`RequestTracker`].
+
+use std::future::{ready, Ready};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest, ResponseError};
+use uuid::Uuid;
+
+use super::middleware::RequestScope;
+use super::request::SubjectRules;
+use crate::error::TrackError;
+use crate::event::Event;
+use crate::messages::Track;
+use crate::subject::Subject;
+use crate::tracker::Tracker;
+
+/// A tracker bound to one request: what it tracks carries the request's subject (`ip`,
+/// `ua`, `lang`, and `uid` / `tnuid` when the middleware sets them), merged over the
+/// tracker's subject and under the event's own.
+///
+/// Extract it in a handler. It finds its tracker
+/// 1. in the request's extensions, where [`SnowplowTracking`](super::SnowplowTracking)
+///    puts it: the subject then follows the middleware's settings (trusted proxies, user
+///    ids);
+/// 2. otherwise in the app data, as `web::Data<Tracker>` (`.app_data(web::Data::new(tracker))`)
+///    or a plain `Tracker` (`.app_data(tracker)`): the subject then has the peer's address
+///    (no proxy is trusted), the user agent and the language, and no user ids.
+///
+/// With neither, extraction fails with [`RequestTrackerError`] (a 500 response); extract
+/// `Option<RequestTracker>` where tracking is optional.
+///
+/// Tracking never waits on the network: the event is stamped and handed over.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::HttpResponse;
+/// use snowplow_actix::web::RequestTracker;
+/// use snowplow_actix::Structured;
+///
+/// async fn add_to_basket(tracking: RequestTracker) -> HttpResponse {
+///     match Structured::new("shop", "add-to-basket") {
+///         Ok(event) => {
+///             // A tracking error never fails the request.
+///             let _ = tracking.track(event.label("red shoes"));
+///         }
+///         Err(error) => tracing::warn!(%error, "invalid event"),
+///     }
+///     HttpResponse::Ok().finish()
+/// }
+/// # let _ = actix_web::web::post().to(add_to_basket);
+/// ```
+///
+/// Without the extractor, a handler holding the [`Tracker`] (e.g. as `web::Data<Tracker>`)
+/// can send [`Track`] messages itself, to the tracker's fan-out or to any actor that handles
+/// them; [`stamp`](Self::stamp) does the same with the request's subject:
+///
+/// ```
+/// use actix_web::{web, HttpResponse};
+/// use snowplow_actix::{PageView, Tracker};
+///
+/// async fn handler(tracker: web::Data<Tracker>) -> HttpResponse {
+///     if let Ok(view) = PageView::new("https://shop.example/basket") {
+///         let fanout = tracker.recipient();
+///         for track in tracker.stamp(view) {
+///             fanout.do_send(track);
+///         }
+///     }
+///     HttpResponse::Ok().finish()
+/// }
+/// # let _ = actix_web::web::get().to(handler);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestTracker {
+    tracker: Tracker,
+    subject: Arc<Subject>,
+}
+
+/// No tracker for the request: neither the middleware nor app data provides one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no snowplow tracker for this request: wrap the app in SnowplowTracking or add a \
+     web::Data<Tracker> to its app data"
+)]
+pub struct RequestTrackerError;
+
+/// A 500 Internal Server Error: a configuration mistake of the app.
+impl ResponseError for RequestTrackerError {}
+
+impl RequestTracker {
+    /// A tracker that tracks with `subject` (the extractor builds it from the request).
+    pub fn new(tracker: Tracker, subject: Subject) -> Self {
+        Self {
+            tracker,
+            subject: Arc::new(subject),
+        }
+    }
+
+    /// The request's tracker and subject, from the middleware's extensions or the app data.
+    ///
+    /// # Errors
+    ///
+    /// [`RequestTrackerError`] when there is no tracker.
+    pub fn for_request(request: &HttpRequest) -> Result<Self, RequestTrackerError> {
+        let scope = request.extensions().get::<Rc<RequestScope>>().cloned();
+        if let Some(scope) = scope {
+            return Ok(Self {
+                tracker: scope.tracker.clone(),
+                subject: scope.subject(request),
+            });
+        }
+        let tracker = request
+            .app_data::<web::Data<Tracker>>()
+            .map(|data| Tracker::clone(data))
+            .or_else(|| request.app_data::<Tracker>().cloned())
+            .ok_or(RequestTrackerError)?;
+        Ok(Self::new(tracker, SubjectRules::default().subject(request)))
+    }
+
+    /// Tracks `event` with the request's subject and returns its id; see
+    /// [`Tracker::track_with_subject`].
+    ///
+    /// # Errors
+    ///
+    /// [`TrackError::ShutDown`] after a shutdown, [`TrackError::QueueFull`] when the tracker
+    /// cannot keep up.
+    pub fn track<E: Event>(&self, event: E) -> Result<Uuid, TrackError> {
+        self.tracker.track_with_subject(event, &self.subject)
+    }
+
+    /// Stamps `event` with the request's subject into [`Track`] messages, for code that
+    /// sends them itself (to [`Tracker::recipient`] or an emitter); they are not counted as
+    /// `tracked`.
+    pub fn stamp<E: Event>(&self, event: E) -> Vec<Track> {
+        let mut tracks = Vec::with_capacity(1);
+        self.tracker
+            .settings()
+            .stamp_each_with_subject(event, &self.subject, |stamped| {
+                tracks.push(Track::from(stamped));
+            });
+        tracks
+    }
+
+    /// The request's subject.
+    pub fn subject(&self) -> &Subject {
+        &self.subject
+    }
+
+    /// The tracker behind it.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+}
+
+impl FromRequest for RequestTracker {
+    type Error = RequestTrackerError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Self::for_request(request))
+    }
+}
