@@ -91,7 +91,7 @@ impl Payload {
             start: offset(start),
             end: offset(self.buf.len()),
         };
-        match self.fields.iter_mut().find(|f| f.key == key) {
+        match self.fields.iter_mut().find(|f| same_key(f.key, key)) {
             Some(existing) => *existing = field,
             None => self.fields.push(field),
         }
@@ -101,7 +101,7 @@ impl Payload {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
-            .find(|f| f.key == key)
+            .find(|f| same_key(f.key, key))
             .map(|f| self.value(f))
     }
 
@@ -144,8 +144,10 @@ impl Payload {
             if idx > 0 {
                 out.push(',');
             }
-            push_json_string(out, key);
-            out.push(':');
+            // Keys are tracker-protocol names: plain ASCII, nothing to escape.
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
             push_json_string(out, value);
         }
     }
@@ -194,35 +196,57 @@ impl<'a> IntoIterator for &'a Payload {
     }
 }
 
+/// Key equality without a `memcmp` call: keys are a few ASCII bytes.
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
+
 fn offset(len: usize) -> u32 {
     // A single event above 4 GiB cannot be sent to any collector; saturating keeps the
     // arithmetic total, and such a payload is rejected long before by the byte limits.
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
+/// Which bytes a JSON string must escape: `"`, `\\` and the control characters.
+const fn json_escapes() -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+}
+
+static JSON_ESCAPES: [bool; 256] = json_escapes();
+
 /// Appends `value` as a JSON string literal: quotes, `\"`, `\\` and control characters
-/// escaped; other characters, non-ASCII included, written as UTF-8.
+/// escaped; other characters, non-ASCII included, written as UTF-8. Runs of bytes that need
+/// no escape (nearly all of them) are copied at once.
 pub(crate) fn push_json_string(out: &mut String, value: &str) {
+    out.reserve(value.len() + 2);
     out.push('"');
     let bytes = value.as_bytes();
     let mut clean_from = 0;
     for (idx, &byte) in bytes.iter().enumerate() {
-        let escape: &str = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
+        if !JSON_ESCAPES[usize::from(byte)] {
+            continue;
+        }
         out.push_str(&value[clean_from..idx]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
-        } else {
-            out.push_str(escape);
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                let _ = write!(out, "\\u{byte:04x}");
+            }
         }
         clean_from = idx + 1;
     }
@@ -247,6 +271,26 @@ pub(crate) fn push_form_encoded(out: &mut String, value: &str) {
             }
         }
     }
+}
+
+/// The properties of `payload_data` 1-0-4: the only keys a tracker-protocol event may carry.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub(crate) const PROTOCOL_KEYS: [&str; 80] = [
+    "tna", "aid", "p", "dtm", "tz", "e", "tid", "eid", "tv", "duid", "nuid", "uid", "vid", "ip",
+    "res", "url", "page", "refr", "fp", "ctype", "cookie", "lang", "f_pdf", "f_qt", "f_realp",
+    "f_wma", "f_dir", "f_fla", "f_java", "f_gears", "f_ag", "cd", "ds", "cs", "vp", "mac",
+    "pp_mix", "pp_max", "pp_miy", "pp_may", "ad_ba", "ad_ca", "ad_ad", "ad_uid", "tr_id", "tr_af",
+    "tr_tt", "tr_tx", "tr_sh", "tr_ci", "tr_st", "tr_co", "tr_cu", "ti_id", "ti_sk", "ti_nm",
+    "ti_na", "ti_ca", "ti_pr", "ti_qu", "ti_cu", "sa", "sn", "st", "sp", "se_ca", "se_ac", "se_la",
+    "se_pr", "se_va", "ue_na", "ue_pr", "ue_px", "co", "cx", "ua", "tnuid", "stm", "sid", "ttm",
+];
+
+/// The static key of the `payload_data` 1-0-4 property `name`, or `None` for a name the
+/// schema does not allow: how a durable store rebuilds a [`Payload`] (whose keys are
+/// `&'static str`) from stored text.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub(crate) fn protocol_key(name: &str) -> Option<&'static str> {
+    PROTOCOL_KEYS.iter().copied().find(|key| *key == name)
 }
 
 #[cfg(test)]

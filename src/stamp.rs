@@ -203,8 +203,8 @@ pub fn now_ms() -> u64 {
 pub struct StampedEvent {
     id: Uuid,
     payload: Payload,
-    post_json: OnceLock<Box<str>>,
-    query: OnceLock<Box<str>>,
+    post_json: OnceLock<String>,
+    query: OnceLock<String>,
 }
 
 impl AsRef<StampedEvent> for StampedEvent {
@@ -214,7 +214,7 @@ impl AsRef<StampedEvent> for StampedEvent {
 }
 
 impl StampedEvent {
-    fn new(id: Uuid, payload: Payload) -> Self {
+    pub(crate) fn new(id: Uuid, payload: Payload) -> Self {
         Self {
             id,
             payload,
@@ -238,16 +238,18 @@ impl StampedEvent {
         self.post_json.get_or_init(|| {
             // Values, plus per pair a key of a few bytes, four quotes, a colon and a comma;
             // escapes are rare.
-            let mut out = String::with_capacity(self.payload.value_bytes() + self.payload.len() * 12 + 2);
+            let mut out =
+                String::with_capacity(self.payload.value_bytes() + self.payload.len() * 12 + 2);
             out.push('{');
             self.payload.push_json_fields(&mut out);
-            out.into_boxed_str()
+            // Kept as is: shrinking to fit would copy it once more.
+            out
         })
     }
 
     fn query_without_stm(&self) -> &str {
         self.query
-            .get_or_init(|| self.payload.to_query().into_boxed_str())
+            .get_or_init(|| self.payload.to_query())
     }
 
     /// Bytes this event takes in a POST body, `stm` included (not the comma between events).
