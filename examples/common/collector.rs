@@ -1,0 +1,518 @@
+//! A minimal Snowplow collector embedded in the examples: an actix-web server on 127.0.0.1
+//! that validates and counts the events it receives.
+//!
+//! Routes (`{prefix}` is any path or none, so an endpoint such as
+//! `http://127.0.0.1:PORT/mirror` works too):
+//!
+//! * `POST {prefix}/com.snowplowanalytics.snowplow/tp2`: a `payload_data` 1-0-4 envelope whose
+//!   `data` is a non-empty array of events, each an object of string values with `e`, `p`
+//!   and `tv`. Answered 200, or 400 for an invalid body.
+//! * `GET {prefix}/i?{query}`: one form-encoded event with `e`, `p` and `tv`. Answered 200
+//!   (a 1x1 GIF), or 400.
+//! * `GET /stats`: the counters as JSON ([`Stats`]); `POST /reset`: clears the counters, the
+//!   seen event ids and the kept events, and answers the counters as they were.
+//!
+//! Other paths are answered 404 and other methods 405, and are not counted. Events are
+//! counted only when their request is accepted; an event whose `eid` was seen before is
+//! counted as a duplicate. The handlers parse outside the one lock they take per request
+//! and log nothing, so the collector can be the sink of a load test.
+//!
+//! Start it and stop it from async code running in an actix `System`:
+//!
+//! ```ignore
+//! let collector = Collector::start(CollectorConfig::default())?;
+//! // … point emitters at `collector.endpoint()` (`http://127.0.0.1:PORT`) …
+//! println!("{:?}", collector.stats());
+//! collector.stop().await?;
+//! ```
+
+// Each example uses part of this module; the rest is not dead code in the others.
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{http::Method, web, App, HttpRequest, HttpResponse, HttpServer};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// Schema of the POST envelope.
+const PAYLOAD_DATA_SCHEMA: &str =
+    "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
+/// Path of POST requests, after any prefix.
+const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
+/// Path of GET requests, after any prefix.
+const GET_PATH: &str = "/i";
+/// Fields every event must have.
+const REQUIRED: [&str; 3] = ["e", "p", "tv"];
+/// The largest POST body read.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// A transparent 1x1 GIF: what a collector answers to a successful GET.
+const PIXEL_GIF: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x01, 0x44, 0x00, 0x3b,
+];
+
+/// How to run a [`Collector`].
+#[derive(Debug, Clone)]
+pub(crate) struct CollectorConfig {
+    /// Where to listen (default `127.0.0.1:0`, a free port).
+    pub(crate) addr: SocketAddr,
+    /// actix-web worker threads (default 1).
+    pub(crate) workers: usize,
+    /// Whether to keep every accepted event for [`Collector::events`] (default yes; a load
+    /// test sink only counts).
+    pub(crate) keep_events: bool,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            workers: 1,
+            keep_events: true,
+        }
+    }
+}
+
+/// The collector's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Stats {
+    /// Event requests (POST and GET), valid or not.
+    pub(crate) requests: u64,
+    /// Events accepted, duplicates included.
+    pub(crate) events: u64,
+    /// Event requests answered 400.
+    pub(crate) bad_requests: u64,
+    /// Accepted events whose `eid` was seen before.
+    pub(crate) duplicates: u64,
+    /// Distinct `eid`s accepted.
+    pub(crate) unique_eids: u64,
+    /// POST requests, valid or not.
+    pub(crate) post_requests: u64,
+    /// GET requests, valid or not.
+    pub(crate) get_requests: u64,
+    /// Events accepted in POST requests.
+    pub(crate) post_events: u64,
+    /// Events accepted in GET requests.
+    pub(crate) get_events: u64,
+}
+
+/// One accepted event: how it came, and its name/value pairs in wire order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReceivedEvent {
+    /// `"POST"` or `"GET"`.
+    pub(crate) method: &'static str,
+    /// The request path, prefix included.
+    pub(crate) path: String,
+    /// The pairs, in the order they were sent (`stm` included).
+    pub(crate) pairs: Vec<(String, String)>,
+}
+
+impl ReceivedEvent {
+    /// The value of the field `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A running collector. Dropping it stops the server too (without waiting).
+pub(crate) struct Collector {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    shared: Arc<Shared>,
+    server: actix_rt::task::JoinHandle<io::Result<()>>,
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collector")
+            .field("addr", &self.addr)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// Binds `config.addr` and starts serving on the current actix runtime.
+    ///
+    /// # Errors
+    ///
+    /// When the address cannot be bound.
+    ///
+    /// # Panics
+    ///
+    /// Outside an actix `System` (the server is spawned with `actix_rt::spawn`).
+    pub(crate) fn start(config: CollectorConfig) -> io::Result<Self> {
+        let shared = Arc::new(Shared {
+            keep_events: config.keep_events,
+            state: Mutex::new(State::default()),
+            waiters: AtomicUsize::new(0),
+            changed: Notify::new(),
+        });
+        let data = web::Data::from(Arc::clone(&shared));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY))
+                .default_service(web::to(handle))
+        })
+        .workers(config.workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(config.addr)?;
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        let server = actix_rt::spawn(server);
+        Ok(Self {
+            addr,
+            handle,
+            shared,
+            server,
+        })
+    }
+
+    /// The bound address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, to build emitters with.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self) -> Stats {
+        self.shared.lock().stats()
+    }
+
+    /// Reads the counters from anywhere (a task, another thread), while the collector runs.
+    pub(crate) fn stats_reader(&self) -> impl Fn() -> Stats + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || shared.lock().stats()
+    }
+
+    /// The accepted events so far, in arrival order (none unless `keep_events`).
+    pub(crate) fn events(&self) -> Vec<ReceivedEvent> {
+        self.shared.lock().events.clone()
+    }
+
+    /// Clears the counters, the seen ids and the kept events; returns the counters as they
+    /// were.
+    pub(crate) fn reset(&self) -> Stats {
+        self.shared.reset()
+    }
+
+    /// Waits until at least `count` events were accepted since the start (or the last
+    /// reset), or `timeout` passes. Returns the counters either way: compare `events`.
+    pub(crate) async fn wait_for_events(&self, count: u64, timeout: Duration) -> Stats {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.shared.waiters.fetch_add(1, Ordering::SeqCst);
+        let stats = loop {
+            let changed = self.shared.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before checking, so a request counted meanwhile wakes us.
+            changed.as_mut().enable();
+            let stats = self.stats();
+            if stats.events >= count {
+                break stats;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                break self.stats();
+            }
+        };
+        self.shared.waiters.fetch_sub(1, Ordering::SeqCst);
+        stats
+    }
+
+    /// Stops the server, finishing the requests it is answering, and waits until it has.
+    ///
+    /// # Errors
+    ///
+    /// When the server failed.
+    pub(crate) async fn stop(mut self) -> io::Result<()> {
+        self.handle.stop(true).await;
+        match (&mut self.server).await {
+            Ok(result) => result,
+            Err(error) => Err(io::Error::other(error)),
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        // `stop` sends its command when called; the returned future only waits for it.
+        drop(self.handle.stop(false));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state
+// ---------------------------------------------------------------------------------------------
+
+struct Shared {
+    keep_events: bool,
+    state: Mutex<State>,
+    /// Tasks in [`Collector::wait_for_events`]: requests notify only when there are some.
+    waiters: AtomicUsize,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    counts: Stats,
+    /// `eid`s seen, as 128-bit UUIDs (16 bytes each), and any that are not UUIDs.
+    uuids: HashSet<u128>,
+    other_ids: HashSet<Box<str>>,
+    events: Vec<ReceivedEvent>,
+}
+
+impl State {
+    fn stats(&self) -> Stats {
+        Stats {
+            unique_eids: (self.uuids.len() + self.other_ids.len()) as u64,
+            ..self.counts
+        }
+    }
+
+    /// Records an accepted event; returns whether its `eid` was new.
+    fn see(&mut self, eid: Option<&str>) -> bool {
+        match eid {
+            None => true,
+            Some(eid) => match uuid::Uuid::try_parse(eid) {
+                Ok(uuid) => self.uuids.insert(uuid.as_u128()),
+                Err(_) if self.other_ids.contains(eid) => false,
+                Err(_) => self.other_ids.insert(eid.into()),
+            },
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reset(&self) -> Stats {
+        let mut state = self.lock();
+        let before = state.stats();
+        *state = State::default();
+        before
+    }
+
+    /// Counts one event request: `events` when it was valid, `None` when it was not.
+    fn record(&self, method: &'static str, path: &str, events: Option<Vec<Pairs<'_>>>) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.counts.requests += 1;
+        let post = method == "POST";
+        if post {
+            state.counts.post_requests += 1;
+        } else {
+            state.counts.get_requests += 1;
+        }
+        let Some(events) = events else {
+            state.counts.bad_requests += 1;
+            return;
+        };
+        let accepted = events.len() as u64;
+        state.counts.events += accepted;
+        if post {
+            state.counts.post_events += accepted;
+        } else {
+            state.counts.get_events += accepted;
+        }
+        for event in events {
+            if !state.see(event.get("eid")) {
+                state.counts.duplicates += 1;
+            }
+            if self.keep_events {
+                state.events.push(ReceivedEvent {
+                    method,
+                    path: path.to_owned(),
+                    pairs: event.into_owned(),
+                });
+            }
+        }
+        drop(guard);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------
+
+async fn handle(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let path = request.path();
+    let method = request.method();
+    if path.ends_with(POST_PATH) {
+        if method != Method::POST {
+            return HttpResponse::MethodNotAllowed().finish();
+        }
+        match parse_post(&body) {
+            Ok(events) => {
+                shared.record("POST", path, Some(events));
+                HttpResponse::Ok().content_type("text/plain").body("ok")
+            }
+            Err(reason) => {
+                shared.record("POST", path, None);
+                HttpResponse::BadRequest()
+                    .content_type("text/plain")
+                    .body(reason)
+            }
+        }
+    } else if path.ends_with(GET_PATH) {
+        if method != Method::GET {
+            return HttpResponse::MethodNotAllowed().finish();
+        }
+        match parse_get(request.query_string()) {
+            Ok(event) => {
+                shared.record("GET", path, Some(vec![event]));
+                HttpResponse::Ok().content_type("image/gif").body(PIXEL_GIF)
+            }
+            Err(reason) => {
+                shared.record("GET", path, None);
+                HttpResponse::BadRequest()
+                    .content_type("text/plain")
+                    .body(reason)
+            }
+        }
+    } else if path == "/stats" && method == Method::GET {
+        HttpResponse::Ok().json(shared.lock().stats())
+    } else if path == "/reset" && method == Method::POST {
+        HttpResponse::Ok().json(shared.reset())
+    } else {
+        HttpResponse::NotFound().finish()
+    }
+}
+
+/// One event's name/value pairs, borrowed from the request where possible.
+struct Pairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl Pairs<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_ref())
+    }
+
+    fn into_owned(self) -> Vec<(String, String)> {
+        self.0
+            .into_iter()
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match REQUIRED
+            .iter()
+            .find(|name| self.get(name).is_none_or(str::is_empty))
+        {
+            Some(name) => Err(format!("missing `{name}`")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn parse_post(body: &[u8]) -> Result<Vec<Pairs<'_>>, String> {
+    let envelope: Envelope<'_> = serde_json::from_slice(body)
+        .map_err(|error| format!("not a payload_data envelope: {error}"))?;
+    if envelope.schema != PAYLOAD_DATA_SCHEMA {
+        return Err(format!("unexpected schema {:?}", envelope.schema));
+    }
+    if envelope.data.is_empty() {
+        return Err("`data` is empty".to_owned());
+    }
+    for (index, event) in envelope.data.iter().enumerate() {
+        event
+            .check()
+            .map_err(|error| format!("event {index}: {error}"))?;
+    }
+    Ok(envelope.data)
+}
+
+fn parse_get(query: &str) -> Result<Pairs<'static>, String> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|error| format!("invalid query: {error}"))?
+        .into_inner();
+    let event = Pairs(
+        pairs
+            .into_iter()
+            .map(|(key, value)| (Cow::Owned(key), Cow::Owned(value)))
+            .collect(),
+    );
+    event.check()?;
+    Ok(event)
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    schema: Cow<'a, str>,
+    #[serde(borrow)]
+    data: Vec<Pairs<'a>>,
+}
+
+/// An event object: every value must be a string.
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object;
+        impl<'de> Visitor<'de> for Object {
+            type Value = Pairs<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event object of string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(24));
+                while let Some((Str(key), Str(value))) = map.next_entry()? {
+                    pairs.push((key, value));
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(Object)
+    }
+}
+
+/// A JSON string, borrowed from the body unless it has escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(value)))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(value.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, value: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(value)))
+            }
+        }
+        deserializer.deserialize_str(Text)
+    }
+}

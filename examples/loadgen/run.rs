@@ -1,0 +1,345 @@
+//! The load generator's logic, shared with its test.
+// Items are `pub(crate)` for the test that includes this file; each user reads a part.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use snowplow_actix::{
+    DropCounts, EmitterBuilder, EmitterStats, Method, PageView, SelfDescribing, SelfDescribingJson,
+    Structured, Tracker,
+};
+
+pub(crate) const USAGE: &str = "\
+usage: loadgen --endpoint URL [--endpoint URL …] [options]
+
+  --endpoint URL             collector endpoint; repeat for one emitter per endpoint
+  --events N                 events to track (default 10000)
+  --method post|get          request method (default post)
+  --batch-size B             events per POST request (default 10 POST, 1 GET)
+  --byte-limit BYTES         most bytes per request as sent (default none)
+  --max-in-flight C          requests outstanding per emitter (default 1)
+  --buffer-capacity CAP      events buffered per emitter (default max(N, 10000))
+  --max-retry-delay-ms MS    backoff cap (default 60000)
+  --request-timeout-ms MS    request timeout (default 10000)
+  --retry-code CODE=BOOL     retry (true) or drop (false) a status; repeatable
+  --flush-timer-ms MS        tracker flush interval, 0 for none (default 10000)
+  --rate EVENTS_PER_S        total tracking rate, 0 = as fast as possible (default 0)
+  --producers P              threads tracking concurrently (default 1)
+  --event KIND               struct | page_view | self_describing (default struct)
+  --drain-timeout-ms MS      deadline of the final flush and shutdown (default 30000)";
+
+/// What to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    Struct,
+    PageView,
+    SelfDescribing,
+}
+
+/// The command line.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) events: u64,
+    pub(crate) method: Method,
+    pub(crate) batch_size: Option<usize>,
+    pub(crate) byte_limit: Option<usize>,
+    pub(crate) max_in_flight: usize,
+    pub(crate) buffer_capacity: Option<usize>,
+    pub(crate) max_retry_delay: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) retry_codes: Vec<(u16, bool)>,
+    pub(crate) flush_timer: Option<Duration>,
+    pub(crate) rate: u64,
+    pub(crate) producers: usize,
+    pub(crate) event: EventKind,
+    pub(crate) drain_timeout: Duration,
+}
+
+impl Options {
+    /// Parses the arguments (without the program name).
+    pub(crate) fn parse(args: &[String]) -> Result<Self, String> {
+        let mut options = Options {
+            endpoints: Vec::new(),
+            events: 10_000,
+            method: Method::Post,
+            batch_size: None,
+            byte_limit: None,
+            max_in_flight: 1,
+            buffer_capacity: None,
+            max_retry_delay: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            retry_codes: Vec::new(),
+            flush_timer: Some(Duration::from_secs(10)),
+            rate: 0,
+            producers: 1,
+            event: EventKind::Struct,
+            drain_timeout: Duration::from_secs(30),
+        };
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            let mut value = || {
+                args.next()
+                    .ok_or_else(|| format!("{flag} needs a value"))
+                    .map(String::as_str)
+            };
+            match flag.as_str() {
+                "--endpoint" => options.endpoints.push(value()?.to_owned()),
+                "--events" => options.events = number(flag, value()?)?,
+                "--method" => {
+                    options.method = match value()? {
+                        "post" => Method::Post,
+                        "get" => Method::Get,
+                        other => return Err(format!("--method must be post or get, not {other}")),
+                    }
+                }
+                "--batch-size" => options.batch_size = Some(number(flag, value()?)?),
+                "--byte-limit" => options.byte_limit = Some(number(flag, value()?)?),
+                "--max-in-flight" => options.max_in_flight = number(flag, value()?)?,
+                "--buffer-capacity" => options.buffer_capacity = Some(number(flag, value()?)?),
+                "--max-retry-delay-ms" => options.max_retry_delay = millis(flag, value()?)?,
+                "--request-timeout-ms" => options.request_timeout = millis(flag, value()?)?,
+                "--retry-code" => {
+                    let spec = value()?;
+                    let (code, retry) = spec
+                        .split_once('=')
+                        .ok_or_else(|| format!("--retry-code takes CODE=true|false, not {spec}"))?;
+                    let retry = match retry {
+                        "true" => true,
+                        "false" => false,
+                        other => return Err(format!("--retry-code: {other} is not true or false")),
+                    };
+                    options.retry_codes.push((number(flag, code)?, retry));
+                }
+                "--flush-timer-ms" => {
+                    let interval = millis(flag, value()?)?;
+                    options.flush_timer = (!interval.is_zero()).then_some(interval);
+                }
+                "--rate" => options.rate = number(flag, value()?)?,
+                "--producers" => options.producers = number(flag, value()?)?,
+                "--event" => {
+                    options.event = match value()? {
+                        "struct" => EventKind::Struct,
+                        "page_view" => EventKind::PageView,
+                        "self_describing" => EventKind::SelfDescribing,
+                        other => return Err(format!("--event: unknown kind {other}")),
+                    }
+                }
+                "--drain-timeout-ms" => options.drain_timeout = millis(flag, value()?)?,
+                other => return Err(format!("unknown argument {other}")),
+            }
+        }
+        if options.endpoints.is_empty() {
+            return Err("at least one --endpoint is needed".into());
+        }
+        if options.producers == 0 {
+            return Err("--producers must be at least 1".into());
+        }
+        Ok(options)
+    }
+}
+
+fn number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{flag} takes a non-negative number, not {text}"))
+}
+
+fn millis(flag: &str, text: &str) -> Result<Duration, String> {
+    number(flag, text).map(Duration::from_millis)
+}
+
+/// Tracks one event of `kind`, numbered `idx`: what is timed per call.
+fn track_one(tracker: &Tracker, kind: EventKind, idx: u64) -> bool {
+    let tracked = match kind {
+        EventKind::Struct => Structured::new("loadgen", "event")
+            .map(|event| event.label(idx.to_string()))
+            .map(|event| tracker.track(event)),
+        EventKind::PageView => PageView::new(format!("https://example.com/page/{idx}"))
+            .map(|event| tracker.track(event.title("Load"))),
+        EventKind::SelfDescribing => SelfDescribingJson::new(
+            "iglu:com.example/load/jsonschema/1-0-0",
+            json!({ "idx": idx, "name": "load" }),
+        )
+        .map(|json| tracker.track(SelfDescribing::new(json))),
+    };
+    matches!(tracked, Ok(Ok(_)))
+}
+
+/// Tracks `count` events at `rate` per second (0: as fast as possible); returns the time
+/// of each call in ns.
+fn produce(tracker: Tracker, kind: EventKind, first: u64, count: u64, rate: f64) -> Vec<u32> {
+    let mut timings = Vec::with_capacity(count as usize);
+    let started = Instant::now();
+    for n in 0..count {
+        if rate > 0.0 {
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        let call = Instant::now();
+        track_one(&tracker, kind, first + n);
+        timings.push(u32::try_from(call.elapsed().as_nanos()).unwrap_or(u32::MAX));
+    }
+    timings
+}
+
+fn percentile(sorted: &[u32], fraction: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() - 1) as f64 * fraction).round() as usize;
+    sorted[idx]
+}
+
+/// CPU seconds (user + system) and peak RSS in KB of this process, from /proc.
+fn process_usage() -> (f64, u64) {
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name (which may hold spaces, inside parentheses).
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            // USER_HZ is 100 on Linux.
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0);
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0);
+    (cpu, rss)
+}
+
+fn drops_json(dropped: &DropCounts) -> Value {
+    serde_json::to_value(dropped).unwrap_or(Value::Null)
+}
+
+/// Runs the load and returns the JSON summary line.
+pub(crate) async fn run(options: Options) -> Result<String, String> {
+    let capacity = options
+        .buffer_capacity
+        .unwrap_or_else(|| (options.events as usize).max(10_000));
+    let mut builder = Tracker::builder("loadgen").app_id("loadgen");
+    builder = match options.flush_timer {
+        Some(interval) => builder.flush_interval(interval),
+        None => builder.no_flush_timer(),
+    };
+    let last_delivery = Arc::new(Mutex::new(None::<Instant>));
+    for endpoint in &options.endpoints {
+        let mut emitter = EmitterBuilder::new(endpoint.as_str())
+            .method(options.method)
+            .max_in_flight(options.max_in_flight)
+            .buffer_capacity(capacity)
+            .max_retry_delay(options.max_retry_delay)
+            .request_timeout(options.request_timeout);
+        if let Some(batch_size) = options.batch_size {
+            emitter = emitter.batch_size(batch_size);
+        }
+        if let Some(byte_limit) = options.byte_limit {
+            emitter = emitter.byte_limit(byte_limit);
+        }
+        for &(code, retry) in &options.retry_codes {
+            emitter = emitter.custom_retry_code(code, retry);
+        }
+        let last = last_delivery.clone();
+        emitter = emitter.on_success(move |_| {
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        });
+        builder = builder.emitter(emitter);
+    }
+    let tracker = builder.build().map_err(|error| error.to_string())?;
+
+    let started = Instant::now();
+    let per_producer = options.events / options.producers as u64;
+    let rate = options.rate as f64 / options.producers as f64;
+    let producers: Vec<_> = (0..options.producers as u64)
+        .map(|producer| {
+            let count = if producer + 1 == options.producers as u64 {
+                options.events - per_producer * producer
+            } else {
+                per_producer
+            };
+            let (tracker, kind) = (tracker.clone(), options.event);
+            std::thread::spawn(move || produce(tracker, kind, producer * per_producer, count, rate))
+        })
+        .collect();
+    let mut timings = actix_rt::task::spawn_blocking(move || {
+        producers
+            .into_iter()
+            .flat_map(|producer| producer.join().unwrap_or_default())
+            .collect::<Vec<u32>>()
+    })
+    .await
+    .map_err(|error| error.to_string())?;
+    timings.sort_unstable();
+
+    let drain_started = Instant::now();
+    tracker
+        .flush_with_timeout(options.drain_timeout)
+        .await
+        .map_err(|error| error.to_string())?;
+    let before_shutdown = tracker.stats().await.map_err(|error| error.to_string())?;
+    let remaining = options
+        .drain_timeout
+        .saturating_sub(drain_started.elapsed());
+    tracker
+        .shutdown(remaining.max(Duration::from_millis(1)))
+        .await
+        .map_err(|error| error.to_string())?;
+    let finished = Instant::now();
+
+    let last = last_delivery
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or(finished);
+    let seconds = last.duration_since(started).as_secs_f64().max(1e-9);
+    let mut emitters = Vec::new();
+    let (mut accepted, mut sent, mut queued_at_exit) = (0, 0, 0);
+    let mut dropped = DropCounts::default();
+    let mut slowest_sent = u64::MAX;
+    for (handle, report) in tracker.emitters().iter().zip(&before_shutdown.emitters) {
+        let mut stats: EmitterStats = handle.final_stats().unwrap_or_default();
+        // Events the fan-out could not hand over count as this emitter's capacity drops.
+        stats.received += report.refused;
+        stats.dropped.capacity += report.refused;
+        let emitter_queued = stats.queued + stats.in_flight;
+        accepted += stats.accepted();
+        sent += stats.sent;
+        queued_at_exit += emitter_queued;
+        dropped = dropped.plus(&stats.dropped);
+        slowest_sent = slowest_sent.min(stats.sent);
+        let mut entry = serde_json::to_value(&stats).unwrap_or(Value::Null);
+        if let Value::Object(fields) = &mut entry {
+            fields.insert("endpoint".into(), json!(handle.name()));
+            fields.insert("accepted".into(), json!(stats.accepted()));
+            fields.insert("queued_at_exit".into(), json!(emitter_queued));
+        }
+        emitters.push(entry);
+    }
+    let (cpu_s, max_rss_kb) = process_usage();
+    let summary = json!({
+        "events": options.events,
+        "accepted": accepted,
+        "sent": sent,
+        "dropped": drops_json(&dropped),
+        "queued_at_exit": queued_at_exit,
+        "seconds": seconds,
+        "events_per_s": slowest_sent as f64 / seconds,
+        "track_ns_p50": percentile(&timings, 0.50),
+        "track_ns_p99": percentile(&timings, 0.99),
+        "cpu_s": cpu_s,
+        "max_rss_kb": max_rss_kb,
+        "refused_by_tracker": before_shutdown.refused,
+        "emitters": emitters,
+    });
+    Ok(summary.to_string())
+}
