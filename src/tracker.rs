@@ -34,6 +34,12 @@ use crate::timer::{FlushTimer, SetFlushInterval};
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A custom emitter: any actor that handles [`Track`], and optionally [`Flush`].
+///
+/// The fan-out hands events over with `try_send` and never waits: an event the actor's
+/// full mailbox refuses is dropped and counted (`refused`, a `capacity` drop of that
+/// emitter in [`Tracker::stats`]). An actor started the usual way (`Actor::start`) has
+/// room for 16 messages until it first runs; start it with [`CustomEmitter::start`] to
+/// give it [`DEFAULT_MAILBOX_CAPACITY`] from its first message.
 #[derive(Debug)]
 pub struct CustomEmitter {
     name: String,
@@ -49,6 +55,19 @@ impl CustomEmitter {
             track,
             flush: None,
         }
+    }
+
+    /// Starts `actor` on the current arbiter with a mailbox of [`DEFAULT_MAILBOX_CAPACITY`]
+    /// messages from the first one.
+    pub fn start<A>(actor: A) -> Addr<A>
+    where
+        A: Actor<Context = Context<A>>,
+    {
+        let (sender, receiver) = actix::dev::channel::channel(DEFAULT_MAILBOX_CAPACITY);
+        let mut ctx = Context::with_receiver(receiver);
+        ctx.set_mailbox_capacity(DEFAULT_MAILBOX_CAPACITY);
+        ctx.run(actor);
+        Addr::new(sender)
     }
 
     /// Where it receives flushes (the tracker's flushes, timer ticks and shutdown).
@@ -413,7 +432,7 @@ impl Tracker {
 
     fn start_emitter(&self, config: EmitterConfig) -> EmitterHandle {
         let arbiter = Arbiter::new();
-        let name = config.endpoint().to_owned();
+        let name = config.name().to_owned();
         let final_stats = config.final_stats();
         let addr = config.start_in(&arbiter.handle());
         let target = addr.clone().recipient();
@@ -526,7 +545,7 @@ pub struct EmitterHandle {
 }
 
 impl EmitterHandle {
-    /// The emitter's endpoint.
+    /// The emitter's name: given with [`EmitterBuilder::name`], or its endpoint.
     pub fn name(&self) -> &str {
         &self.name
     }

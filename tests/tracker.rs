@@ -322,30 +322,34 @@ impl Handler<Flush> for Collecting {
 }
 
 #[actix_rt::test]
-async fn a_custom_emitter_receives_every_event_and_flushes() {
+async fn a_custom_emitter_receives_every_event_of_a_burst_and_flushes() {
     let collector = TestCollector::start(CollectorConfig::default()).await;
     let (events_tx, mut events) = mpsc::unbounded();
-    let custom = Collecting {
+    // Started with a full-size mailbox: a burst beyond actix's initial 16 places is kept.
+    let custom = CustomEmitter::start(Collecting {
         events: events_tx,
         received: 0,
-    }
-    .start();
+    });
     let tracker = Tracker::builder("test")
-        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .emitter(EmitterBuilder::new(collector.endpoint()).name("http"))
         .custom_emitter(
             CustomEmitter::new("collecting", custom.clone().recipient()).flush(custom.recipient()),
         )
         .no_flush_timer()
         .build()
         .unwrap();
-    let ids = track_range(&tracker, 0..4);
+    let ids = track_range(&tracker, 0..200);
 
     let report = tracker.flush().await.unwrap();
 
-    assert_eq!(report.sent, 4 + 4);
-    let received: Vec<String> = (&mut events).take(4).collect().await;
+    assert_eq!(report.sent, 200 + 200);
+    let received: Vec<String> = (&mut events).take(200).collect().await;
     assert_eq!(received, ids);
     let stats = tracker.stats().await.unwrap();
-    assert_eq!(stats.emitters[1].name, "collecting");
+    assert_eq!(stats.emitters[0].name, "http");
+    assert_eq!(
+        (stats.emitters[1].name.as_str(), stats.emitters[1].refused),
+        ("collecting", 0)
+    );
     assert_eq!(stats.emitters[1].stats, None);
 }

@@ -236,6 +236,7 @@ pub(crate) async fn run(options: Options) -> Result<String, String> {
     let last_delivery = Arc::new(Mutex::new(None::<Instant>));
     for endpoint in &options.endpoints {
         let mut emitter = EmitterBuilder::new(endpoint.as_str())
+            .name(endpoint.as_str())
             .method(options.method)
             .max_in_flight(options.max_in_flight)
             .buffer_capacity(capacity)

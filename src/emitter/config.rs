@@ -123,6 +123,7 @@ impl RetryPolicy {
 
 /// Validated, immutable emitter settings shared by the actor and its restarts.
 pub(crate) struct Settings {
+    pub(crate) name: String,
     pub(crate) endpoint: Endpoint,
     pub(crate) method: Method,
     pub(crate) url: String,
@@ -180,6 +181,7 @@ impl fmt::Debug for Settings {
 /// # Ok::<(), snowplow_actix::BuildError>(())
 /// ```
 pub struct EmitterBuilder {
+    name: Option<String>,
     endpoint: String,
     protocol: Protocol,
     port: Option<u16>,
@@ -218,6 +220,7 @@ impl EmitterBuilder {
     /// `http[s]://host[:port][/path]`), with every default.
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
+            name: None,
             endpoint: endpoint.into(),
             protocol: Protocol::Https,
             port: None,
@@ -241,6 +244,13 @@ impl EmitterBuilder {
             transport: None,
             jitter: None,
         }
+    }
+
+    /// A name for the emitter in stats and reports (default: its endpoint, with ` (GET)`
+    /// appended for a GET emitter).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// The protocol when the endpoint names none (default https).
@@ -469,8 +479,13 @@ impl EmitterBuilder {
             Arc::new(move || Box::new(AwcTransport::new(client())) as Box<dyn Transport>)
         });
         let url = endpoint.url(self.method);
+        let name = self.name.unwrap_or_else(|| match self.method {
+            Method::Post => endpoint.base().to_owned(),
+            Method::Get => format!("{} (GET)", endpoint.base()),
+        });
         Ok(EmitterConfig {
             settings: Arc::new(Settings {
+                name,
                 endpoint,
                 method: self.method,
                 url,
@@ -517,6 +532,11 @@ impl EmitterConfig {
     /// The URL requests go to (without the query of a GET).
     pub fn url(&self) -> &str {
         &self.settings.url
+    }
+
+    /// The emitter's name in stats and reports.
+    pub fn name(&self) -> &str {
+        &self.settings.name
     }
 
     /// The endpoint, `scheme://host[:port][/path]`.
