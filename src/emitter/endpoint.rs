@@ -67,9 +67,10 @@ impl Endpoint {
         {
             return Err(BuildError::EndpointWhitespace(endpoint.to_owned()));
         }
+        // Schemes are case-insensitive (RFC 3986); the URL is written in lower case.
         let (protocol, rest) = match endpoint.split_once("://") {
-            Some(("http", rest)) => (Protocol::Http, rest),
-            Some(("https", rest)) => (Protocol::Https, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (Protocol::Http, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (Protocol::Https, rest),
             Some(_) => return Err(BuildError::UnsupportedScheme(endpoint.to_owned())),
             None => (protocol, endpoint),
         };
@@ -172,6 +173,8 @@ mod tests {
             ("http://127.0.0.1:9090/", "http://127.0.0.1:9090"),
             ("https://host/sub///", "https://host/sub"),
             ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+            ("HTTP://host", "http://host"),
+            ("Https://host:1", "https://host:1"),
         ];
         for (endpoint, base) in cases {
             assert_eq!(parse(endpoint).as_deref(), Ok(base), "{endpoint}");
