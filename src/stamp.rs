@@ -248,8 +248,7 @@ impl StampedEvent {
     }
 
     fn query_without_stm(&self) -> &str {
-        self.query
-            .get_or_init(|| self.payload.to_query())
+        self.query.get_or_init(|| self.payload.to_query())
     }
 
     /// Bytes this event takes in a POST body, `stm` included (not the comma between events).

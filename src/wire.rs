@@ -51,7 +51,10 @@ pub(crate) const QUERY_STM_OVERHEAD: usize = "&stm=".len() + STM_DIGITS;
 /// assert_eq!(body.len(), wire::post_body_size(events.iter().map(|e| e.post_size())));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn post_body<E: AsRef<StampedEvent>>(events: impl IntoIterator<Item = E>, stm_ms: u64) -> String {
+pub fn post_body<E: AsRef<StampedEvent>>(
+    events: impl IntoIterator<Item = E>,
+    stm_ms: u64,
+) -> String {
     let mut out = String::new();
     push_post_body(&mut out, events, stm_ms);
     out

@@ -22,9 +22,10 @@ use crate::wire::{BODY_PREFIX, BODY_SUFFIX};
 /// An emitter actor. Build one with [`EmitterBuilder`](crate::EmitterBuilder) and start it
 /// with [`EmitterConfig::start`].
 ///
-/// It owns its event store, its backoff and its counters. It handles [`Track`] (buffer an
-/// event; send full batches), [`Flush`] (send everything; reply when done or at the
-/// deadline) and [`GetStats`].
+/// It owns its event store, its backoff and its counters. It handles
+/// [`Track`](crate::Track) (buffer an event; a full batch starts a flush),
+/// [`Flush`](crate::Flush) (send everything; reply when done or at the deadline),
+/// [`Shutdown`](crate::Shutdown) and [`GetStats`](crate::GetStats).
 pub struct Emitter {
     pub(super) settings: Arc<Settings>,
     pub(super) store: Box<dyn EventStore>,
@@ -76,10 +77,15 @@ impl Emitter {
         let settings = config.settings;
         let store = config.store;
         let final_stats = config.final_stats;
-        let stats = EmitterStats {
-            recovered: store.recovered(),
+        // Events found in a durable store: the readable ones are queued, the unreadable
+        // ones are dropped (`store`) at once.
+        let mut stats = EmitterStats {
+            recovered: store.recovered() + store.unreadable(),
             ..EmitterStats::default()
         };
+        stats.dropped.add(DropReason::Store, store.unreadable());
+        let draining = store.recovered() > 0;
+        let queued_bytes = store.recovered_cost();
         Self {
             backoff: Backoff::new(settings.max_retry_delay, settings.jitter.clone()),
             next_seq: store.next_seq(),
@@ -87,12 +93,13 @@ impl Emitter {
             store,
             transport: None,
             retry_at: None,
-            draining: false,
+            // Recovered events go out at start, without waiting for a flush.
+            draining,
             next_request: 0,
             generation: 0,
             in_flight: HashMap::new(),
             in_flight_events: 0,
-            queued_bytes: 0,
+            queued_bytes,
             stats,
             waiters: Vec::new(),
             next_waiter: 0,

@@ -164,8 +164,14 @@ impl Emitter {
     pub(super) fn settle_left_over(&mut self) -> u64 {
         let mut left = 0;
         for (_, flight) in self.in_flight.drain() {
-            left += flight.events.len() as u64;
-            if !self.store.is_durable() {
+            if self.store.is_durable() {
+                // Kept for the next start: back in the queue, where `queued` counts them.
+                self.queued_bytes += flight.events.iter().map(|e| e.cost as u64).sum::<u64>();
+                if let Err(error) = self.store.requeue(flight.lease, flight.events) {
+                    tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue in-flight events at shutdown");
+                }
+            } else {
+                left += flight.events.len() as u64;
                 if let Err(error) = self.store.acknowledge(flight.lease) {
                     tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove events at shutdown");
                 }

@@ -11,8 +11,12 @@
 //! and never happens on the application's threads. [`InMemoryStore`] is the default.
 
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use memory::{InMemoryStore, DEFAULT_BUFFER_CAPACITY};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 use std::fmt;
 use std::sync::Arc;
@@ -134,6 +138,21 @@ pub trait EventStore: Send + 'static {
     fn recovered(&self) -> u64 {
         0
     }
+
+    /// The summed [`cost`](StoredEvent::cost) of the [`recovered`](Self::recovered) events,
+    /// as the emitter that stored them measured it: what an emitter starts its queued bytes
+    /// from. Zero for a store that starts empty.
+    fn recovered_cost(&self) -> u64 {
+        0
+    }
+
+    /// Events found in the store when it was opened that could not be read back (a damaged
+    /// row, a key outside the tracker protocol): they are not queued and not counted in
+    /// [`recovered`](Self::recovered); an emitter counts them as found and dropped (`store`).
+    /// Zero for a store that starts empty.
+    fn unreadable(&self) -> u64 {
+        0
+    }
 }
 
 impl fmt::Debug for dyn EventStore {
@@ -146,7 +165,8 @@ impl fmt::Debug for dyn EventStore {
 }
 
 /// How many of the queued events, by their costs in order, go into the next request: at
-/// most `max_events`, and at most `max_cost` summed, but at least one when any is queued.
+/// most `max_events`, and at most `max_cost` summed, but at least one when any is queued
+/// and `max_events` is not zero (a lone event over `max_cost` goes alone).
 pub fn batch_len(
     costs: impl IntoIterator<Item = usize>,
     max_events: usize,

@@ -1,0 +1,491 @@
+//! Bad input never panics and loses nothing already accepted, as a table of cases:
+//! endpoints that cannot be a collector are typed build errors; collectors that answer
+//! garbage, cut their answer or never answer are failures, retried, with the events kept;
+//! events above the byte limit go alone, once; callbacks that panic are counted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::collector::{
+    CollectorConfig, Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector,
+};
+use common::support::{events, fixed_jitter, labels, settings, stats, track_all, SOON};
+use snowplow_actix::{
+    AddEmitterError, BuildError, DropReason, EmitterBuilder, FailureReason, Flush, Method,
+    Protocol, Structured, Track, Tracker,
+};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+// ---------------------------------------------------------------------------------------------
+
+fn whitespace(endpoint: &str) -> BuildError {
+    BuildError::EndpointWhitespace(endpoint.to_owned())
+}
+
+fn invalid(endpoint: &str, reason: &'static str) -> BuildError {
+    BuildError::InvalidEndpoint {
+        endpoint: endpoint.to_owned(),
+        reason,
+    }
+}
+
+/// Each endpoint and the exact error building an emitter for it gives.
+fn bad_endpoints() -> Vec<(&'static str, BuildError)> {
+    vec![
+        ("", BuildError::EmptyEndpoint),
+        (" ", whitespace(" ")),
+        (
+            "http://127.0.0.1:9090\r\n",
+            whitespace("http://127.0.0.1:9090\r\n"),
+        ),
+        (
+            "collector.example.com\r\nX-Injected: 1",
+            whitespace("collector.example.com\r\nX-Injected: 1"),
+        ),
+        ("host\n", whitespace("host\n")),
+        ("\thost", whitespace("\thost")),
+        ("http://host name", whitespace("http://host name")),
+        (
+            "https://host/with space/",
+            whitespace("https://host/with space/"),
+        ),
+        (" https://host", whitespace(" https://host")),
+        ("host\u{0}", whitespace("host\u{0}")),
+        ("host\u{7f}", whitespace("host\u{7f}")),
+        ("host\u{a0}", whitespace("host\u{a0}")),
+        (
+            "ftp://host",
+            BuildError::UnsupportedScheme("ftp://host".into()),
+        ),
+        (
+            "ws://host",
+            BuildError::UnsupportedScheme("ws://host".into()),
+        ),
+        (
+            "file:///etc/passwd",
+            BuildError::UnsupportedScheme("file:///etc/passwd".into()),
+        ),
+        ("://host", BuildError::UnsupportedScheme("://host".into())),
+        ("http://", invalid("http://", "missing host")),
+        ("https:///path", invalid("https:///path", "missing host")),
+        ("http://:80", invalid("http://:80", "missing host")),
+        ("host:", invalid("host:", "invalid port")),
+        ("host:65536", invalid("host:65536", "invalid port")),
+        ("host:-1", invalid("host:-1", "invalid port")),
+        ("mailto:a", invalid("mailto:a", "invalid port")),
+        ("host:0", invalid("host:0", "port 0")),
+        (
+            "http://host/?q=1",
+            invalid("http://host/?q=1", "a query or fragment is not allowed"),
+        ),
+        (
+            "http://host#top",
+            invalid("http://host#top", "a query or fragment is not allowed"),
+        ),
+        (
+            "http://user:pw@host",
+            invalid(
+                "http://user:pw@host",
+                "credentials in the endpoint are not supported",
+            ),
+        ),
+        ("ho%st", invalid("ho%st", "invalid host")),
+        ("[::1", invalid("[::1", "invalid host")),
+        (
+            "http://[zz::1]:80",
+            invalid("http://[zz::1]:80", "invalid host"),
+        ),
+        ("host\u{200b}", invalid("host\u{200b}", "invalid host")),
+    ]
+}
+
+#[test]
+fn endpoints_that_cannot_be_a_collector_are_exact_build_errors() {
+    for (endpoint, expected) in bad_endpoints() {
+        for method in [Method::Post, Method::Get] {
+            for protocol in [Protocol::Http, Protocol::Https] {
+                let error = EmitterBuilder::new(endpoint)
+                    .method(method)
+                    .protocol(protocol)
+                    .build()
+                    .map(|config| config.url().to_owned())
+                    .unwrap_err();
+                assert_eq!(error, expected, "{endpoint:?} {method:?} {protocol:?}");
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_tracker_refuses_bad_endpoints_at_build_and_when_adding_an_emitter() {
+    for (endpoint, expected) in bad_endpoints() {
+        let error = Tracker::builder("test")
+            .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
+            .emitter(EmitterBuilder::new(endpoint))
+            .no_flush_timer()
+            .build()
+            .unwrap_err();
+        assert_eq!(error, expected, "{endpoint:?}");
+    }
+    let tracker = Tracker::builder("test")
+        .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    for (endpoint, expected) in bad_endpoints() {
+        let error = tracker
+            .add_emitter(EmitterBuilder::new(endpoint))
+            .unwrap_err();
+        assert_eq!(error, AddEmitterError::Build(expected), "{endpoint:?}");
+    }
+    assert_eq!(tracker.emitters().len(), 1);
+    tracker.shutdown(Duration::from_millis(10)).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broken collectors
+// ---------------------------------------------------------------------------------------------
+
+/// The request timeout where a collector never answers.
+const TIMEOUT: Duration = Duration::from_millis(150);
+
+/// Whether a failure reason is of the expected kind.
+type Classifier = fn(&FailureReason) -> bool;
+
+type Seen = (FailureReason, bool, Option<DropReason>, Vec<String>);
+
+async fn next_failure(failures: &mut UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(SOON, failures.recv())
+        .await
+        .expect("a failure report in time")
+        .expect("callback alive")
+}
+
+/// An emitter retrying quickly (10 ms jitter, 20 ms cap) that reports every failure.
+fn reporting_emitter(
+    endpoint: String,
+    method: Method,
+) -> (
+    actix::Addr<snowplow_actix::Emitter>,
+    UnboundedReceiver<Seen>,
+) {
+    let (tx, failures) = unbounded_channel();
+    let emitter = EmitterBuilder::new(endpoint)
+        .method(method)
+        .request_timeout(TIMEOUT)
+        .jitter(fixed_jitter(0.01))
+        .max_retry_delay(Duration::from_millis(20))
+        .on_failure(move |failure| {
+            let _ = tx.send((
+                failure.reason.clone(),
+                failure.will_retry,
+                failure.dropped,
+                failure.events.iter().map(|e| e.id().to_string()).collect(),
+            ));
+        })
+        .build()
+        .unwrap()
+        .start();
+    (emitter, failures)
+}
+
+/// A collector on the port `raw` listened on, once it is free again.
+async fn collector_replacing(raw: RawCollector) -> TestCollector {
+    let addr = raw.addr();
+    raw.stop();
+    drop(raw);
+    // The aborted listener task releases its socket when the runtime next polls it.
+    for _ in 0..1_000 {
+        if let Ok(listener) = std::net::TcpListener::bind(addr) {
+            drop(listener);
+            return TestCollector::start_at(CollectorConfig::default(), addr).await;
+        }
+        actix_rt::task::yield_now().await;
+    }
+    panic!("{addr} not released");
+}
+
+#[actix_rt::test]
+async fn broken_collectors_are_reported_failures_and_the_events_are_delivered_later() {
+    let table: [(RawBehaviour, Classifier); 4] = [
+        (RawBehaviour::Garbage, |r| {
+            matches!(r, FailureReason::Connection(_))
+        }),
+        (RawBehaviour::CloseMidHead, |r| {
+            matches!(r, FailureReason::Connection(_))
+        }),
+        (RawBehaviour::Reset, |r| {
+            matches!(r, FailureReason::Connection(_))
+        }),
+        (RawBehaviour::NeverAnswer, |r| *r == FailureReason::Timeout),
+    ];
+    for (behaviour, expected) in table {
+        for method in [Method::Post, Method::Get] {
+            let case = format!("{behaviour:?} {method:?}");
+            let raw = RawCollector::start(behaviour).await;
+            let (emitter, mut failures) = reporting_emitter(raw.endpoint(), method);
+            let ids = track_all(&emitter, events(2));
+            emitter.do_send(Flush::default());
+
+            // Two failed attempts of the first request: classified, retried, the same events.
+            for _ in 0..2 {
+                let (reason, will_retry, dropped, eids) = next_failure(&mut failures).await;
+                assert!(expected(&reason), "{case}: {reason:?}");
+                assert_eq!((will_retry, dropped), (true, None), "{case}");
+                let first = match method {
+                    Method::Post => &ids[..],
+                    Method::Get => &ids[..1],
+                };
+                assert_eq!(eids, first, "{case}");
+            }
+            let kept = stats(&emitter).await;
+            assert_eq!((kept.received, kept.sent), (2, 0), "{case}");
+            assert_eq!(kept.dropped.total(), 0, "{case}: {kept:#?}");
+            assert_eq!(kept.queued + kept.in_flight, 2, "{case}");
+
+            // The collector is fixed: everything is delivered, once.
+            let collector = collector_replacing(raw).await;
+            let report = emitter.send(Flush::default()).await.unwrap();
+            assert_eq!(
+                (report.sent, report.queued, report.timed_out),
+                (2, 0, false),
+                "{case}"
+            );
+            assert_eq!(collector.event_ids(), ids, "{case}");
+            let done = stats(&emitter).await;
+            assert_eq!(
+                (
+                    done.received,
+                    done.sent,
+                    done.dropped.total(),
+                    done.restarts
+                ),
+                (2, 2, 0, 0),
+                "{case}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events above the byte limit
+// ---------------------------------------------------------------------------------------------
+
+const BYTE_LIMIT: usize = 1_000;
+/// A label that makes an event alone exceed [`BYTE_LIMIT`].
+const BIG: usize = 2 * BYTE_LIMIT;
+
+fn labelled(labels: &[String]) -> Vec<Track> {
+    let settings = settings();
+    labels
+        .iter()
+        .flat_map(|label| {
+            settings.stamp(
+                Structured::new("test", "event")
+                    .unwrap()
+                    .label(label.clone()),
+            )
+        })
+        .map(Track::from)
+        .collect()
+}
+
+fn is_big(event: &RecordedEvent) -> bool {
+    event.get("se_la").is_some_and(|label| label.len() == BIG)
+}
+
+#[actix_rt::test]
+async fn an_event_above_the_byte_limit_is_sent_alone_once_and_dropped_as_oversize_when_failing() {
+    // For each method: the collector accepts it, or answers 500 (retryable for any other
+    // request) or 400 (rejected for any other request) to a request carrying it.
+    for method in [Method::Post, Method::Get] {
+        for status in [200u16, 500, 400] {
+            let case = format!("{method:?} answered {status}");
+            let collector =
+                TestCollector::start(CollectorConfig::with_faults(Faults::none().with_decider(
+                    move |request| request.events.iter().any(is_big).then_some(status),
+                )))
+                .await;
+            let (tx, mut failures) = unbounded_channel();
+            let emitter = EmitterBuilder::new(collector.endpoint())
+                .method(method)
+                .batch_size(10)
+                .byte_limit(BYTE_LIMIT)
+                .jitter(fixed_jitter(0.01))
+                .max_retry_delay(Duration::from_millis(20))
+                .on_failure(move |failure| {
+                    let _ = tx.send((
+                        failure.reason.clone(),
+                        failure.will_retry,
+                        failure.dropped,
+                        failure.events.iter().map(|e| e.id().to_string()).collect(),
+                    ));
+                })
+                .build()
+                .unwrap()
+                .start();
+            let names: Vec<String> = vec!["0".into(), "1".into(), "x".repeat(BIG), "3".into()];
+            let tracks = labelled(&names);
+            let big_id = tracks[2].event().id().to_string();
+            for track in tracks {
+                emitter.do_send(track);
+            }
+
+            let report = emitter.send(Flush::default()).await.unwrap();
+
+            let requests = collector.requests();
+            let carrying_big: Vec<_> = requests
+                .iter()
+                .filter(|r| r.events.iter().any(is_big))
+                .collect();
+            assert_eq!(carrying_big.len(), 1, "{case}: sent once");
+            assert_eq!(carrying_big[0].events.len(), 1, "{case}: sent alone");
+            assert!(carrying_big[0].body_len_or_query_len > BYTE_LIMIT, "{case}");
+            for request in requests.iter().filter(|r| !r.events.iter().any(is_big)) {
+                let size = match method {
+                    Method::Post => request.body_len_or_query_len,
+                    Method::Get => collector.get_url().len() + 1 + request.raw.len(),
+                };
+                assert!(size <= BYTE_LIMIT, "{case}: {size} bytes");
+            }
+            let small: Vec<String> = ["0", "1", "3"].map(String::from).to_vec();
+            let big_failed = status != 200;
+            let expected_sent = if big_failed { 3 } else { 4 };
+            assert_eq!(
+                (
+                    report.sent,
+                    report.dropped.oversize,
+                    report.queued,
+                    report.timed_out
+                ),
+                (expected_sent, u64::from(big_failed), 0, false),
+                "{case}"
+            );
+            assert_eq!(report.dropped.total(), u64::from(big_failed), "{case}");
+            let delivered = labels(&collector.events());
+            if big_failed {
+                assert_eq!(delivered, small, "{case}");
+                let (reason, will_retry, dropped, eids) = next_failure(&mut failures).await;
+                assert_eq!(
+                    (reason, will_retry, dropped, eids),
+                    (
+                        FailureReason::Status(status),
+                        false,
+                        Some(DropReason::Oversize),
+                        vec![big_id]
+                    ),
+                    "{case}"
+                );
+            } else {
+                assert_eq!(delivered.len(), 4, "{case}");
+            }
+            assert!(failures.try_recv().is_err(), "{case}: one failure only");
+            let stats = stats(&emitter).await;
+            assert_eq!(
+                (
+                    stats.received,
+                    stats.sent,
+                    stats.dropped.oversize,
+                    stats.retried
+                ),
+                (4, expected_sent, u64::from(big_failed), 0),
+                "{case}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panicking callbacks, hostile values
+// ---------------------------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn callbacks_that_panic_are_counted_and_nothing_is_lost() {
+    // Batches of 4: the first fails twice then passes, the second is rejected, the third
+    // passes at once.
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([500, 503, 200, 400, 200]),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(4)
+        .jitter(fixed_jitter(0.01))
+        .max_retry_delay(Duration::from_millis(20))
+        .on_success(|_| panic!("on_success panics on purpose"))
+        .on_failure(|_| panic!("on_failure panics on purpose"))
+        .build()
+        .unwrap()
+        .start();
+    let ids = track_all(&emitter, events(12));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (
+            report.sent,
+            report.dropped.rejected,
+            report.queued,
+            report.timed_out
+        ),
+        (8, 4, 0, false)
+    );
+    assert_eq!(collector.statuses(), [500, 503, 200, 400, 200]);
+    let delivered: Vec<String> = ids[..4].iter().chain(&ids[8..]).cloned().collect();
+    assert_eq!(
+        collector.event_ids(),
+        delivered,
+        "each delivered once, in order"
+    );
+    let stats = stats(&emitter).await;
+    // Five requests, five callbacks, five panics.
+    assert_eq!(
+        (
+            stats.received,
+            stats.sent,
+            stats.dropped.rejected,
+            stats.retried,
+            stats.requests,
+            stats.callback_panics
+        ),
+        (12, 8, 4, 8, 5, 5)
+    );
+    assert_eq!(stats.restarts, 0);
+}
+
+#[actix_rt::test]
+async fn hostile_values_arrive_unchanged_by_post_and_get() {
+    let hostile: Vec<String> = [
+        "line\r\nX-Injected: 1",
+        "nul \u{0} del \u{7f} bell \u{7}",
+        "quote \" backslash \\ slash / \u{2028}",
+        "a&b=c+d%2F%ZZ?#",
+        "ünïcödé 漢字 🎉 \u{fffd}",
+        "   ",
+    ]
+    .map(String::from)
+    .to_vec();
+    for method in [Method::Post, Method::Get] {
+        let collector = TestCollector::start(CollectorConfig::default()).await;
+        let emitter = EmitterBuilder::new(collector.endpoint())
+            .method(method)
+            .build()
+            .unwrap()
+            .start();
+        for track in labelled(&hostile) {
+            emitter.do_send(track);
+        }
+
+        let report = emitter.send(Flush::default()).await.unwrap();
+
+        assert_eq!((report.sent, report.queued), (6, 0), "{method:?}");
+        assert!(
+            collector.requests().iter().all(|r| r.valid),
+            "{method:?}: {:?}",
+            collector.requests()
+        );
+        assert_eq!(labels(&collector.events()), hostile, "{method:?}");
+    }
+}

@@ -1,0 +1,402 @@
+//! What the crate writes to `tracing`: no payload contents at INFO or above (events may carry
+//! personal data), one WARN per failed request with its status and event count, and drops
+//! summarised once per burst rather than once per event.
+//!
+//! A subscriber collecting every event is installed once for this test binary as the global
+//! default (a thread-local one would miss the emitters' arbiters); tests run in parallel, so
+//! each looks only at the lines of its own endpoints, or searches for its own marker.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use common::collector::{CollectorConfig, Faults, RawBehaviour, RawCollector, TestCollector};
+use common::support::{closed_port, events, fixed_jitter, stats, track_all};
+use snowplow_actix::{
+    EmitterBuilder, Flush, GetStats, Method, PageView, Structured, Subject, Tracker,
+};
+use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+/// One captured event (or span creation): level, target, message and fields.
+#[derive(Debug, Clone)]
+struct Line {
+    level: Level,
+    target: String,
+    message: String,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Line {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(field, _)| *field == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Whether `text` appears anywhere in it.
+    fn mentions(&self, text: &str) -> bool {
+        self.message.contains(text)
+            || self.target.contains(text)
+            || self.fields.iter().any(|(_, value)| value.contains(text))
+    }
+}
+
+impl Visit for Line {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record(field, value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record(field, format!("{value:?}"));
+    }
+}
+
+impl Line {
+    fn new(metadata: &Metadata<'_>) -> Self {
+        Line {
+            level: *metadata.level(),
+            target: metadata.target().to_owned(),
+            message: String::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, field: &Field, value: String) {
+        if field.name() == "message" {
+            self.message = value;
+        } else {
+            self.fields.push((field.name(), value));
+        }
+    }
+}
+
+static LINES: Mutex<Vec<Line>> = Mutex::new(Vec::new());
+
+/// Collects everything from this crate, and INFO and above from every other one.
+struct Capture {
+    next_span: AtomicU64,
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.target().starts_with("snowplow_actix") || *metadata.level() <= Level::INFO
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
+
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let mut line = Line::new(span.metadata());
+        line.message = format!("span {}", span.metadata().name());
+        span.record(&mut line);
+        lines().push(line);
+        Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut line = Line::new(event.metadata());
+        event.record(&mut line);
+        lines().push(line);
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+fn lines() -> MutexGuard<'static, Vec<Line>> {
+    LINES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Installs the capturing subscriber once for the whole test binary.
+fn capture() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        tracing::subscriber::set_global_default(Capture {
+            next_span: AtomicU64::new(0),
+        })
+        .expect("no other global subscriber in this test binary");
+    });
+}
+
+/// The lines at `level` or above whose `endpoint` field is `endpoint`.
+fn lines_of(endpoint: &str, level: Level) -> Vec<Line> {
+    lines()
+        .iter()
+        .filter(|line| line.level <= level && line.get("endpoint") == Some(endpoint))
+        .cloned()
+        .collect()
+}
+
+/// (message, reason, events) of each WARN or ERROR line of `endpoint`.
+fn warnings(endpoint: &str) -> Vec<(String, Option<String>, Option<String>)> {
+    lines_of(endpoint, Level::WARN)
+        .into_iter()
+        .map(|line| {
+            let reason = line.get("reason").map(str::to_owned);
+            let events = line.get("events").map(str::to_owned);
+            (line.message, reason, events)
+        })
+        .collect()
+}
+
+fn warning(message: &str, reason: &str, events: usize) -> (String, Option<String>, Option<String>) {
+    (
+        message.to_owned(),
+        Some(reason.to_owned()),
+        Some(events.to_string()),
+    )
+}
+
+const RETRIED: &str = "request failed";
+const REJECTED: &str = "request failed and is not retried: events dropped";
+
+#[actix_rt::test]
+async fn no_payload_contents_are_logged_at_info_or_above() {
+    capture();
+    let marker = format!("personal-{}", uuid_like());
+    // Every kind of failure the crate logs: statuses retried and rejected, a refused
+    // connection, an answer that is not HTTP, panicking callbacks, a full buffer, shutdown
+    // with events left; by POST and by GET.
+    let statuses = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([500, 400, 503]),
+    ))
+    .await;
+    let get_statuses = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([500, 400, 503]),
+    ))
+    .await;
+    let garbage = RawCollector::start(RawBehaviour::Garbage).await;
+    let refused = format!("http://{}", closed_port());
+    let quick = |builder: EmitterBuilder| {
+        let marker = marker.clone();
+        builder
+            .jitter(fixed_jitter(0.01))
+            .max_retry_delay(Duration::from_millis(20))
+            .request_timeout(Duration::from_millis(300))
+            .on_failure(move |_| panic!("on_failure panics with {marker}"))
+    };
+    let tracker = Tracker::builder("logging")
+        .subject(Subject::new().user_id(marker.as_str()))
+        .emitter(quick(
+            EmitterBuilder::new(statuses.endpoint()).batch_size(2),
+        ))
+        .emitter(quick(
+            EmitterBuilder::new(get_statuses.endpoint()).method(Method::Get),
+        ))
+        .emitter(quick(
+            EmitterBuilder::new(garbage.endpoint()).method(Method::Get),
+        ))
+        .emitter(quick(
+            EmitterBuilder::new(refused.as_str()).buffer_capacity(3),
+        ))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    for idx in 0..6 {
+        let url = format!("https://shop.example/{marker}/{idx}?email={marker}");
+        tracker
+            .track(PageView::new(url).unwrap().title(marker.as_str()))
+            .unwrap();
+        tracker
+            .track(
+                Structured::new("logging", marker.as_str())
+                    .unwrap()
+                    .label(marker.as_str()),
+            )
+            .unwrap();
+    }
+
+    let report = tracker
+        .flush_with_timeout(Duration::from_millis(500))
+        .await
+        .unwrap();
+    let counters = tracker.stats().await.unwrap();
+    let left = tracker.shutdown(Duration::from_millis(50)).await.unwrap();
+
+    // The scenario did fail in every way, and the failures were logged.
+    assert!(report.timed_out, "{report:#?}");
+    let dropped = |pick: fn(&snowplow_actix::DropCounts) -> u64| -> Vec<u64> {
+        counters
+            .emitters
+            .iter()
+            .map(|e| pick(&e.stats.as_ref().unwrap().dropped))
+            .collect()
+    };
+    assert_eq!(dropped(|d| d.rejected), [2, 1, 0, 0]);
+    assert_eq!(dropped(|d| d.capacity), [0, 0, 0, 9]);
+    assert!(left.dropped.shutdown > 0, "{left:#?}");
+    for endpoint in [
+        statuses.endpoint(),
+        get_statuses.endpoint(),
+        garbage.endpoint(),
+        refused.clone(),
+    ] {
+        assert!(
+            !warnings(&endpoint).is_empty(),
+            "{endpoint}: nothing logged"
+        );
+    }
+    // The search sees field values: a DEBUG line carrying the marker is found (and is not a
+    // leak: DEBUG is below the bar).
+    tracing::debug!(target: "snowplow_actix::test_probe", probe = %marker, "probe");
+    assert!(lines()
+        .iter()
+        .any(|line| line.level == Level::DEBUG && line.mentions(&marker)));
+    let leaks: Vec<Line> = lines()
+        .iter()
+        .filter(|line| line.level <= Level::INFO && line.mentions(&marker))
+        .cloned()
+        .collect();
+    assert!(leaks.is_empty(), "payload contents logged: {leaks:#?}");
+}
+
+#[actix_rt::test]
+async fn each_failed_post_request_is_one_warn_with_its_status_and_event_count() {
+    capture();
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([500, 503, 200, 400]),
+    ))
+    .await;
+    let endpoint = collector.endpoint();
+    let emitter = EmitterBuilder::new(endpoint.as_str())
+        .jitter(fixed_jitter(0.01))
+        .max_retry_delay(Duration::from_millis(20))
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(3));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!((report.sent, report.queued), (3, 0));
+    track_all(&emitter, events(2));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!((report.sent, report.dropped.rejected), (0, 2));
+
+    assert_eq!(collector.statuses(), [500, 503, 200, 400]);
+    assert_eq!(
+        warnings(&endpoint),
+        [
+            warning(RETRIED, "status 500", 3),
+            warning(RETRIED, "status 503", 3),
+            warning(REJECTED, "status 400", 2),
+        ]
+    );
+    let lines = lines_of(&endpoint, Level::WARN);
+    assert!(lines.iter().all(|line| line.level == Level::WARN));
+    assert_eq!(lines[0].get("retried"), Some("3"));
+    assert_eq!(lines[2].get("dropped_as"), Some("rejected"));
+    assert_eq!(stats(&emitter).await.requests, 4);
+}
+
+#[actix_rt::test]
+async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
+    capture();
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([500, 200, 422, 200]),
+    ))
+    .await;
+    let endpoint = collector.endpoint();
+    let emitter = EmitterBuilder::new(endpoint.as_str())
+        .method(Method::Get)
+        .jitter(fixed_jitter(0.01))
+        .max_retry_delay(Duration::from_millis(20))
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(3));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.dropped.rejected, report.queued),
+        (2, 1, 0)
+    );
+    assert_eq!(collector.statuses(), [500, 200, 422, 200]);
+    assert_eq!(
+        warnings(&endpoint),
+        [
+            warning(RETRIED, "status 500", 1),
+            warning(REJECTED, "status 422", 1),
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
+    capture();
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let endpoint = collector.endpoint();
+    let emitter = EmitterBuilder::new(endpoint.as_str())
+        .buffer_capacity(10)
+        .jitter(fixed_jitter(0.01))
+        .max_retry_delay(Duration::from_millis(20))
+        .build()
+        .unwrap()
+        .start();
+    let full = |endpoint: &str| -> Vec<Line> {
+        lines_of(endpoint, Level::WARN)
+            .into_iter()
+            .filter(|line| line.message.contains("buffer full"))
+            .collect()
+    };
+    let room_again = |endpoint: &str| -> Vec<Line> {
+        lines_of(endpoint, Level::WARN)
+            .into_iter()
+            .filter(|line| line.message.contains("has room again"))
+            .collect()
+    };
+
+    // A burst of 100 drops: the buffer holds 10 while the collector fails.
+    track_all(&emitter, events(110));
+    let burst = stats(&emitter).await;
+    assert_eq!(burst.dropped.capacity, 100);
+    let logged = full(&endpoint);
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    let held: u64 = ["queued", "in_flight"]
+        .iter()
+        .map(|name| logged[0].get(name).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(held, 10);
+
+    // The collector recovers, the buffer has room: one line with the burst's size.
+    collector.clear_faults();
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!((report.sent, report.queued), (10, 0));
+    track_all(&emitter, events(1));
+    let _ = emitter.send(GetStats).await.unwrap();
+    let logged = room_again(&endpoint);
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    assert_eq!(logged[0].get("dropped"), Some("100"));
+
+    // A second burst of 50 is one more line.
+    collector.set_faults(Faults::none().with_default_status(503));
+    track_all(&emitter, events(9));
+    track_all(&emitter, events(50));
+    let second = stats(&emitter).await;
+    assert_eq!(second.dropped.capacity, 150);
+    assert_eq!(full(&endpoint).len(), 2);
+    assert_eq!(room_again(&endpoint).len(), 1);
+}
+
+/// A marker unique to this run, without a UUID dependency in the test.
+fn uuid_like() -> String {
+    let settings = common::support::settings();
+    let stamped = settings.stamp(PageView::new("https://x/").unwrap());
+    stamped[0].id().simple().to_string()
+}
