@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{batch_len, Added, EventStore, Lease, LeaseId, StoredEvent};
+use super::{batch_len, requeue_in_order, Added, EventStore, Lease, LeaseId, StoredEvent};
 use crate::error::StoreError;
 
 /// The default number of events an emitter buffers (queued plus in flight).
@@ -86,13 +86,7 @@ impl EventStore for InMemoryStore {
 
     fn requeue(&mut self, lease: LeaseId, retry: Vec<StoredEvent>) -> Result<(), StoreError> {
         self.settle(lease);
-        // Usually older than everything queued: each lands at the front. With several
-        // requests in flight, an older lease may come back after a newer one; the search
-        // keeps the queue in `seq` order either way.
-        for event in retry.into_iter().rev() {
-            let at = self.queue.partition_point(|queued| queued.seq < event.seq);
-            self.queue.insert(at, event);
-        }
+        requeue_in_order(&mut self.queue, retry);
         Ok(())
     }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{batch_len, Added, EventStore, Lease, LeaseId, StoredEvent};
+use super::{batch_len, requeue_in_order, Added, EventStore, Lease, LeaseId, StoredEvent};
 use crate::error::StoreError;
 use crate::payload::{protocol_key, push_json_string, Payload};
 use crate::stamp::{now_ms, StampedEvent};
@@ -470,10 +470,7 @@ impl EventStore for SqliteStore {
         };
         // The in-memory queue takes the events back whatever the file said: on failure the
         // file still holds them (leased), and a restart queues them again.
-        for event in retry.into_iter().rev() {
-            let at = self.queue.partition_point(|queued| queued.seq < event.seq);
-            self.queue.insert(at, event);
-        }
+        requeue_in_order(&mut self.queue, retry);
         result
     }
 
