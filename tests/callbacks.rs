@@ -7,31 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{closed_port, events, fixed_jitter, stats, track_all, SOON};
-use snowplow_actix::{DropReason, EmitterBuilder, Failure, FailureReason, Flush, StampedEvent};
+use common::support::{
+    closed_port, events, fixed_jitter, next_failure, reported, stats, track_all, Seen,
+};
+use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Flush, StampedEvent};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-
-/// What `on_failure` was given, owned.
-#[derive(Debug, Clone, PartialEq)]
-struct Seen {
-    sent: usize,
-    eids: Vec<String>,
-    reason: FailureReason,
-    will_retry: bool,
-    dropped: Option<DropReason>,
-}
-
-impl Seen {
-    fn of(failure: &Failure<'_>) -> Self {
-        Seen {
-            sent: failure.sent,
-            eids: eids(failure.events),
-            reason: failure.reason.clone(),
-            will_retry: failure.will_retry,
-            dropped: failure.dropped,
-        }
-    }
-}
 
 fn eids(events: &[Arc<StampedEvent>]) -> Vec<String> {
     events.iter().map(|e| e.id().to_string()).collect()
@@ -46,29 +26,13 @@ fn recording_builder(endpoint: String) -> (EmitterBuilder, Successes, UnboundedR
     let recorded = successes.clone();
     let (tx, failures) = unbounded_channel();
     let builder = EmitterBuilder::new(endpoint)
-        .jitter(fixed_jitter(0.0))
+        .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(50))
         .on_success(move |events| recorded.lock().unwrap().push(eids(events)))
         .on_failure(move |failure| {
             let _ = tx.send(Seen::of(failure));
         });
     (builder, successes, failures)
-}
-
-/// Every failure reported so far (callbacks run before the flush that settles them returns).
-fn reported(rx: &mut UnboundedReceiver<Seen>) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    while let Ok(failure) = rx.try_recv() {
-        seen.push(failure);
-    }
-    seen
-}
-
-async fn next_failure(rx: &mut UnboundedReceiver<Seen>) -> Seen {
-    tokio::time::timeout(SOON, rx.recv())
-        .await
-        .expect("a failure in time")
-        .expect("callback channel open")
 }
 
 /// The eids of each accepted request the collector recorded, in order.
@@ -294,7 +258,7 @@ async fn a_panicking_on_failure_loses_nothing() {
     ))
     .await;
     let emitter = EmitterBuilder::new(collector.endpoint())
-        .jitter(fixed_jitter(0.0))
+        .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(50))
         .on_failure(|_| panic!("on_failure panics on purpose"))
         .build()

@@ -132,7 +132,7 @@ async fn by_default_events_arrive_in_order_through_retries() {
     .await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(5)
-        .jitter(fixed_jitter(0.0))
+        .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(10))
         .build()
         .unwrap()
@@ -166,7 +166,7 @@ async fn several_requests_in_flight_deliver_every_event_exactly_once_through_fai
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(4)
         .batch_size(5)
-        .jitter(fixed_jitter(0.0))
+        .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(10))
         .build()
         .unwrap()
@@ -307,7 +307,7 @@ async fn get_with_max_in_flight_eight_delivers_every_event_exactly_once() {
         EmitterBuilder::new(collector.endpoint())
             .method(Method::Get)
             .max_in_flight(8)
-            .jitter(fixed_jitter(0.0))
+            .jitter(fixed_jitter(0.01))
             .max_retry_delay(Duration::from_millis(10)),
     );
     let emitter = builder.build().unwrap().start();

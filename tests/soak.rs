@@ -301,9 +301,14 @@ async fn a_fault_matrix_soak_loses_no_retryable_event_and_accounts_for_every_dro
         total_sent += counters.sent;
         total_rejected += counters.dropped.rejected;
     }
+    // The flush reports what was settled while it ran; full batches may have gone before it
+    // started, so its figures are at most the emitters' totals, and its only drops are 400s.
+    assert!(report.sent <= total_sent, "{report:?} vs {total_sent} sent");
+    assert!(report.dropped.rejected <= total_rejected, "{report:?}");
     assert_eq!(
-        (report.sent, report.dropped.rejected, report.dropped.total()),
-        (total_sent, total_rejected, total_rejected)
+        report.dropped.total(),
+        report.dropped.rejected,
+        "{report:?}"
     );
     // The faults did happen.
     let slow = cases[1].collector.requests();

@@ -9,34 +9,15 @@ use std::time::Duration;
 
 use common::collector::{CollectorConfig, Faults, TestCollector};
 use common::support::{
-    closed_port, events, fixed_jitter, labels, range_labels, stats, track_all, SOON,
+    closed_port, events, fixed_jitter, labels, next_failure, range_labels, reported, stats,
+    track_all, Seen,
 };
 use snowplow_actix::{
-    DropReason, EmitterBuilder, Failure, FailureReason, Flush, Method, DEFAULT_NON_RETRYABLE_CODES,
+    DropReason, EmitterBuilder, FailureReason, Flush, Method, DEFAULT_NON_RETRYABLE_CODES,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-/// What `on_failure` was given, owned.
-#[derive(Debug, Clone, PartialEq)]
-struct Seen {
-    sent: usize,
-    eids: Vec<String>,
-    reason: FailureReason,
-    will_retry: bool,
-    dropped: Option<DropReason>,
-}
-
 impl Seen {
-    fn of(failure: &Failure<'_>) -> Self {
-        Seen {
-            sent: failure.sent,
-            eids: failure.events.iter().map(|e| e.id().to_string()).collect(),
-            reason: failure.reason.clone(),
-            will_retry: failure.will_retry,
-            dropped: failure.dropped,
-        }
-    }
-
     fn retried(eids: &[String], reason: FailureReason) -> Self {
         Seen {
             sent: 0,
@@ -63,28 +44,12 @@ impl Seen {
 fn fast_builder(endpoint: String) -> (EmitterBuilder, UnboundedReceiver<Seen>) {
     let (tx, rx): (UnboundedSender<Seen>, _) = unbounded_channel();
     let builder = EmitterBuilder::new(endpoint)
-        .jitter(fixed_jitter(0.0))
+        .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(50))
         .on_failure(move |failure| {
             let _ = tx.send(Seen::of(failure));
         });
     (builder, rx)
-}
-
-/// Every failure reported so far (callbacks run before the flush that settles them returns).
-fn reported(rx: &mut UnboundedReceiver<Seen>) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    while let Ok(failure) = rx.try_recv() {
-        seen.push(failure);
-    }
-    seen
-}
-
-async fn next_failure(rx: &mut UnboundedReceiver<Seen>) -> Seen {
-    tokio::time::timeout(SOON, rx.recv())
-        .await
-        .expect("a failure in time")
-        .expect("callback channel open")
 }
 
 #[actix_rt::test]

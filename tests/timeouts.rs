@@ -74,7 +74,7 @@ async fn a_timed_out_request_is_retried_and_the_stored_batch_arrives_twice_with_
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(collector.endpoint())
             .request_timeout(TIMEOUT)
-            .jitter(fixed_jitter(0.0))
+            .jitter(fixed_jitter(0.01))
             .max_retry_delay(Duration::from_millis(20)),
     );
     let emitter = builder.build().unwrap().start();
@@ -134,7 +134,7 @@ async fn split_connect_and_response_timeouts_also_time_out_a_slow_answer() {
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(collector.endpoint())
             .request_timeouts(connect, response)
-            .jitter(fixed_jitter(0.0))
+            .jitter(fixed_jitter(0.01))
             .max_retry_delay(Duration::from_millis(20)),
     );
     let emitter = builder.build().unwrap().start();
@@ -177,7 +177,7 @@ async fn split_response_timeout_bounds_the_wait_for_the_answer_whatever_the_conn
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(collector.endpoint())
             .request_timeouts(connect, response)
-            .jitter(fixed_jitter(0.0))
+            .jitter(fixed_jitter(0.01))
             .max_retry_delay(Duration::from_millis(20)),
     );
     let emitter = builder.build().unwrap().start();

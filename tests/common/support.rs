@@ -74,3 +74,42 @@ pub fn closed_port() -> std::net::SocketAddr {
 pub fn fixed_jitter(value: f64) -> impl Fn() -> f64 + Send + Sync + 'static {
     move || value
 }
+
+/// What `on_failure` was given, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub sent: usize,
+    pub eids: Vec<String>,
+    pub reason: snowplow_actix::FailureReason,
+    pub will_retry: bool,
+    pub dropped: Option<snowplow_actix::DropReason>,
+}
+
+impl Seen {
+    pub fn of(failure: &snowplow_actix::Failure<'_>) -> Self {
+        Seen {
+            sent: failure.sent,
+            eids: failure.events.iter().map(|e| e.id().to_string()).collect(),
+            reason: failure.reason.clone(),
+            will_retry: failure.will_retry,
+            dropped: failure.dropped,
+        }
+    }
+}
+
+/// Every failure reported so far (callbacks run before the flush that settles them returns).
+pub fn reported(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    while let Ok(failure) = rx.try_recv() {
+        seen.push(failure);
+    }
+    seen
+}
+
+/// The next failure reported, within [`SOON`].
+pub async fn next_failure(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(SOON, rx.recv())
+        .await
+        .expect("a failure in time")
+        .expect("callback channel open")
+}
