@@ -1,13 +1,45 @@
 //! A Snowplow-compatible event tracker for actix and actix-web applications.
 //!
-//! Events are built and validated here, stamped by a tracker, and delivered to a Snowplow
-//! collector by emitters that are actix actors.
+//! Events are built and validated as plain values, stamped by a [`Tracker`], and delivered
+//! to a Snowplow collector by emitters that are actix actors, each on its own supervised
+//! arbiter.
 //!
-//! This release holds the tracker-protocol core: [`Payload`], the event types, [`Subject`],
-//! [`SelfDescribingJson`], [`TrackerSettings`] and the [`wire`] format. It does no I/O and
-//! needs no actix runtime.
+//! ```text
+//! Tracker::track ─Track─▶ Fanout ─Track─▶ Emitter(s) ─HTTP─▶ collector(s)
+//! Tracker::flush ─Flush─▶ Fanout ─Flush─▶ …  ◀── FlushReport (request-reply)
+//! ```
+//!
+//! - [`Tracker`]: the `Clone + Send + Sync` handle; `track` never waits.
+//! - [`EmitterBuilder`]: GET or POST, batching by count and bytes, timeouts, backoff,
+//!   retry codes, callbacks, buffer capacity, in-flight requests, store and transport.
+//! - Events: [`PageView`], [`PagePing`], [`Structured`], [`SelfDescribing`],
+//!   [`ScreenView`], [`Transaction`], [`LinkClick`], [`FormChange`], [`FormSubmit`],
+//!   [`SiteSearch`], [`AddToCart`], [`RemoveFromCart`]; [`Subject`] and context entities
+//!   ([`SelfDescribingJson`]) on any of them.
+//! - The pure core ([`Payload`], [`TrackerSettings`], [`wire`]) does no I/O and needs no
+//!   runtime.
 //!
 //! # Quick start
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use snowplow_actix::prelude::*;
+//!
+//! #[actix_rt::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let tracker = Tracker::builder("web")
+//!         .app_id("shop")
+//!         .emitter(EmitterBuilder::new("http://127.0.0.1:9090"))
+//!         .build()?;
+//!     tracker.track(PageView::new("https://shop.example/")?.title("Home"))?;
+//!     let report = tracker.flush().await?;
+//!     println!("{} sent", report.sent);
+//!     tracker.shutdown(Duration::from_secs(5)).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The wire format, without a runtime:
 //!
 //! ```
 //! use snowplow_actix::{wire, PageView, Structured, Subject, TrackerSettings};
@@ -23,6 +55,11 @@
 //! assert!(body.contains(r#""se_ca":"shop""#));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Features
+//!
+//! - `web` (default): the actix-web middleware and request-scoped tracker ([`web`]).
+//! - `sqlite`: a durable event store ([`store::SqliteStore`]).
 //!
 //! # Minimum supported Rust version
 //!
