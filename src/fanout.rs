@@ -83,15 +83,13 @@ impl fmt::Debug for Fanout {
 
 impl Fanout {
     /// Starts a fan-out on `arbiter` whose mailbox holds `mailbox_capacity` messages from
-    /// the first one (an actor started the usual way begins with 16).
+    /// the first one (see [`crate::mailbox`]).
     pub(crate) fn start_on(arbiter: &ArbiterHandle, mailbox_capacity: usize) -> Addr<Self> {
-        let (sender, receiver) = actix::dev::channel::channel(mailbox_capacity);
+        let (addr, mailbox) = crate::mailbox::sized(mailbox_capacity);
         arbiter.spawn_fn(move || {
-            let mut ctx = Context::with_receiver(receiver);
-            ctx.set_mailbox_capacity(mailbox_capacity);
-            ctx.run(Fanout { routes: Vec::new() });
+            mailbox.into_context().run(Fanout { routes: Vec::new() });
         });
-        Addr::new(sender)
+        addr
     }
 
     fn refused(&self) -> u64 {

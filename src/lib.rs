@@ -69,6 +69,7 @@ mod emitter;
 mod error;
 mod event;
 mod fanout;
+mod mailbox;
 mod messages;
 mod payload;
 mod self_describing;

@@ -63,11 +63,9 @@ impl CustomEmitter {
     where
         A: Actor<Context = Context<A>>,
     {
-        let (sender, receiver) = actix::dev::channel::channel(DEFAULT_MAILBOX_CAPACITY);
-        let mut ctx = Context::with_receiver(receiver);
-        ctx.set_mailbox_capacity(DEFAULT_MAILBOX_CAPACITY);
-        ctx.run(actor);
-        Addr::new(sender)
+        let (addr, mailbox) = crate::mailbox::sized(DEFAULT_MAILBOX_CAPACITY);
+        mailbox.into_context().run(actor);
+        addr
     }
 
     /// Where it receives flushes (the tracker's flushes, timer ticks and shutdown).

@@ -33,7 +33,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use actix::dev::{channel, ContextFut};
+use actix::dev::ContextFut;
 use actix::{Addr, Arbiter, ArbiterHandle, Context};
 
 impl EmitterConfig {
@@ -52,18 +52,15 @@ impl EmitterConfig {
     }
 
     /// What `actix::Supervisor::start_in_arbiter` does, but with the mailbox at its full
-    /// capacity from the first message: that one creates it with 16 places and the actor
-    /// can only grow it once running on its arbiter, so a burst sent right after the start
-    /// would be refused.
+    /// capacity from the first message (see [`crate::mailbox`]).
     fn start_on(self, arbiter: &ArbiterHandle, own: Option<ArbiterHandle>) -> Addr<Emitter> {
-        let (sender, receiver) = channel::channel(self.settings.mailbox_capacity);
+        let (addr, mailbox) = crate::mailbox::sized(self.settings.mailbox_capacity);
         arbiter.spawn_fn(move || {
-            let mut ctx = Context::with_receiver(receiver);
-            ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+            let ctx = mailbox.into_context();
             let emitter = Emitter::new(self, own);
             actix_rt::spawn(Supervised(ctx.into_future(emitter)));
         });
-        Addr::new(sender)
+        addr
     }
 }
 

@@ -59,33 +59,22 @@ pub struct DropCounts {
     pub store: u64,
 }
 
+impl DropReason {
+    /// Every reason, in the order of [`DropCounts`]' fields.
+    pub const ALL: [DropReason; 7] = [
+        DropReason::Capacity,
+        DropReason::Rejected,
+        DropReason::Oversize,
+        DropReason::AttemptsExhausted,
+        DropReason::Expired,
+        DropReason::Shutdown,
+        DropReason::Store,
+    ];
+}
+
 impl DropCounts {
-    /// All dropped events.
-    pub fn total(&self) -> u64 {
-        self.capacity
-            + self.rejected
-            + self.oversize
-            + self.attempts_exhausted
-            + self.expired
-            + self.shutdown
-            + self.store
-    }
-
-    /// The counter of `reason`.
-    pub fn get(&self, reason: DropReason) -> u64 {
+    fn counter_mut(&mut self, reason: DropReason) -> &mut u64 {
         match reason {
-            DropReason::Capacity => self.capacity,
-            DropReason::Rejected => self.rejected,
-            DropReason::Oversize => self.oversize,
-            DropReason::AttemptsExhausted => self.attempts_exhausted,
-            DropReason::Expired => self.expired,
-            DropReason::Shutdown => self.shutdown,
-            DropReason::Store => self.store,
-        }
-    }
-
-    pub(crate) fn add(&mut self, reason: DropReason, count: u64) {
-        let counter = match reason {
             DropReason::Capacity => &mut self.capacity,
             DropReason::Rejected => &mut self.rejected,
             DropReason::Oversize => &mut self.oversize,
@@ -93,34 +82,40 @@ impl DropCounts {
             DropReason::Expired => &mut self.expired,
             DropReason::Shutdown => &mut self.shutdown,
             DropReason::Store => &mut self.store,
-        };
-        *counter += count;
+        }
+    }
+
+    /// The counter of `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        let mut counts = *self;
+        *counts.counter_mut(reason)
+    }
+
+    /// All dropped events.
+    pub fn total(&self) -> u64 {
+        DropReason::ALL.iter().map(|&reason| self.get(reason)).sum()
+    }
+
+    pub(crate) fn add(&mut self, reason: DropReason, count: u64) {
+        *self.counter_mut(reason) += count;
     }
 
     /// Counts since `earlier`.
     pub fn since(&self, earlier: &DropCounts) -> DropCounts {
-        DropCounts {
-            capacity: self.capacity - earlier.capacity,
-            rejected: self.rejected - earlier.rejected,
-            oversize: self.oversize - earlier.oversize,
-            attempts_exhausted: self.attempts_exhausted - earlier.attempts_exhausted,
-            expired: self.expired - earlier.expired,
-            shutdown: self.shutdown - earlier.shutdown,
-            store: self.store - earlier.store,
-        }
+        self.combine(earlier, |now, then| now - then)
     }
 
     /// Sums two sets of counts.
     pub fn plus(&self, other: &DropCounts) -> DropCounts {
-        DropCounts {
-            capacity: self.capacity + other.capacity,
-            rejected: self.rejected + other.rejected,
-            oversize: self.oversize + other.oversize,
-            attempts_exhausted: self.attempts_exhausted + other.attempts_exhausted,
-            expired: self.expired + other.expired,
-            shutdown: self.shutdown + other.shutdown,
-            store: self.store + other.store,
+        self.combine(other, |one, two| one + two)
+    }
+
+    fn combine(&self, other: &DropCounts, op: impl Fn(u64, u64) -> u64) -> DropCounts {
+        let mut out = DropCounts::default();
+        for reason in DropReason::ALL {
+            *out.counter_mut(reason) = op(self.get(reason), other.get(reason));
         }
+        out
     }
 }
 
