@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{batch_len, requeue_in_order, Added, EventStore, Lease, LeaseId, StoredEvent};
+use super::{batch_len, Added, EventStore, Lease, LeaseId, StoredEvent};
 use crate::error::StoreError;
 
 /// The default number of events an emitter buffers (queued plus in flight).
@@ -36,13 +36,25 @@ impl InMemoryStore {
             queue: VecDeque::new(),
             leases: HashMap::new(),
             leased: 0,
-            next_lease: 0,
+            // 0 stays free: a durable store marks unleased rows with it.
+            next_lease: 1,
         }
     }
 
     /// The capacity.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Whether queued plus leased events fill the capacity.
+    pub(crate) fn is_full(&self) -> bool {
+        self.queue.len() + self.leased >= self.capacity
+    }
+
+    /// Queues an event found in a durable store at open, whatever the capacity: it was
+    /// accepted once and is not refused now.
+    pub(crate) fn recover(&mut self, event: StoredEvent) {
+        self.queue.push_back(event);
     }
 
     fn settle(&mut self, lease: LeaseId) {
@@ -60,7 +72,7 @@ impl Default for InMemoryStore {
 
 impl EventStore for InMemoryStore {
     fn add(&mut self, event: StoredEvent) -> Result<Added, StoreError> {
-        if self.queue.len() + self.leased >= self.capacity {
+        if self.is_full() {
             return Ok(Added::Full);
         }
         self.queue.push_back(event);
@@ -86,7 +98,13 @@ impl EventStore for InMemoryStore {
 
     fn requeue(&mut self, lease: LeaseId, retry: Vec<StoredEvent>) -> Result<(), StoreError> {
         self.settle(lease);
-        requeue_in_order(&mut self.queue, retry);
+        // Usually older than everything queued, each lands at the front; with several
+        // requests in flight an older lease may come back after a newer one, and the search
+        // keeps the queue in `seq` order either way.
+        for event in retry.into_iter().rev() {
+            let at = self.queue.partition_point(|queued| queued.seq < event.seq);
+            self.queue.insert(at, event);
+        }
         Ok(())
     }
 

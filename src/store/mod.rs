@@ -164,19 +164,6 @@ impl fmt::Debug for dyn EventStore {
     }
 }
 
-/// Puts `retry` back into `queue` in `seq` order. Usually older than everything queued,
-/// each lands at the front; with several requests in flight an older lease may come back
-/// after a newer one, and the search keeps the queue in order either way.
-pub(crate) fn requeue_in_order(
-    queue: &mut std::collections::VecDeque<StoredEvent>,
-    retry: Vec<StoredEvent>,
-) {
-    for event in retry.into_iter().rev() {
-        let at = queue.partition_point(|queued| queued.seq < event.seq);
-        queue.insert(at, event);
-    }
-}
-
 /// How many of the queued events, by their costs in order, go into the next request: at
 /// most `max_events`, and at most `max_cost` summed, but at least one when any is queued
 /// and `max_events` is not zero (a lone event over `max_cost` goes alone).

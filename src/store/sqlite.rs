@@ -12,7 +12,7 @@
 //! them behind an `Arc`), so leasing and the counters never read the file; the file is
 //! only read when the store is opened.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{batch_len, requeue_in_order, Added, EventStore, Lease, LeaseId, StoredEvent};
+use super::{Added, EventStore, InMemoryStore, Lease, LeaseId, StoredEvent};
 use crate::error::StoreError;
 use crate::payload::{protocol_key, push_json_string, Payload};
 use crate::stamp::{now_ms, StampedEvent};
@@ -68,12 +68,11 @@ const MOVE_UNREADABLE: &str = "INSERT INTO unreadable_events \
 const DELETE_ONE: &str = "DELETE FROM events WHERE seq = ?1";
 const CLEAR_LEASES: &str = "UPDATE events SET leased = 0 WHERE leased <> 0";
 
-/// The seq range and size of a lease that is not settled yet.
+/// The seq range of a lease that is not settled yet.
 #[derive(Debug, Clone, Copy)]
 struct Leased {
     first: u64,
     last: u64,
-    count: usize,
 }
 
 /// A durable [`EventStore`] in a SQLite file: events survive a restart or a crash of the
@@ -144,11 +143,10 @@ struct Leased {
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
-    capacity: usize,
-    queue: VecDeque<StoredEvent>,
-    leases: HashMap<LeaseId, Leased>,
-    leased: usize,
-    next_lease: u64,
+    /// The queue and leases, as the in-memory store keeps them: only changes touch the file.
+    mirror: InMemoryStore,
+    /// The seq range of each unsettled lease, to mark and remove its rows.
+    ranges: HashMap<LeaseId, Leased>,
     next_seq: u64,
     recovered: u64,
     recovered_cost: u64,
@@ -162,9 +160,9 @@ impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
-            .field("capacity", &self.capacity)
-            .field("queued", &self.queue.len())
-            .field("leased", &self.leased)
+            .field("capacity", &self.mirror.capacity())
+            .field("queued", &self.mirror.len())
+            .field("leased", &self.mirror.leased())
             .field("recovered", &self.recovered)
             .field("unreadable", &self.unreadable)
             .finish_non_exhaustive()
@@ -254,7 +252,7 @@ impl SqliteStore {
             }
         }
 
-        let mut queue = VecDeque::new();
+        let mut mirror = InMemoryStore::new(capacity);
         let mut unreadable: Vec<(i64, String)> = Vec::new();
         let mut next_seq = 0u64;
         let mut recovered_cost = 0u64;
@@ -273,7 +271,7 @@ impl SqliteStore {
                         if leased {
                             in_flight_at_open += 1;
                         }
-                        queue.push_back(event);
+                        mirror.recover(event);
                     }
                     Err(reason) => unreadable.push((seq, reason)),
                 }
@@ -302,12 +300,9 @@ impl SqliteStore {
         Ok(Self {
             conn,
             path: path.to_path_buf(),
-            capacity,
-            recovered: queue.len() as u64,
-            queue,
-            leases: HashMap::new(),
-            leased: 0,
-            next_lease: 1,
+            recovered: mirror.len() as u64,
+            mirror,
+            ranges: HashMap::new(),
             next_seq,
             recovered_cost,
             unreadable: unreadable.len() as u64,
@@ -318,7 +313,7 @@ impl SqliteStore {
 
     /// The capacity: queued plus leased events at most.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.mirror.capacity()
     }
 
     /// The file.
@@ -418,72 +413,63 @@ impl SqliteStore {
 
 impl EventStore for SqliteStore {
     fn add(&mut self, event: StoredEvent) -> Result<Added, StoreError> {
-        if self.queue.len() + self.leased >= self.capacity {
+        if self.mirror.is_full() {
             return Ok(Added::Full);
         }
         self.insert(&event)?;
         self.next_seq = self.next_seq.max(event.seq.saturating_add(1));
-        self.queue.push_back(event);
-        Ok(Added::Stored)
+        self.mirror.add(event)
     }
 
     fn lease(&mut self, max_events: usize, max_cost: usize) -> Result<Lease, StoreError> {
-        let count = batch_len(self.queue.iter().map(|e| e.cost), max_events, max_cost);
-        let id = LeaseId(self.next_lease);
-        self.next_lease += 1;
-        let events: Vec<StoredEvent> = self.queue.drain(..count).collect();
-        if let (Some(first), Some(last)) = (events.first(), events.last()) {
-            let leased = Leased {
+        let lease = self.mirror.lease(max_events, max_cost)?;
+        if let (Some(first), Some(last)) = (lease.events.first(), lease.events.last()) {
+            let range = Leased {
                 first: first.seq,
                 last: last.seq,
-                count,
             };
             // The mark only tells the next open which events were in flight at a crash
             // (they are queued again either way): a failure to write it is logged, and the
             // batch is still handed out.
-            if let Err(error) = self.mark_leased(id, leased) {
+            if let Err(error) = self.mark_leased(lease.id, range) {
                 tracing::warn!(path = %self.path.display(), %error, "event store: could not mark a batch as in flight; sending it anyway");
             }
-            self.leases.insert(id, leased);
-            self.leased += count;
+            self.ranges.insert(lease.id, range);
         }
-        Ok(Lease { id, events })
+        Ok(lease)
     }
 
     fn acknowledge(&mut self, lease: LeaseId) -> Result<(), StoreError> {
-        let Some(leased) = self.leases.remove(&lease) else {
-            return Ok(());
-        };
-        self.leased -= leased.count;
-        // On failure the rows stay in the file: sent again after a restart (a duplicate,
-        // never a loss).
-        self.delete_lease(lease, leased)
+        self.mirror.acknowledge(lease)?;
+        match self.ranges.remove(&lease) {
+            // On failure the rows stay in the file: sent again after a restart (a
+            // duplicate, never a loss).
+            Some(range) => self.delete_lease(lease, range),
+            None => Ok(()),
+        }
     }
 
     fn requeue(&mut self, lease: LeaseId, retry: Vec<StoredEvent>) -> Result<(), StoreError> {
-        let result = match self.leases.remove(&lease) {
-            Some(leased) => {
-                self.leased -= leased.count;
-                self.persist_requeue(lease, leased, &retry)
-            }
+        let result = match self.ranges.remove(&lease) {
+            Some(range) => self.persist_requeue(lease, range, &retry),
             None => Ok(()),
         };
         // The in-memory queue takes the events back whatever the file said: on failure the
         // file still holds them (leased), and a restart queues them again.
-        requeue_in_order(&mut self.queue, retry);
+        self.mirror.requeue(lease, retry)?;
         result
     }
 
     fn len(&self) -> usize {
-        self.queue.len()
+        self.mirror.len()
     }
 
     fn leased(&self) -> usize {
-        self.leased
+        self.mirror.leased()
     }
 
     fn oldest_seq(&self) -> Option<u64> {
-        self.queue.front().map(|event| event.seq)
+        self.mirror.oldest_seq()
     }
 
     fn is_durable(&self) -> bool {
