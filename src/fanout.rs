@@ -1,29 +1,117 @@
 //! The fan-out: hands each tracked event to every emitter, gathers flush replies.
 //!
 //! ```text
-//!            ┌──Track (try_send)──▶ Emitter A   (built-in: Track, Flush, Shutdown, GetStats)
-//! Fanout ────┼──Track (try_send)──▶ Emitter B
-//!            └──Track (try_send)──▶ custom emitter (Track, optionally Flush)
+//! Tracker::track ─push─▶ Inbox ─(one Wake per burst)─▶ Fanout ─┬─TrackBatch─▶ Emitter A
+//!                                                               ├─TrackBatch─▶ Emitter B
+//!                                                               └─Track ×n───▶ custom emitter
 //! ```
 //!
-//! `Track` goes to each emitter with `try_send`, so a slow or stopped emitter never delays
-//! the others: when its mailbox is full the event is refused for that emitter only, counted
-//! as a `capacity` drop of that emitter and logged once per burst. `Flush` and `Shutdown`
-//! follow the same path as `Track`, so each emitter sees them after every event tracked
-//! before; their replies are gathered into one [`FlushReport`].
+//! `track` pushes the stamped event into the [`Inbox`] and wakes the fan-out only when the
+//! inbox was empty, so a burst costs one mailbox message, not one per event. The fan-out
+//! takes everything waiting at once, encodes each event for the methods its emitters use
+//! (once, off the emitters' arbiters), and hands the lot to each built-in emitter as one
+//! [`TrackBatch`]; custom emitters get one [`Track`] per event.
+//!
+//! Hand-overs use `try_send`, so a slow or stopped emitter never delays the others: when its
+//! mailbox is full the events are refused for that emitter only, counted as `capacity` drops
+//! of that emitter and logged once per burst. `Flush`, `Shutdown` and stats requests first
+//! take what waits in the inbox, so each emitter sees them after every event tracked before;
+//! their replies are gathered into one [`FlushReport`].
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix::prelude::*;
 use futures::future::join_all;
 
-use crate::emitter::{EmitterStats, FlushReport};
-use crate::messages::{Flush, GetStats, Shutdown, Track};
+use crate::emitter::{EmitterStats, FlushReport, Method};
+use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
+use crate::stamp::StampedEvent;
+
+/// Events tracked and not yet taken by the fan-out: `track` pushes, the fan-out takes all.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    state: Mutex<InboxState>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct InboxState {
+    events: Vec<Arc<StampedEvent>>,
+    /// A [`Wake`] is on its way: later pushes need not send another.
+    woken: bool,
+    /// The tracker shut down: nothing is taken any more.
+    closed: bool,
+}
+
+/// What became of a pushed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued; `wake` says the fan-out must be sent a [`Wake`].
+    Queued { wake: bool },
+    /// Refused: the inbox holds its capacity.
+    Full,
+    /// Refused: the tracker shut down.
+    Closed,
+}
+
+impl Inbox {
+    /// An inbox holding at most `capacity` events.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::new(InboxState::default()),
+            capacity,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, InboxState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `event` unless the inbox is full or closed.
+    pub(crate) fn push(&self, event: Arc<StampedEvent>) -> Pushed {
+        let mut state = self.state();
+        if state.closed {
+            return Pushed::Closed;
+        }
+        if state.events.len() >= self.capacity {
+            return Pushed::Full;
+        }
+        state.events.push(event);
+        let wake = !state.woken;
+        state.woken = true;
+        Pushed::Queued { wake }
+    }
+
+    /// Takes every queued event; the next push sends a new [`Wake`].
+    fn take(&self) -> Vec<Arc<StampedEvent>> {
+        let mut state = self.state();
+        state.woken = false;
+        let room = state.events.len().clamp(16, 1024);
+        std::mem::replace(&mut state.events, Vec::with_capacity(room))
+    }
+
+    /// Takes every queued event and refuses any later one.
+    fn close(&self) -> Vec<Arc<StampedEvent>> {
+        let mut state = self.state();
+        state.closed = true;
+        std::mem::take(&mut state.events)
+    }
+}
+
+/// Tells the fan-out that its inbox has events.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Wake;
 
 /// One emitter as the fan-out sees it.
 pub(crate) struct Route {
     pub(crate) name: String,
     pub(crate) track: Recipient<Track>,
+    /// Where a built-in emitter takes several events at once.
+    pub(crate) batch: Option<Recipient<TrackBatch>>,
+    /// The method a built-in emitter sends with: its events are encoded for it here.
+    pub(crate) method: Option<Method>,
     pub(crate) flush: Option<Recipient<Flush>>,
     pub(crate) shutdown: Option<Recipient<Shutdown>>,
     pub(crate) stats: Option<Recipient<GetStats>>,
@@ -38,6 +126,8 @@ impl Route {
         Self {
             name,
             track,
+            batch: None,
+            method: None,
             flush: None,
             shutdown: None,
             stats: None,
@@ -46,24 +136,48 @@ impl Route {
         }
     }
 
-    fn forward(&mut self, track: Track) {
-        match self.track.try_send(track) {
-            Ok(()) => {
+    /// Hands `events` over: as one batch to a built-in emitter, one by one to a custom one.
+    fn forward(&mut self, events: Vec<Arc<StampedEvent>>) {
+        let count = events.len() as u64;
+        if let Some(batch) = &self.batch {
+            let refused = batch
+                .try_send(TrackBatch(events))
+                .err()
+                .map(|error| match error {
+                    SendError::Full(_) => "its mailbox is full",
+                    SendError::Closed(_) => "it has stopped",
+                });
+            self.settle(count, refused);
+            return;
+        }
+        for event in events {
+            let refused = self
+                .track
+                .try_send(Track(event))
+                .err()
+                .map(|error| match error {
+                    SendError::Full(_) => "its mailbox is full",
+                    SendError::Closed(_) => "it has stopped",
+                });
+            self.settle(1, refused);
+        }
+    }
+
+    /// Counts `count` events handed over, or refused for `why`.
+    fn settle(&mut self, count: u64, refused: Option<&'static str>) {
+        match refused {
+            None => {
                 if self.burst > 0 {
                     tracing::warn!(emitter = %self.name, refused = self.burst, "emitter takes events again after refusing some");
                     self.burst = 0;
                 }
             }
-            Err(error) => {
+            Some(why) => {
                 if self.burst == 0 {
-                    let why = match error {
-                        SendError::Full(_) => "its mailbox is full",
-                        SendError::Closed(_) => "it has stopped",
-                    };
                     tracing::warn!(emitter = %self.name, why, "emitter cannot take events: dropping them as capacity");
                 }
-                self.burst += 1;
-                self.refused += 1;
+                self.burst += count;
+                self.refused += count;
             }
         }
     }
@@ -72,6 +186,7 @@ impl Route {
 /// Forwards every event to every emitter.
 pub struct Fanout {
     routes: Vec<Route>,
+    inbox: Arc<Inbox>,
 }
 
 impl fmt::Debug for Fanout {
@@ -82,14 +197,50 @@ impl fmt::Debug for Fanout {
 }
 
 impl Fanout {
-    /// Starts a fan-out on `arbiter` whose mailbox holds `mailbox_capacity` messages from
-    /// the first one (see [`crate::mailbox`]).
-    pub(crate) fn start_on(arbiter: &ArbiterHandle, mailbox_capacity: usize) -> Addr<Self> {
+    /// Starts a fan-out on `arbiter` taking events from `inbox`, whose mailbox holds
+    /// `mailbox_capacity` messages from the first one (see [`crate::mailbox`]).
+    pub(crate) fn start_on(
+        arbiter: &ArbiterHandle,
+        inbox: Arc<Inbox>,
+        mailbox_capacity: usize,
+    ) -> Addr<Self> {
         let (addr, mailbox) = crate::mailbox::sized(mailbox_capacity);
         arbiter.spawn_fn(move || {
-            mailbox.into_context().run(Fanout { routes: Vec::new() });
+            mailbox.into_context().run(Fanout {
+                routes: Vec::new(),
+                inbox,
+            });
         });
         addr
+    }
+
+    /// Hands everything waiting in the inbox to every emitter.
+    fn drain(&mut self) {
+        let events = self.inbox.take();
+        self.hand_over(events);
+    }
+
+    /// Encodes `events` for the methods the emitters use, then hands them to every emitter.
+    fn hand_over(&mut self, events: Vec<Arc<StampedEvent>>) {
+        if events.is_empty() {
+            return;
+        }
+        let post = self.routes.iter().any(|r| r.method == Some(Method::Post));
+        let get = self.routes.iter().any(|r| r.method == Some(Method::Get));
+        for event in &events {
+            if post {
+                event.post_size();
+            }
+            if get {
+                event.query_size();
+            }
+        }
+        if let Some((last, others)) = self.routes.split_last_mut() {
+            for route in others {
+                route.forward(events.clone());
+            }
+            last.forward(events);
+        }
     }
 
     fn refused(&self) -> u64 {
@@ -138,16 +289,22 @@ impl Actor for Fanout {
     type Context = Context<Self>;
 }
 
+impl Handler<Wake> for Fanout {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, _: &mut Self::Context) {
+        self.drain();
+    }
+}
+
+/// A `Track` sent to the fan-out directly (by [`Tracker::recipient`](crate::Tracker)): after
+/// what `track` queued before it.
 impl Handler<Track> for Fanout {
     type Result = ();
 
-    fn handle(&mut self, track: Track, _: &mut Self::Context) {
-        if let Some((last, others)) = self.routes.split_last_mut() {
-            for route in others {
-                route.forward(track.clone());
-            }
-            last.forward(track);
-        }
+    fn handle(&mut self, Track(event): Track, _: &mut Self::Context) {
+        self.drain();
+        self.hand_over(vec![event]);
     }
 }
 
@@ -155,6 +312,7 @@ impl Handler<Flush> for Fanout {
     type Result = ResponseActFuture<Self, FlushReport>;
 
     fn handle(&mut self, flush: Flush, _: &mut Self::Context) -> Self::Result {
+        self.drain();
         self.gather(|route| route.flush.clone(), flush)
     }
 }
@@ -163,6 +321,8 @@ impl Handler<Shutdown> for Fanout {
     type Result = ResponseActFuture<Self, FlushReport>;
 
     fn handle(&mut self, shutdown: Shutdown, _: &mut Self::Context) -> Self::Result {
+        let left = self.inbox.close();
+        self.hand_over(left);
         // Emitters that cannot shut down get a flush with the same deadline.
         let flushes = self
             .routes
@@ -194,6 +354,8 @@ impl Handler<AddRoute> for Fanout {
     type Result = ();
 
     fn handle(&mut self, AddRoute(route): AddRoute, _: &mut Self::Context) {
+        // Events still in the inbox go to the new emitter too: they may have been tracked
+        // after it was added, and the mailbox cannot tell.
         self.routes.push(route);
     }
 }
@@ -219,6 +381,7 @@ impl Handler<GetReports> for Fanout {
     type Result = ResponseActFuture<Self, Vec<EmitterReport>>;
 
     fn handle(&mut self, _: GetReports, _: &mut Self::Context) -> Self::Result {
+        self.drain();
         let asks: Vec<_> = self
             .routes
             .iter()
@@ -246,5 +409,40 @@ impl Handler<GetReports> for Fanout {
             })
             .collect();
         Box::pin(join_all(asks).into_actor(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stamp::TrackerSettings;
+    use crate::PageView;
+
+    fn event() -> Arc<StampedEvent> {
+        let settings = TrackerSettings::new("test").unwrap();
+        let page = PageView::new("https://shop.example/").unwrap();
+        Arc::new(settings.stamp(page).remove(0))
+    }
+
+    #[test]
+    fn the_inbox_wakes_once_per_burst_refuses_beyond_capacity_and_closes() {
+        let inbox = Inbox::new(3);
+
+        let pushed: Vec<Pushed> = (0..4).map(|_| inbox.push(event())).collect();
+
+        assert_eq!(
+            pushed,
+            [
+                Pushed::Queued { wake: true },
+                Pushed::Queued { wake: false },
+                Pushed::Queued { wake: false },
+                Pushed::Full,
+            ]
+        );
+        assert_eq!(inbox.take().len(), 3);
+        assert_eq!(inbox.push(event()), Pushed::Queued { wake: true });
+        assert_eq!(inbox.close().len(), 1);
+        assert_eq!(inbox.push(event()), Pushed::Closed);
+        assert!(inbox.take().is_empty());
     }
 }

@@ -100,7 +100,7 @@ pub use event::{
     TransactionItem,
 };
 pub use fanout::{EmitterReport, Fanout};
-pub use messages::{Flush, GetStats, Shutdown, Track};
+pub use messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
 pub use payload::Payload;
 pub use self_describing::SelfDescribingJson;
 pub use stamp::{

@@ -1,4 +1,5 @@
-//! The messages emitters understand: [`Track`], [`Flush`], [`Shutdown`], [`GetStats`].
+//! The messages emitters understand: [`Track`], [`TrackBatch`], [`Flush`], [`Shutdown`],
+//! [`GetStats`].
 //!
 //! `Track` and an async `Flush` are sent without waiting (`do_send` / `try_send`); a sync
 //! flush and a stats request are request-reply (`send(..).await`).
@@ -32,6 +33,17 @@ impl From<StampedEvent> for Track {
 }
 
 impl Message for Track {
+    type Result = ();
+}
+
+/// Several tracked events in the order they were tracked: what the fan-out hands a
+/// built-in emitter, so a burst costs one message instead of one per event.
+///
+/// An emitter treats it as one [`Track`] per event, then checks its size triggers once.
+#[derive(Debug, Clone, Default)]
+pub struct TrackBatch(pub Vec<Arc<StampedEvent>>);
+
+impl Message for TrackBatch {
     type Result = ();
 }
 

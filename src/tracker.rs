@@ -1,7 +1,7 @@
 //! The tracker: the handle applications keep, and the actors behind it.
 //!
 //! ```text
-//! Tracker::track ──Track (try_send)──▶ Fanout ──Track──▶ Emitter(s), each on its own arbiter
+//! Tracker::track ──Inbox (+ Wake)─────▶ Fanout ──TrackBatch──▶ Emitter(s), each on its own arbiter
 //! Tracker::flush ──Flush (send)──────▶ Fanout ──Flush──▶ … replies merged into one FlushReport
 //! FlushTimer ─────Flush (do_send, every interval)──▶ Fanout
 //! ```
@@ -24,7 +24,7 @@ use crate::emitter::{
 };
 use crate::error::{AddEmitterError, BuildError, FlushError, ShutdownError, TrackError};
 use crate::event::Event;
-use crate::fanout::{AddRoute, EmitterReport, Fanout, GetReports, Route};
+use crate::fanout::{AddRoute, EmitterReport, Fanout, GetReports, Inbox, Pushed, Route, Wake};
 use crate::messages::{Flush, Shutdown, Track};
 use crate::stamp::TrackerSettings;
 use crate::subject::{Platform, Subject};
@@ -150,8 +150,9 @@ impl TrackerBuilder {
         self
     }
 
-    /// Messages the fan-out's mailbox holds before `track` refuses events (default the
-    /// largest of [`DEFAULT_MAILBOX_CAPACITY`] and the emitters' mailboxes).
+    /// Events waiting for the fan-out before `track` refuses more, and messages its mailbox
+    /// holds (default the largest of [`DEFAULT_MAILBOX_CAPACITY`] and the emitters'
+    /// mailboxes).
     pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
         self.mailbox_capacity = Some(capacity);
         self
@@ -193,13 +194,15 @@ impl TrackerBuilder {
         }
         let arbiter = Arbiter::new();
         let home = arbiter.handle();
-        let fanout = Fanout::start_on(&home, capacity);
+        let inbox = Arc::new(Inbox::new(capacity));
+        let fanout = Fanout::start_on(&home, inbox.clone(), capacity);
         let target = fanout.clone().recipient();
         let interval = self.flush_interval;
         let timer = FlushTimer::start_in_arbiter(&home, move |_| FlushTimer::new(target, interval));
         let tracker = Tracker {
             inner: Arc::new(Inner {
                 settings,
+                inbox,
                 fanout,
                 timer,
                 home,
@@ -249,6 +252,8 @@ pub struct Tracker {
 
 struct Inner {
     settings: TrackerSettings,
+    /// Where `track` leaves events for the fan-out.
+    inbox: Arc<Inbox>,
     fanout: Addr<Fanout>,
     timer: Addr<FlushTimer>,
     /// The arbiter of the fan-out and the timers.
@@ -276,7 +281,8 @@ impl fmt::Debug for Tracker {
 pub struct TrackerStats {
     /// Events passed to [`Tracker::track`] (a transaction counts its items too).
     pub tracked: u64,
-    /// Of those, events the fan-out's full mailbox refused (they reached no emitter).
+    /// Of those, events refused because the fan-out had too many waiting (they reached no
+    /// emitter).
     pub refused: u64,
     /// Each emitter, in the order they were added.
     pub emitters: Vec<EmitterReport>,
@@ -340,16 +346,23 @@ impl Tracker {
             .stamp_each_with_extra(event, subject, &mut |stamped| {
                 first.get_or_insert(stamped.id());
                 inner.tracked.fetch_add(1, Ordering::Relaxed);
-                if let Err(error) = inner.fanout.try_send(Track(Arc::new(stamped))) {
-                    outcome = Err(inner.refuse(error));
-                } else if inner.refused_burst.load(Ordering::Relaxed) > 0 {
-                    let refused = inner.refused_burst.swap(0, Ordering::Relaxed);
-                    if refused > 0 {
-                        tracing::warn!(
-                            refused,
-                            "tracker queue has room again after refusing events"
-                        );
+                match inner.inbox.push(Arc::new(stamped)) {
+                    Pushed::Queued { wake } => {
+                        if wake {
+                            inner.fanout.do_send(Wake);
+                        }
+                        if inner.refused_burst.load(Ordering::Relaxed) > 0 {
+                            let refused = inner.refused_burst.swap(0, Ordering::Relaxed);
+                            if refused > 0 {
+                                tracing::warn!(
+                                    refused,
+                                    "tracker queue has room again after refusing events"
+                                );
+                            }
+                        }
                     }
+                    Pushed::Full => outcome = Err(inner.refuse_full()),
+                    Pushed::Closed => outcome = Err(TrackError::ShutDown),
                 }
             });
         outcome?;
@@ -431,12 +444,15 @@ impl Tracker {
     fn start_emitter(&self, config: EmitterConfig) -> EmitterHandle {
         let arbiter = Arbiter::new();
         let name = config.name().to_owned();
+        let method = config.method();
         let final_stats = config.final_stats();
         let addr = config.start_in(&arbiter.handle());
         let target = addr.clone().recipient();
         let timer =
             FlushTimer::start_in_arbiter(&self.inner.home, move |_| FlushTimer::new(target, None));
         let mut route = Route::new(name.clone(), addr.clone().recipient());
+        route.batch = Some(addr.clone().recipient());
+        route.method = Some(method);
         route.flush = Some(addr.clone().recipient());
         route.shutdown = Some(addr.clone().recipient());
         route.stats = Some(addr.clone().recipient());
@@ -515,17 +531,12 @@ impl Tracker {
 }
 
 impl Inner {
-    fn refuse(&self, error: SendError<Track>) -> TrackError {
-        match error {
-            SendError::Full(_) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                if self.refused_burst.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!("tracker queue full: dropping events until it has room");
-                }
-                TrackError::QueueFull
-            }
-            SendError::Closed(_) => TrackError::ShutDown,
+    fn refuse_full(&self) -> TrackError {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        if self.refused_burst.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!("tracker queue full: dropping events until it has room");
         }
+        TrackError::QueueFull
     }
 }
 

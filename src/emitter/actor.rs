@@ -13,7 +13,7 @@ use super::endpoint::Method;
 use super::flush::FlushWaiter;
 use super::stats::FinalStats;
 use super::stats::{millis, DropReason, EmitterStats};
-use crate::messages::{GetStats, Track};
+use crate::messages::{GetStats, Track, TrackBatch};
 use crate::stamp::{now_ms, StampedEvent};
 use crate::store::{Added, EventStore, LeaseId, StoredEvent};
 use crate::transport::Transport;
@@ -273,6 +273,17 @@ impl Handler<Track> for Emitter {
 
     fn handle(&mut self, Track(event): Track, ctx: &mut Self::Context) {
         self.accept(event);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<TrackBatch> for Emitter {
+    type Result = ();
+
+    fn handle(&mut self, TrackBatch(events): TrackBatch, ctx: &mut Self::Context) {
+        for event in events {
+            self.accept(event);
+        }
         self.pump(ctx);
     }
 }

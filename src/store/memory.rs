@@ -53,6 +53,7 @@ impl InMemoryStore {
 
     /// Queues an event found in a durable store at open, whatever the capacity: it was
     /// accepted once and is not refused now.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn recover(&mut self, event: StoredEvent) {
         self.queue.push_back(event);
     }
