@@ -11,6 +11,18 @@
 
 use std::fmt::{self, Write as _};
 
+/// Room a payload is built in: enough for any event but the largest self-describing ones.
+const BUILD_FIELDS: usize = 32;
+const BUILD_BYTES: usize = 1024;
+/// A building room grown beyond this (a huge event) is freed rather than kept.
+const MAX_SPARE_BYTES: usize = 64 * 1024;
+const MAX_SPARE_FIELDS: usize = 256;
+
+thread_local! {
+    /// The room of the last payload compacted on this thread, for the next one built.
+    static SPARE: std::cell::RefCell<Option<Payload>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Ordered tracker-protocol name/value pairs, as the Snowplow trackers build them.
 ///
 /// Values are text, as every value of a `payload_data` event is a JSON string. Adding an
@@ -32,15 +44,17 @@ use std::fmt::{self, Write as _};
 /// ```
 #[derive(Clone, Default)]
 pub struct Payload {
+    /// Each pair's key then value, pair after pair: `ese` `se_cashop` …
     buf: String,
     fields: Vec<Field>,
 }
 
+/// One pair: its bytes run from the previous pair's `end` (0 for the first) to `end`, the
+/// first `key_len` of them being the key. Eight bytes a pair.
 #[derive(Clone, Copy)]
 struct Field {
-    key: &'static str,
-    start: u32,
     end: u32,
+    key_len: u16,
 }
 
 impl Payload {
@@ -49,7 +63,7 @@ impl Payload {
         Self::default()
     }
 
-    /// An empty payload with room for `fields` pairs and `bytes` bytes of values.
+    /// An empty payload with room for `fields` pairs and `bytes` bytes of keys and values.
     pub fn with_capacity(fields: usize, bytes: usize) -> Self {
         Self {
             buf: String::with_capacity(bytes),
@@ -58,24 +72,46 @@ impl Payload {
     }
 
     /// Adds `key` with `value`; an empty value is ignored, an existing key is replaced.
+    /// Keys are tracker-protocol names; a key longer than 65 535 bytes is ignored.
     pub fn add(&mut self, key: &'static str, value: &str) {
+        self.put(key, value);
+    }
+
+    /// [`add`](Self::add) for a key taken from another payload.
+    pub(crate) fn put(&mut self, key: &str, value: &str) {
         if value.is_empty() {
             return;
         }
-        let start = self.buf.len();
-        self.buf.push_str(value);
-        self.commit(key, start);
+        match self.position(key) {
+            Some(idx) => self.replace(idx, value),
+            None => {
+                let start = self.buf.len();
+                self.buf.push_str(key);
+                self.buf.push_str(value);
+                self.push_field(start, key.len());
+            }
+        }
     }
 
     /// Adds `key` with the `Display` form of `value` (numbers), with the rules of [`add`](Self::add).
     pub fn add_display(&mut self, key: &'static str, value: impl fmt::Display) {
         let start = self.buf.len();
+        self.buf.push_str(key);
+        let value_start = self.buf.len();
         // Writing into a String cannot fail.
         let _ = write!(self.buf, "{value}");
-        if self.buf.len() == start {
+        if self.buf.len() == value_start {
+            self.buf.truncate(start);
             return;
         }
-        self.commit(key, start);
+        match self.position(key) {
+            Some(idx) => {
+                let value = self.buf.split_off(value_start);
+                self.buf.truncate(start);
+                self.replace(idx, &value);
+            }
+            None => self.push_field(start, key.len()),
+        }
     }
 
     /// Adds `key` with `value` if it is `Some`.
@@ -85,38 +121,90 @@ impl Payload {
         }
     }
 
-    fn commit(&mut self, key: &'static str, start: usize) {
-        let field = Field {
-            key,
-            start: offset(start),
-            end: offset(self.buf.len()),
-        };
-        match self.fields.iter_mut().find(|f| same_key(f.key, key)) {
-            Some(existing) => *existing = field,
-            None => self.fields.push(field),
+    /// Records the pair written from `start` to the end of the buffer.
+    fn push_field(&mut self, start: usize, key_len: usize) {
+        match u16::try_from(key_len) {
+            Ok(key_len) => self.fields.push(Field {
+                end: offset(self.buf.len()),
+                key_len,
+            }),
+            Err(_) => self.buf.truncate(start),
         }
+    }
+
+    /// Replaces the value of pair `idx` in place; later pairs move by the difference.
+    fn replace(&mut self, idx: usize, value: &str) {
+        let old = self.value_range(idx);
+        let (old_len, new_len) = (old.len() as i64, value.len() as i64);
+        self.buf.replace_range(old, value);
+        for field in &mut self.fields[idx..] {
+            field.end = offset((i64::from(field.end) + new_len - old_len) as usize);
+        }
+    }
+
+    /// Where the value of pair `idx` lies in the buffer.
+    fn value_range(&self, idx: usize) -> std::ops::Range<usize> {
+        let start = idx
+            .checked_sub(1)
+            .map_or(0, |prev| self.fields[prev].end as usize);
+        let field = self.fields[idx];
+        start + usize::from(field.key_len)..field.end as usize
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        self.iter().position(|(k, _)| same_key(k, key))
     }
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|f| same_key(f.key, key))
-            .map(|f| self.value(f))
-    }
-
-    fn value(&self, field: &Field) -> &str {
-        &self.buf[field.start as usize..field.end as usize]
+        self.iter().find(|(k, _)| same_key(k, key)).map(|(_, v)| v)
     }
 
     /// The pairs in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&'static str, &str)> + '_ {
-        self.fields.iter().map(|f| (f.key, self.value(f)))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        let mut start = 0;
+        self.fields.iter().map(move |field| {
+            let key_start = start;
+            let value_start = key_start + usize::from(field.key_len);
+            start = field.end as usize;
+            (
+                &self.buf[key_start..value_start],
+                &self.buf[value_start..start],
+            )
+        })
     }
 
-    /// Bytes of all values together (before any encoding).
-    pub(crate) fn value_bytes(&self) -> usize {
-        self.buf.len()
+    /// An empty payload to build an event in, with the room of the last payload
+    /// [`compact`](Self::compact)ed on this thread: building allocates nothing.
+    pub(crate) fn for_building() -> Self {
+        SPARE
+            .with(|spare| {
+                spare
+                    .try_borrow_mut()
+                    .ok()
+                    .and_then(|mut spare| spare.take())
+            })
+            .unwrap_or_else(|| Self::with_capacity(BUILD_FIELDS, BUILD_BYTES))
+    }
+
+    /// The same pairs in allocations of exactly their size (a stamped payload is never added
+    /// to and may stay queued a while); the room it was built in is kept for the next
+    /// [`for_building`](Self::for_building) on this thread.
+    pub(crate) fn compact(mut self) -> Self {
+        let compact = Self {
+            buf: String::from(self.buf.as_str()),
+            fields: self.fields.as_slice().to_vec(),
+        };
+        if self.buf.capacity() <= MAX_SPARE_BYTES && self.fields.capacity() <= MAX_SPARE_FIELDS {
+            self.buf.clear();
+            self.fields.clear();
+            SPARE.with(|spare| {
+                if let Ok(mut spare) = spare.try_borrow_mut() {
+                    *spare = Some(self);
+                }
+            });
+        }
+        compact
     }
 
     /// The number of pairs.
@@ -188,8 +276,8 @@ impl fmt::Debug for Payload {
 }
 
 impl<'a> IntoIterator for &'a Payload {
-    type Item = (&'static str, &'a str);
-    type IntoIter = Box<dyn Iterator<Item = (&'static str, &'a str)> + 'a>;
+    type Item = (&'a str, &'a str);
+    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a str)> + 'a>;
 
     fn into_iter(self) -> Self::IntoIter {
         Box::new(self.iter())
@@ -362,6 +450,37 @@ mod tests {
         assert_eq!(pairs, [("e", "pp"), ("url", "a"), ("vid", "3")]);
         assert_eq!(payload.get("e"), Some("pp"));
         assert_eq!(payload.get("page"), None);
+    }
+
+    #[test]
+    fn replacing_a_value_keeps_every_other_pair_intact() {
+        let mut payload = Payload::new();
+        for (key, value) in [("e", "pv"), ("url", "u"), ("page", "title"), ("uid", "x")] {
+            payload.add(key, value);
+        }
+        payload.add("url", "https://longer.example/");
+        payload.add("page", "t");
+        payload.add_display("uid", 12_345);
+        payload.add_display("e", "");
+        payload.add("tv", "1");
+
+        let pairs: Vec<_> = payload.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("e", "pv"),
+                ("url", "https://longer.example/"),
+                ("page", "t"),
+                ("uid", "12345"),
+                ("tv", "1"),
+            ]
+        );
+        assert_eq!(payload.get("uid"), Some("12345"));
+        assert_eq!(
+            payload.to_json_object(),
+            r#"{"e":"pv","url":"https://longer.example/","page":"t","uid":"12345","tv":"1"}"#
+        );
+        assert_eq!(payload.clone().compact(), payload);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `eid`, `dtm`, `tv`, `tna` and `aid`. A stamped event is immutable; its POST and GET
 //! encodings are computed once, on first use, and shared by every emitter that sends it.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -182,7 +183,8 @@ impl TrackerSettings {
                 payload.add("tv", TRACKER_VERSION);
                 payload.add("tna", &self.namespace);
                 payload.add_opt("aid", self.app_id.as_deref());
-                sink(StampedEvent::new(id, payload));
+                // Queued events are kept for a while: only the bytes they use.
+                sink(StampedEvent::new(id, payload.compact()));
             },
         );
     }
@@ -203,8 +205,31 @@ pub fn now_ms() -> u64 {
 pub struct StampedEvent {
     id: Uuid,
     payload: Payload,
-    post_json: OnceLock<String>,
-    query: OnceLock<String>,
+    post_json: OnceLock<Box<str>>,
+    query: OnceLock<Box<str>>,
+}
+
+thread_local! {
+    /// Where encodings are written before they are copied into an exact-size allocation.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Runs `write` on an empty reused buffer and returns what it wrote, in an allocation of
+/// exactly its size: no guessed capacity stays reserved for as long as the event is queued.
+fn encode_exact(write: impl FnOnce(&mut String)) -> Box<str> {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            write(&mut scratch);
+            Box::from(scratch.as_str())
+        }
+        // Only if `write` itself encoded another event: a fresh buffer then.
+        Err(_) => {
+            let mut out = String::new();
+            write(&mut out);
+            out.into_boxed_str()
+        }
+    })
 }
 
 impl AsRef<StampedEvent> for StampedEvent {
@@ -236,19 +261,16 @@ impl StampedEvent {
     /// The event object without its closing brace and `stm`: `{"e":"pv",…`.
     fn post_json_open(&self) -> &str {
         self.post_json.get_or_init(|| {
-            // Values, plus per pair a key of a few bytes, four quotes, a colon and a comma;
-            // escapes are rare.
-            let mut out =
-                String::with_capacity(self.payload.value_bytes() + self.payload.len() * 12 + 2);
-            out.push('{');
-            self.payload.push_json_fields(&mut out);
-            // Kept as is: shrinking to fit would copy it once more.
-            out
+            encode_exact(|out| {
+                out.push('{');
+                self.payload.push_json_fields(out);
+            })
         })
     }
 
     fn query_without_stm(&self) -> &str {
-        self.query.get_or_init(|| self.payload.to_query())
+        self.query
+            .get_or_init(|| encode_exact(|out| self.payload.push_query(out)))
     }
 
     /// Bytes this event takes in a POST body, `stm` included (not the comma between events).

@@ -206,7 +206,7 @@ impl Subject {
     }
 
     /// The fields in order, by tracker-protocol name.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         self.fields.iter()
     }
 
@@ -226,7 +226,7 @@ impl Subject {
     /// Adds the fields to `payload`, replacing same-named ones in place.
     pub(crate) fn add_to(&self, payload: &mut Payload) {
         for (key, value) in self.fields.iter() {
-            payload.add(key, value);
+            payload.put(key, value);
         }
     }
 }

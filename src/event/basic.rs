@@ -55,7 +55,7 @@ impl PageView {
     }
 
     fn fields(&self, _base64: bool) -> Payload {
-        let mut payload = Payload::with_capacity(16, 256);
+        let mut payload = Payload::for_building();
         payload.add("e", "pv");
         payload.add("url", &self.url);
         payload.add_opt("page", self.title.as_deref());
@@ -118,7 +118,7 @@ impl PagePing {
     }
 
     fn fields(&self, _base64: bool) -> Payload {
-        let mut payload = Payload::with_capacity(18, 256);
+        let mut payload = Payload::for_building();
         payload.add("e", "pp");
         payload.add("url", &self.url);
         payload.add_opt("page", self.title.as_deref());
@@ -197,7 +197,7 @@ impl Structured {
     }
 
     fn fields(&self, _base64: bool) -> Payload {
-        let mut payload = Payload::with_capacity(16, 256);
+        let mut payload = Payload::for_building();
         payload.add("e", "se");
         payload.add("se_ca", &self.category);
         payload.add("se_ac", &self.action);
@@ -245,7 +245,7 @@ impl SelfDescribing {
     }
 
     fn fields(&self, base64: bool) -> Payload {
-        let mut payload = Payload::with_capacity(16, 512);
+        let mut payload = Payload::for_building();
         payload.add("e", "ue");
         add_unstruct(&mut payload, &self.event, base64);
         payload
@@ -261,7 +261,7 @@ pub(super) fn own_schema_payload(
 ) -> Payload {
     let event = SelfDescribingJson::new(schema, Value::Object(data))
         .expect("the crate's schema URIs are valid and its data are objects");
-    let mut payload = Payload::with_capacity(16, 512);
+    let mut payload = Payload::for_building();
     payload.add("e", "ue");
     add_unstruct(&mut payload, &event, base64);
     payload

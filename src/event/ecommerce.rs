@@ -140,7 +140,7 @@ impl sealed::Build for Transaction {
 
     fn build(self, base64: bool, now_ms: u64, emit: &mut dyn FnMut(Payload, Option<&Subject>)) {
         let subject = self.options.subject.as_ref();
-        let mut tr = Payload::with_capacity(20, 256);
+        let mut tr = Payload::for_building();
         tr.add("e", "tr");
         tr.add("tr_id", &self.order_id);
         tr.add_display("tr_tt", self.total_value);
@@ -159,7 +159,7 @@ impl sealed::Build for Transaction {
         emit(tr, subject);
 
         for item in &self.items {
-            let mut ti = Payload::with_capacity(20, 256);
+            let mut ti = Payload::for_building();
             ti.add("e", "ti");
             ti.add("ti_id", &self.order_id);
             ti.add("ti_sk", &item.sku);
