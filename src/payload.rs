@@ -5,9 +5,10 @@
 //!           └─ push_query       ──▶ e=se&se_ca=cat&…              (GET, form encoding)
 //! ```
 //!
-//! **This module does no I/O and knows nothing of actix.** A payload keeps every value in
-//! one string buffer and every key as a `&'static str`, so building an event costs two
-//! allocations however many fields it has.
+//! **This module does no I/O and knows nothing of actix.** A payload keeps every key and
+//! value in one string buffer and eight bytes of index per pair. Events are built in a
+//! per-thread buffer that is reused, then copied into two allocations of exactly their size
+//! ([`Payload::compact`]), so a queued event holds only the bytes it uses.
 
 use std::fmt::{self, Write as _};
 
