@@ -48,6 +48,22 @@ pub struct Payload {
     /// Each pair's key then value, pair after pair: `ese` `se_cashop` …
     buf: String,
     fields: Vec<Field>,
+    /// One bit per key present ([`key_bit`]): most keys added are new, and a clear bit says
+    /// so without a search.
+    keys: u64,
+}
+
+/// A key's bit in [`Payload::keys`]; different keys may share one.
+#[inline]
+fn key_bit(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let first = bytes.first().copied().unwrap_or(0) as u32;
+    let last = bytes.last().copied().unwrap_or(0) as u32;
+    let mixed = (bytes.len() as u32)
+        .wrapping_mul(31)
+        .wrapping_add(first.wrapping_mul(7))
+        .wrapping_add(last.wrapping_mul(131));
+    1 << (mixed % 64)
 }
 
 /// One pair: its bytes run from the previous pair's `end` (0 for the first) to `end`, the
@@ -69,6 +85,7 @@ impl Payload {
         Self {
             buf: String::with_capacity(bytes),
             fields: Vec::with_capacity(fields),
+            keys: 0,
         }
     }
 
@@ -125,10 +142,13 @@ impl Payload {
     /// Records the pair written from `start` to the end of the buffer.
     fn push_field(&mut self, start: usize, key_len: usize) {
         match u16::try_from(key_len) {
-            Ok(key_len) => self.fields.push(Field {
-                end: offset(self.buf.len()),
-                key_len,
-            }),
+            Ok(len) => {
+                self.fields.push(Field {
+                    end: offset(self.buf.len()),
+                    key_len: len,
+                });
+                self.keys |= key_bit(&self.buf[start..start + key_len]);
+            }
             Err(_) => self.buf.truncate(start),
         }
     }
@@ -153,12 +173,16 @@ impl Payload {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
+        if self.keys & key_bit(key) == 0 {
+            return None;
+        }
         self.iter().position(|(k, _)| same_key(k, key))
     }
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| same_key(k, key)).map(|(_, v)| v)
+        let idx = self.position(key)?;
+        self.iter().nth(idx).map(|(_, value)| value)
     }
 
     /// The pairs in order.
@@ -195,10 +219,12 @@ impl Payload {
         let compact = Self {
             buf: String::from(self.buf.as_str()),
             fields: self.fields.as_slice().to_vec(),
+            keys: self.keys,
         };
         if self.buf.capacity() <= MAX_SPARE_BYTES && self.fields.capacity() <= MAX_SPARE_FIELDS {
             self.buf.clear();
             self.fields.clear();
+            self.keys = 0;
             SPARE.with(|spare| {
                 if let Ok(mut spare) = spare.try_borrow_mut() {
                     *spare = Some(self);
@@ -482,6 +508,26 @@ mod tests {
             r#"{"e":"pv","url":"https://longer.example/","page":"t","uid":"12345","tv":"1"}"#
         );
         assert_eq!(payload.clone().compact(), payload);
+    }
+
+    #[test]
+    fn every_protocol_key_is_found_and_replaced_whatever_bits_keys_share() {
+        let mut payload = Payload::new();
+        for (idx, key) in PROTOCOL_KEYS.iter().enumerate() {
+            payload.add(key, &idx.to_string());
+        }
+        for (idx, key) in PROTOCOL_KEYS.iter().enumerate() {
+            assert_eq!(payload.get(key), Some(idx.to_string().as_str()), "{key}");
+            payload.add(key, &format!("again {idx}"));
+        }
+        assert_eq!(payload.len(), PROTOCOL_KEYS.len());
+        for (idx, (key, value)) in payload.iter().enumerate() {
+            assert_eq!(
+                (key, value),
+                (PROTOCOL_KEYS[idx], format!("again {idx}").as_str())
+            );
+        }
+        assert_eq!(payload.get("not_a_key"), None);
     }
 
     #[test]

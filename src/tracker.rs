@@ -446,7 +446,9 @@ impl Tracker {
         let name = config.name().to_owned();
         let method = config.method();
         let final_stats = config.final_stats();
-        let addr = config.start_in(&arbiter.handle());
+        let addr = config
+            .release_on(self.inner.home.clone())
+            .start_in(&arbiter.handle());
         let target = addr.clone().recipient();
         let timer =
             FlushTimer::start_in_arbiter(&self.inner.home, move |_| FlushTimer::new(target, None));

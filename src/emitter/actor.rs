@@ -55,6 +55,8 @@ pub struct Emitter {
     pub(super) refused_after_close: u64,
     /// Where the last stats go when the emitter stops or is dropped.
     pub(super) final_stats: FinalStats,
+    /// Where sent events are freed (see [`EmitterConfig::release_on`]).
+    pub(super) release: Option<ArbiterHandle>,
 }
 
 pub(super) struct InFlight {
@@ -77,6 +79,7 @@ impl Emitter {
         let settings = config.settings;
         let store = config.store;
         let final_stats = config.final_stats;
+        let release = config.release;
         // Events found in a durable store: the readable ones are queued, the unreadable
         // ones are dropped (`store`) at once.
         let mut stats = EmitterStats {
@@ -108,6 +111,7 @@ impl Emitter {
             closed: false,
             refused_after_close: 0,
             final_stats,
+            release,
         }
     }
 
@@ -158,7 +162,16 @@ impl Emitter {
         self.stats.dropped.add(reason, count);
     }
 
-    pub(super) fn accept(&mut self, event: Arc<StampedEvent>) {
+    /// Frees settled events: on the arbiter given for it, or here.
+    pub(super) fn release(&self, events: Vec<StoredEvent>) {
+        if let Some(arbiter) = &self.release {
+            // When that arbiter is gone the closure, events and all, is dropped here.
+            arbiter.spawn_fn(move || drop(events));
+        }
+    }
+
+    /// Buffers `event`, received at `now_ms`.
+    pub(super) fn accept(&mut self, event: Arc<StampedEvent>, now_ms: u64) {
         self.stats.received += 1;
         if self.closed {
             self.drop_events(DropReason::Shutdown, 1);
@@ -174,7 +187,7 @@ impl Emitter {
             event,
             cost,
             attempts: 0,
-            received_ms: now_ms(),
+            received_ms: now_ms,
         };
         self.next_seq += 1;
         match self.store.add(stored) {
@@ -272,7 +285,7 @@ impl Handler<Track> for Emitter {
     type Result = ();
 
     fn handle(&mut self, Track(event): Track, ctx: &mut Self::Context) {
-        self.accept(event);
+        self.accept(event, now_ms());
         self.pump(ctx);
     }
 }
@@ -281,8 +294,9 @@ impl Handler<TrackBatch> for Emitter {
     type Result = ();
 
     fn handle(&mut self, TrackBatch(events): TrackBatch, ctx: &mut Self::Context) {
+        let now = now_ms();
         for event in events {
-            self.accept(event);
+            self.accept(event, now);
         }
         self.pump(ctx);
     }

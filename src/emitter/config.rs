@@ -509,6 +509,7 @@ impl EmitterBuilder {
             }),
             store,
             final_stats: FinalStats::default(),
+            release: None,
         })
     }
 }
@@ -518,6 +519,8 @@ pub struct EmitterConfig {
     pub(crate) settings: Arc<Settings>,
     pub(crate) store: Box<dyn EventStore>,
     pub(crate) final_stats: FinalStats,
+    /// Where sent events are freed, off the emitter's arbiter (the tracker's arbiter).
+    pub(crate) release: Option<actix::ArbiterHandle>,
 }
 
 impl fmt::Debug for EmitterConfig {
@@ -529,6 +532,13 @@ impl fmt::Debug for EmitterConfig {
 }
 
 impl EmitterConfig {
+    /// Frees sent events on `arbiter` rather than on the emitter's own, so the emitter's
+    /// thread spends its time sending (a tracker passes its fan-out's arbiter).
+    pub(crate) fn release_on(mut self, arbiter: actix::ArbiterHandle) -> Self {
+        self.release = Some(arbiter);
+        self
+    }
+
     /// The URL requests go to (without the query of a GET).
     pub fn url(&self) -> &str {
         &self.settings.url

@@ -172,6 +172,7 @@ impl Emitter {
             let events = shared(&flight.events);
             self.guarded("on_success", || callback(&events));
         }
+        self.release(flight.events);
     }
 
     pub(super) fn on_failure(
