@@ -221,18 +221,24 @@ impl Fanout {
     }
 
     /// Encodes `events` for the methods the emitters use, then hands them to every emitter.
-    fn hand_over(&mut self, events: Vec<Arc<StampedEvent>>) {
+    fn hand_over(&mut self, mut events: Vec<Arc<StampedEvent>>) {
         if events.is_empty() {
             return;
         }
         let post = self.routes.iter().any(|r| r.method == Some(Method::Post));
         let get = self.routes.iter().any(|r| r.method == Some(Method::Get));
-        for event in &events {
-            if post {
-                event.post_size();
-            }
-            if get {
-                event.query_size();
+        for event in &mut events {
+            match Arc::get_mut(event) {
+                // Fresh from `track`: nobody else holds it yet.
+                Some(event) => event.encode(post, get),
+                None => {
+                    if post {
+                        event.post_size();
+                    }
+                    if get {
+                        event.query_size();
+                    }
+                }
             }
         }
         if let Some((last, others)) = self.routes.split_last_mut() {

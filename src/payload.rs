@@ -56,14 +56,10 @@ pub struct Payload {
 /// A key's bit in [`Payload::keys`]; different keys may share one.
 #[inline]
 fn key_bit(key: &str) -> u64 {
-    let bytes = key.as_bytes();
-    let first = bytes.first().copied().unwrap_or(0) as u32;
-    let last = bytes.last().copied().unwrap_or(0) as u32;
-    let mixed = (bytes.len() as u32)
-        .wrapping_mul(31)
-        .wrapping_add(first.wrapping_mul(7))
-        .wrapping_add(last.wrapping_mul(131));
-    1 << (mixed % 64)
+    let hash = key.bytes().fold(key.len() as u32, |hash, byte| {
+        hash.wrapping_mul(33) ^ u32::from(byte)
+    });
+    1 << (hash.wrapping_mul(0x9E37_79B9) >> 26)
 }
 
 /// One pair: its bytes run from the previous pair's `end` (0 for the first) to `end`, the
@@ -106,7 +102,7 @@ impl Payload {
                 let start = self.buf.len();
                 self.buf.push_str(key);
                 self.buf.push_str(value);
-                self.push_field(start, key.len());
+                self.push_field(start, key);
             }
         }
     }
@@ -128,7 +124,7 @@ impl Payload {
                 self.buf.truncate(start);
                 self.replace(idx, &value);
             }
-            None => self.push_field(start, key.len()),
+            None => self.push_field(start, key),
         }
     }
 
@@ -139,15 +135,15 @@ impl Payload {
         }
     }
 
-    /// Records the pair written from `start` to the end of the buffer.
-    fn push_field(&mut self, start: usize, key_len: usize) {
-        match u16::try_from(key_len) {
-            Ok(len) => {
+    /// Records the pair of `key` written from `start` to the end of the buffer.
+    fn push_field(&mut self, start: usize, key: &str) {
+        match u16::try_from(key.len()) {
+            Ok(key_len) => {
                 self.fields.push(Field {
                     end: offset(self.buf.len()),
-                    key_len: len,
+                    key_len,
                 });
-                self.keys |= key_bit(&self.buf[start..start + key_len]);
+                self.keys |= key_bit(key);
             }
             Err(_) => self.buf.truncate(start),
         }

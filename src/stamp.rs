@@ -258,19 +258,35 @@ impl StampedEvent {
         &self.payload
     }
 
-    /// The event object without its closing brace and `stm`: `{"e":"pv",…`.
-    fn post_json_open(&self) -> &str {
-        self.post_json.get_or_init(|| {
-            encode_exact(|out| {
-                out.push('{');
-                self.payload.push_json_fields(out);
-            })
+    /// Computes the POST (`post`) and GET (`get`) encodings not computed yet, without the
+    /// synchronisation a shared event needs: for the one holder of a fresh event.
+    pub(crate) fn encode(&mut self, post: bool, get: bool) {
+        if post && self.post_json.get().is_none() {
+            self.post_json = OnceLock::from(self.encode_post_json());
+        }
+        if get && self.query.get().is_none() {
+            self.query = OnceLock::from(self.encode_query());
+        }
+    }
+
+    fn encode_post_json(&self) -> Box<str> {
+        encode_exact(|out| {
+            out.push('{');
+            self.payload.push_json_fields(out);
         })
     }
 
+    fn encode_query(&self) -> Box<str> {
+        encode_exact(|out| self.payload.push_query(out))
+    }
+
+    /// The event object without its closing brace and `stm`: `{"e":"pv",…`.
+    fn post_json_open(&self) -> &str {
+        self.post_json.get_or_init(|| self.encode_post_json())
+    }
+
     fn query_without_stm(&self) -> &str {
-        self.query
-            .get_or_init(|| encode_exact(|out| self.payload.push_query(out)))
+        self.query.get_or_init(|| self.encode_query())
     }
 
     /// Bytes this event takes in a POST body, `stm` included (not the comma between events).
