@@ -27,6 +27,7 @@ use futures::future::join_all;
 use crate::emitter::{EmitterStats, FlushReport, Method};
 use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
 use crate::stamp::StampedEvent;
+use crate::store::Disposal;
 
 /// Events tracked and not yet taken by the fan-out: `track` pushes, the fan-out takes all.
 #[derive(Debug)]
@@ -187,6 +188,7 @@ impl Route {
 pub struct Fanout {
     routes: Vec<Route>,
     inbox: Arc<Inbox>,
+    disposal: Arc<Disposal>,
 }
 
 impl fmt::Debug for Fanout {
@@ -197,11 +199,13 @@ impl fmt::Debug for Fanout {
 }
 
 impl Fanout {
-    /// Starts a fan-out on `arbiter` taking events from `inbox`, whose mailbox holds
+    /// Starts a fan-out on `arbiter` taking events from `inbox` and freeing those left in
+    /// `disposal`, whose mailbox holds
     /// `mailbox_capacity` messages from the first one (see [`crate::mailbox`]).
     pub(crate) fn start_on(
         arbiter: &ArbiterHandle,
         inbox: Arc<Inbox>,
+        disposal: Arc<Disposal>,
         mailbox_capacity: usize,
     ) -> Addr<Self> {
         let (addr, mailbox) = crate::mailbox::sized(mailbox_capacity);
@@ -209,15 +213,18 @@ impl Fanout {
             mailbox.into_context().run(Fanout {
                 routes: Vec::new(),
                 inbox,
+                disposal,
             });
         });
         addr
     }
 
-    /// Hands everything waiting in the inbox to every emitter.
+    /// Hands everything waiting in the inbox to every emitter, and frees what the emitters
+    /// have sent since the last time.
     fn drain(&mut self) {
         let events = self.inbox.take();
         self.hand_over(events);
+        self.disposal.free();
     }
 
     /// Encodes `events` for the methods the emitters use, then hands them to every emitter.
@@ -329,6 +336,7 @@ impl Handler<Shutdown> for Fanout {
     fn handle(&mut self, shutdown: Shutdown, _: &mut Self::Context) -> Self::Result {
         let left = self.inbox.close();
         self.hand_over(left);
+        self.disposal.free();
         // Emitters that cannot shut down get a flush with the same deadline.
         let flushes = self
             .routes

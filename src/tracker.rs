@@ -27,6 +27,7 @@ use crate::event::Event;
 use crate::fanout::{AddRoute, EmitterReport, Fanout, GetReports, Inbox, Pushed, Route, Wake};
 use crate::messages::{Flush, Shutdown, Track};
 use crate::stamp::TrackerSettings;
+use crate::store::Disposal;
 use crate::subject::{Platform, Subject};
 use crate::timer::{FlushTimer, SetFlushInterval};
 
@@ -195,7 +196,8 @@ impl TrackerBuilder {
         let arbiter = Arbiter::new();
         let home = arbiter.handle();
         let inbox = Arc::new(Inbox::new(capacity));
-        let fanout = Fanout::start_on(&home, inbox.clone(), capacity);
+        let disposal = Arc::new(Disposal::default());
+        let fanout = Fanout::start_on(&home, inbox.clone(), disposal.clone(), capacity);
         let target = fanout.clone().recipient();
         let interval = self.flush_interval;
         let timer = FlushTimer::start_in_arbiter(&home, move |_| FlushTimer::new(target, interval));
@@ -203,6 +205,7 @@ impl TrackerBuilder {
             inner: Arc::new(Inner {
                 settings,
                 inbox,
+                disposal,
                 fanout,
                 timer,
                 home,
@@ -254,6 +257,8 @@ struct Inner {
     settings: TrackerSettings,
     /// Where `track` leaves events for the fan-out.
     inbox: Arc<Inbox>,
+    /// Where emitters leave sent events for the fan-out to free.
+    disposal: Arc<Disposal>,
     fanout: Addr<Fanout>,
     timer: Addr<FlushTimer>,
     /// The arbiter of the fan-out and the timers.
@@ -447,7 +452,7 @@ impl Tracker {
         let method = config.method();
         let final_stats = config.final_stats();
         let addr = config
-            .release_on(self.inner.home.clone())
+            .release_to(self.inner.disposal.clone())
             .start_in(&arbiter.handle());
         let target = addr.clone().recipient();
         let timer =

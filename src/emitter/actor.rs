@@ -15,7 +15,7 @@ use super::stats::FinalStats;
 use super::stats::{millis, DropReason, EmitterStats};
 use crate::messages::{GetStats, Track, TrackBatch};
 use crate::stamp::{now_ms, StampedEvent};
-use crate::store::{Added, EventStore, LeaseId, StoredEvent};
+use crate::store::{Added, Disposal, EventStore, LeaseId, StoredEvent};
 use crate::transport::Transport;
 use crate::wire::{BODY_PREFIX, BODY_SUFFIX};
 
@@ -55,8 +55,8 @@ pub struct Emitter {
     pub(super) refused_after_close: u64,
     /// Where the last stats go when the emitter stops or is dropped.
     pub(super) final_stats: FinalStats,
-    /// Where sent events are freed (see [`EmitterConfig::release_on`]).
-    pub(super) release: Option<ArbiterHandle>,
+    /// Where sent events are freed (see [`EmitterConfig::release_to`]).
+    pub(super) release: Option<Arc<Disposal>>,
 }
 
 pub(super) struct InFlight {
@@ -162,11 +162,11 @@ impl Emitter {
         self.stats.dropped.add(reason, count);
     }
 
-    /// Frees settled events: on the arbiter given for it, or here.
+    /// Frees settled events: through the disposal given for it, or here.
     pub(super) fn release(&self, events: Vec<StoredEvent>) {
-        if let Some(arbiter) = &self.release {
-            // When that arbiter is gone the closure, events and all, is dropped here.
-            arbiter.spawn_fn(move || drop(events));
+        if let Some(disposal) = &self.release {
+            // Handed back when too many wait: freed here then.
+            let _ = disposal.put(events);
         }
     }
 

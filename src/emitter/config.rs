@@ -519,8 +519,8 @@ pub struct EmitterConfig {
     pub(crate) settings: Arc<Settings>,
     pub(crate) store: Box<dyn EventStore>,
     pub(crate) final_stats: FinalStats,
-    /// Where sent events are freed, off the emitter's arbiter (the tracker's arbiter).
-    pub(crate) release: Option<actix::ArbiterHandle>,
+    /// Where sent events are left to be freed off the emitter's arbiter (by the fan-out).
+    pub(crate) release: Option<Arc<crate::store::Disposal>>,
 }
 
 impl fmt::Debug for EmitterConfig {
@@ -532,10 +532,10 @@ impl fmt::Debug for EmitterConfig {
 }
 
 impl EmitterConfig {
-    /// Frees sent events on `arbiter` rather than on the emitter's own, so the emitter's
-    /// thread spends its time sending (a tracker passes its fan-out's arbiter).
-    pub(crate) fn release_on(mut self, arbiter: actix::ArbiterHandle) -> Self {
-        self.release = Some(arbiter);
+    /// Leaves sent events in `disposal` to be freed by another thread, so the emitter's
+    /// thread spends its time sending (a tracker passes its fan-out's).
+    pub(crate) fn release_to(mut self, disposal: Arc<crate::store::Disposal>) -> Self {
+        self.release = Some(disposal);
         self
     }
 
