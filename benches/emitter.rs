@@ -79,12 +79,17 @@ fn end_to_end(c: &mut Criterion) {
     group.finish();
 }
 
+/// Producer threads of the concurrent `track()` benchmark.
+const PRODUCERS: u64 = 4;
+
 fn track_call(c: &mut Criterion) {
     let system = actix_rt::System::new();
     let tracker = system.block_on(async {
         Tracker::builder("bench")
             .emitter(emitter("http://127.0.0.1:9", 10, true))
             .no_flush_timer()
+            // Room for every event of a sample: none is refused, which would be cheaper.
+            .mailbox_capacity(10_000_000)
             .build()
             .expect("tracker")
     });
@@ -107,6 +112,36 @@ fn track_call(c: &mut Criterion) {
                     .expect("flushed")
             });
             elapsed
+        });
+    });
+    // The time each call takes on its own thread while PRODUCERS threads track at once:
+    // the threads' times are summed, so a sample is the mean time of one call.
+    group.bench_function(format!("build_and_track_{PRODUCERS}_producers"), |b| {
+        b.iter_custom(|iters| {
+            let per_thread = iters.div_ceil(PRODUCERS);
+            let threads: Vec<_> = (0..PRODUCERS)
+                .map(|producer| {
+                    let tracker = tracker.clone();
+                    std::thread::spawn(move || {
+                        let started = Instant::now();
+                        for idx in 0..per_thread {
+                            let _ = tracker.track(event(producer * per_thread + idx));
+                        }
+                        started.elapsed()
+                    })
+                })
+                .collect();
+            let busy: Duration = threads
+                .into_iter()
+                .map(|thread| thread.join().expect("producer"))
+                .sum();
+            system.block_on(async {
+                tracker
+                    .flush_with_timeout(Duration::from_secs(60))
+                    .await
+                    .expect("flushed")
+            });
+            busy.mul_f64(iters as f64 / (per_thread * PRODUCERS) as f64)
         });
     });
     group.finish();

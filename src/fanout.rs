@@ -84,10 +84,25 @@ impl Inbox {
         Pushed::Queued { wake }
     }
 
-    /// Takes every queued event; the next push sends a new [`Wake`].
+    /// Takes every queued event (for a flush or a stats request: whether a [`Wake`] is
+    /// due stays as it was).
     fn take(&self) -> Vec<Arc<StampedEvent>> {
         let mut state = self.state();
-        state.woken = false;
+        Self::take_from(&mut state)
+    }
+
+    /// Takes every queued event for a [`Wake`] or a later look. With several events
+    /// waiting, events are arriving fast: the fan-out stays awake and looks again after
+    /// [`BURST_INTERVAL`] (`true`), and pushes meanwhile send no `Wake`. Otherwise it goes
+    /// idle and the next push wakes it.
+    fn take_for_wake(&self) -> (Vec<Arc<StampedEvent>>, bool) {
+        let mut state = self.state();
+        let busy = state.events.len() >= 2;
+        state.woken = busy;
+        (Self::take_from(&mut state), busy)
+    }
+
+    fn take_from(state: &mut InboxState) -> Vec<Arc<StampedEvent>> {
         let room = state.events.len().clamp(16, 1024);
         std::mem::replace(&mut state.events, Vec::with_capacity(room))
     }
@@ -99,6 +114,10 @@ impl Inbox {
         std::mem::take(&mut state.events)
     }
 }
+
+/// While events arrive in bursts the fan-out takes them this often instead of being woken
+/// by each burst: a wake costs both threads a system call, a timer costs neither.
+pub(crate) const BURST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Tells the fan-out that its inbox has events.
 #[derive(Debug, Clone, Copy, Message)]
@@ -227,6 +246,17 @@ impl Fanout {
         self.disposal.free();
     }
 
+    /// Takes what waits after a [`Wake`] (or a look [`BURST_INTERVAL`] later) and looks
+    /// again later while events keep arriving.
+    fn on_wake(&mut self, ctx: &mut Context<Self>) {
+        let (events, busy) = self.inbox.take_for_wake();
+        self.hand_over(events);
+        self.disposal.free();
+        if busy {
+            ctx.run_later(BURST_INTERVAL, |fanout, ctx| fanout.on_wake(ctx));
+        }
+    }
+
     /// Encodes `events` for the methods the emitters use, then hands them to every emitter.
     fn hand_over(&mut self, mut events: Vec<Arc<StampedEvent>>) {
         if events.is_empty() {
@@ -305,8 +335,8 @@ impl Actor for Fanout {
 impl Handler<Wake> for Fanout {
     type Result = ();
 
-    fn handle(&mut self, _: Wake, _: &mut Self::Context) {
-        self.drain();
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.on_wake(ctx);
     }
 }
 
@@ -453,7 +483,16 @@ mod tests {
                 Pushed::Full,
             ]
         );
-        assert_eq!(inbox.take().len(), 3);
+        // A burst: the fan-out stays awake and looks again, pushes meanwhile do not wake it.
+        let (taken, busy) = inbox.take_for_wake();
+        assert_eq!((taken.len(), busy), (3, true));
+        assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
+        // A flush takes what waits and leaves the next look due.
+        assert_eq!(inbox.take().len(), 1);
+        assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
+        // One event at the next look: the fan-out goes idle, the next push wakes it.
+        let (taken, busy) = inbox.take_for_wake();
+        assert_eq!((taken.len(), busy), (1, false));
         assert_eq!(inbox.push(event()), Pushed::Queued { wake: true });
         assert_eq!(inbox.close().len(), 1);
         assert_eq!(inbox.push(event()), Pushed::Closed);

@@ -48,18 +48,21 @@ pub struct Payload {
     /// Each pair's key then value, pair after pair: `ese` `se_cashop` …
     buf: String,
     fields: Vec<Field>,
-    /// One bit per key present ([`key_bit`]): most keys added are new, and a clear bit says
-    /// so without a search.
-    keys: u64,
+    /// Two bits per key present ([`key_bit`]): most keys added are new, and a clear bit
+    /// says so without a search.
+    keys: u128,
 }
 
-/// A key's bit in [`Payload::keys`]; different keys may share one.
+/// A key's two bits in [`Payload::keys`]; different keys may share them.
 #[inline]
-fn key_bit(key: &str) -> u64 {
-    let hash = key.bytes().fold(key.len() as u32, |hash, byte| {
-        hash.wrapping_mul(33) ^ u32::from(byte)
-    });
-    1 << (hash.wrapping_mul(0x9E37_79B9) >> 26)
+fn key_bit(key: &str) -> u128 {
+    let hash = key
+        .bytes()
+        .fold(key.len() as u32, |hash, byte| {
+            hash.wrapping_mul(33) ^ u32::from(byte)
+        })
+        .wrapping_mul(0x9E37_79B9);
+    (1 << (hash >> 25)) | (1 << ((hash >> 18) & 127))
 }
 
 /// One pair: its bytes run from the previous pair's `end` (0 for the first) to `end`, the
@@ -169,10 +172,19 @@ impl Payload {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        if self.keys & key_bit(key) == 0 {
+        let bits = key_bit(key);
+        if self.keys & bits != bits {
             return None;
         }
-        self.iter().position(|(k, _)| same_key(k, key))
+        let (buf, key) = (self.buf.as_bytes(), key.as_bytes());
+        let mut start = 0;
+        for (idx, field) in self.fields.iter().enumerate() {
+            if usize::from(field.key_len) == key.len() && buf[start..].starts_with(key) {
+                return Some(idx);
+            }
+            start = field.end as usize;
+        }
+        None
     }
 
     /// The value of `key`, if present.
@@ -305,12 +317,6 @@ impl<'a> IntoIterator for &'a Payload {
     fn into_iter(self) -> Self::IntoIter {
         Box::new(self.iter())
     }
-}
-
-/// Key equality without a `memcmp` call: keys are a few ASCII bytes.
-#[inline]
-fn same_key(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 fn offset(len: usize) -> u32 {
