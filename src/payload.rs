@@ -99,19 +99,25 @@ impl Payload {
         if value.is_empty() {
             return;
         }
-        match self.position(key) {
-            Some(idx) => self.replace(idx, value),
-            None => {
-                let start = self.buf.len();
-                self.buf.push_str(key);
-                self.buf.push_str(value);
-                self.push_field(start, key);
-            }
+        let bits = key_bit(key);
+        if let Some(idx) = self.position_with(key, bits) {
+            self.replace(idx, value);
+            return;
         }
+        let Ok(key_len) = u16::try_from(key.len()) else {
+            return;
+        };
+        self.buf.reserve(key.len() + value.len());
+        self.buf.push_str(key);
+        self.buf.push_str(value);
+        self.push_field(key_len, bits);
     }
 
     /// Adds `key` with the `Display` form of `value` (numbers), with the rules of [`add`](Self::add).
     pub fn add_display(&mut self, key: &'static str, value: impl fmt::Display) {
+        let Ok(key_len) = u16::try_from(key.len()) else {
+            return;
+        };
         let start = self.buf.len();
         self.buf.push_str(key);
         let value_start = self.buf.len();
@@ -121,13 +127,14 @@ impl Payload {
             self.buf.truncate(start);
             return;
         }
-        match self.position(key) {
+        let bits = key_bit(key);
+        match self.position_with(key, bits) {
             Some(idx) => {
                 let value = self.buf.split_off(value_start);
                 self.buf.truncate(start);
                 self.replace(idx, &value);
             }
-            None => self.push_field(start, key),
+            None => self.push_field(key_len, bits),
         }
     }
 
@@ -138,18 +145,14 @@ impl Payload {
         }
     }
 
-    /// Records the pair of `key` written from `start` to the end of the buffer.
-    fn push_field(&mut self, start: usize, key: &str) {
-        match u16::try_from(key.len()) {
-            Ok(key_len) => {
-                self.fields.push(Field {
-                    end: offset(self.buf.len()),
-                    key_len,
-                });
-                self.keys |= key_bit(key);
-            }
-            Err(_) => self.buf.truncate(start),
-        }
+    /// Records the pair whose key of `key_len` bytes (its bits `bits`) and value were just
+    /// written at the end of the buffer.
+    fn push_field(&mut self, key_len: u16, bits: u128) {
+        self.fields.push(Field {
+            end: offset(self.buf.len()),
+            key_len,
+        });
+        self.keys |= bits;
     }
 
     /// Replaces the value of pair `idx` in place; later pairs move by the difference.
@@ -172,7 +175,11 @@ impl Payload {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        let bits = key_bit(key);
+        self.position_with(key, key_bit(key))
+    }
+
+    /// The index of `key`, whose bits are `bits`.
+    fn position_with(&self, key: &str, bits: u128) -> Option<usize> {
         if self.keys & bits != bits {
             return None;
         }
