@@ -96,9 +96,10 @@ impl Inbox {
     /// (`true`), and pushes meanwhile send no `Wake`, so a steady stream of events costs
     /// its producers no system call. When there were none it goes idle and the next push
     /// wakes it.
-    fn take_for_wake(&self) -> (Vec<Arc<StampedEvent>>, bool) {
+    /// `also_busy` keeps it awake for another reason (emitters are settling events).
+    fn take_for_wake(&self, also_busy: bool) -> (Vec<Arc<StampedEvent>>, bool) {
         let mut state = self.state();
-        let busy = !state.events.is_empty();
+        let busy = also_busy || !state.events.is_empty();
         state.woken = busy;
         (Self::take_from(&mut state), busy)
     }
@@ -250,10 +251,12 @@ impl Fanout {
 
     /// Takes what waits after a [`Wake`] (or a look [`BURST_INTERVAL`] later) and looks
     /// again later while events keep arriving.
+    /// Emitters that settled events meanwhile keep it awake too, so it keeps freeing them
+    /// while they send.
     fn on_wake(&mut self, ctx: &mut Context<Self>) {
-        let (events, busy) = self.inbox.take_for_wake();
+        let freed = self.disposal.free();
+        let (events, busy) = self.inbox.take_for_wake(freed > 0);
         self.hand_over(events);
-        self.disposal.free();
         if busy {
             ctx.run_later(BURST_INTERVAL, |fanout, ctx| fanout.on_wake(ctx));
         }
@@ -487,13 +490,18 @@ mod tests {
         );
         // Events were there: the fan-out stays awake and looks again, pushes meanwhile do
         // not wake it.
-        let (taken, busy) = inbox.take_for_wake();
+        let (taken, busy) = inbox.take_for_wake(false);
         assert_eq!((taken.len(), busy), (3, true));
         assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
         // A flush takes what waits and leaves the next look due.
         assert_eq!(inbox.take().len(), 1);
-        // Nothing at the next look: the fan-out goes idle, the next push wakes it.
-        let (taken, busy) = inbox.take_for_wake();
+        // Nothing at the next look but events settled by emitters: it stays awake.
+        let (taken, busy) = inbox.take_for_wake(true);
+        assert_eq!((taken.len(), busy), (0, true));
+        assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
+        assert_eq!(inbox.take().len(), 1);
+        // Nothing at all: the fan-out goes idle, the next push wakes it.
+        let (taken, busy) = inbox.take_for_wake(false);
         assert_eq!((taken.len(), busy), (0, false));
         assert_eq!(inbox.push(event()), Pushed::Queued { wake: true });
         assert_eq!(inbox.close().len(), 1);
