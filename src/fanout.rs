@@ -1,16 +1,19 @@
 //! The fan-out: hands each tracked event to every emitter, gathers flush replies.
 //!
 //! ```text
-//! Tracker::track ─push─▶ Inbox ─(one Wake per burst)─▶ Fanout ─┬─TrackBatch─▶ Emitter A
-//!                                                               ├─TrackBatch─▶ Emitter B
-//!                                                               └─Track ×n───▶ custom emitter
+//! Tracker::track ─push─▶ Inbox ─(Wake when idle)─▶ Fanout ─┬─TrackBatch─▶ Emitter A
+//!                                                          ├─TrackBatch─▶ Emitter B
+//!                                                          └─Track ×n───▶ custom emitter
+//! Emitter A, B ─sent events─▶ Disposal ─(freed by)─▶ Fanout
 //! ```
 //!
-//! `track` pushes the stamped event into the [`Inbox`] and wakes the fan-out only when the
-//! inbox was empty, so a burst costs one mailbox message, not one per event. The fan-out
-//! takes everything waiting at once, encodes each event for the methods its emitters use
-//! (once, off the emitters' arbiters), and hands the lot to each built-in emitter as one
-//! [`TrackBatch`]; custom emitters get one [`Track`] per event.
+//! `track` pushes the stamped event into the [`Inbox`] and wakes the fan-out only when it
+//! is idle. Once woken, the fan-out takes everything waiting, and looks again every
+//! [`BURST_INTERVAL`] for as long as events keep arriving, so a steady stream costs its
+//! producers no mailbox message and no system call. It encodes each event for the methods
+//! its emitters use (once, off the emitters' arbiters) and hands the lot to each built-in
+//! emitter as one [`TrackBatch`]; custom emitters get one [`Track`] per event. It also frees
+//! the events the emitters have sent, which they leave in the [`Disposal`].
 //!
 //! Hand-overs use `try_send`, so a slow or stopped emitter never delays the others: when its
 //! mailbox is full the events are refused for that emitter only, counted as `capacity` drops
@@ -222,8 +225,8 @@ impl fmt::Debug for Fanout {
 
 impl Fanout {
     /// Starts a fan-out on `arbiter` taking events from `inbox` and freeing those left in
-    /// `disposal`, whose mailbox holds
-    /// `mailbox_capacity` messages from the first one (see [`crate::mailbox`]).
+    /// `disposal`; its mailbox holds `mailbox_capacity` messages from the first one (see
+    /// [`crate::mailbox`]).
     pub(crate) fn start_on(
         arbiter: &ArbiterHandle,
         inbox: Arc<Inbox>,
@@ -250,9 +253,8 @@ impl Fanout {
     }
 
     /// Takes what waits after a [`Wake`] (or a look [`BURST_INTERVAL`] later) and looks
-    /// again later while events keep arriving.
-    /// Emitters that settled events meanwhile keep it awake too, so it keeps freeing them
-    /// while they send.
+    /// again later while events keep arriving, or while emitters keep leaving sent events
+    /// to free.
     fn on_wake(&mut self, ctx: &mut Context<Self>) {
         let freed = self.disposal.free();
         let (events, busy) = self.inbox.take_for_wake(freed > 0);
