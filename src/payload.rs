@@ -540,6 +540,41 @@ mod tests {
     }
 
     #[test]
+    fn long_values_and_numbers_are_kept_and_replaced_exactly() {
+        let long = "x".repeat(70_000);
+        let mut payload = Payload::new();
+        payload.add("e", "ue");
+        payload.add("ue_pr", &long);
+        payload.add_display("dtm", 1_700_000_000_000_u64);
+        payload.add_display("cd", "");
+        payload.add_display("vid", "y".repeat(300));
+        payload.add("tv", "1");
+        assert_eq!(payload.get("ue_pr").map(str::len), Some(70_000));
+        assert_eq!(payload.get("dtm"), Some("1700000000000"));
+        assert_eq!(payload.get("vid").map(str::len), Some(300));
+        assert_eq!(payload.get("cd"), None);
+
+        payload.add("ue_pr", "short");
+        payload.add_display("dtm", 7);
+        payload.add_display("vid", 8);
+        payload.add("e", &long);
+
+        let pairs: Vec<(&str, usize)> = payload.iter().map(|(k, v)| (k, v.len())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("e", 70_000),
+                ("ue_pr", 5),
+                ("dtm", 1),
+                ("vid", 1),
+                ("tv", 1)
+            ]
+        );
+        assert_eq!(payload.get("dtm"), Some("7"));
+        assert_eq!(payload.clone().compact(), payload);
+    }
+
+    #[test]
     fn equality_ignores_replaced_values() {
         let mut replaced = Payload::new();
         replaced.add("uid", "a");
