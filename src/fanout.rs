@@ -108,7 +108,8 @@ impl Inbox {
     }
 
     fn take_from(state: &mut InboxState) -> Vec<Arc<StampedEvent>> {
-        let room = state.events.len().clamp(16, 1024);
+        // As much room as the last burst took: a steady stream does not regrow the vector.
+        let room = state.events.len().clamp(16, 65_536);
         std::mem::replace(&mut state.events, Vec::with_capacity(room))
     }
 

@@ -307,6 +307,13 @@ impl StampedEvent {
         out.push_str("\"}");
     }
 
+    /// Appends the event as a POST event object closed by `close` (`,"stm":"…"}`, built
+    /// once per body).
+    pub(crate) fn push_post_json_closed(&self, out: &mut String, close: &str) {
+        out.push_str(self.post_json_open());
+        out.push_str(close);
+    }
+
     /// The event as a POST event object with `stm`.
     pub fn to_post_json(&self, stm_ms: u64) -> String {
         let mut out = String::with_capacity(self.post_size());

@@ -67,13 +67,17 @@ pub fn push_post_body<E: AsRef<StampedEvent>>(
     events: impl IntoIterator<Item = E>,
     stm_ms: u64,
 ) {
-    let stm = Stm::new(stm_ms);
+    // What closes every event object, written once per body: `,"stm":"…"}`.
+    let mut close = String::with_capacity(32);
+    close.push_str(",\"stm\":\"");
+    close.push_str(Stm::new(stm_ms).as_str());
+    close.push_str("\"}");
     out.push_str(BODY_PREFIX);
     for (idx, event) in events.into_iter().enumerate() {
         if idx > 0 {
             out.push(',');
         }
-        event.as_ref().push_post_json(out, &stm);
+        event.as_ref().push_post_json_closed(out, &close);
     }
     out.push_str(BODY_SUFFIX);
 }
