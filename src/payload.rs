@@ -355,12 +355,10 @@ pub(crate) fn push_json_string(out: &mut String, value: &str) {
     out.push('"');
     let bytes = value.as_bytes();
     let mut clean_from = 0;
-    for (idx, &byte) in bytes.iter().enumerate() {
-        if !JSON_ESCAPES[usize::from(byte)] {
-            continue;
-        }
+    while let Some(found) = first_escape(&bytes[clean_from..]) {
+        let idx = clean_from + found;
         out.push_str(&value[clean_from..idx]);
-        match byte {
+        match bytes[idx] {
             b'"' => out.push_str("\\\""),
             b'\\' => out.push_str("\\\\"),
             b'\n' => out.push_str("\\n"),
@@ -368,7 +366,7 @@ pub(crate) fn push_json_string(out: &mut String, value: &str) {
             b'\t' => out.push_str("\\t"),
             0x08 => out.push_str("\\b"),
             0x0c => out.push_str("\\f"),
-            _ => {
+            byte => {
                 let _ = write!(out, "\\u{byte:04x}");
             }
         }
@@ -376,6 +374,32 @@ pub(crate) fn push_json_string(out: &mut String, value: &str) {
     }
     out.push_str(&value[clean_from..]);
     out.push('"');
+}
+
+/// The index of the first byte JSON must escape, looking at eight bytes at a time: values
+/// are mostly plain text, and most never need an escape.
+#[inline]
+fn first_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Nonzero when a byte of `word` is below `n` (n ≤ 128) or equal to `b`.
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let equal = |word: u64, b: u8| below(word ^ (ONES * u64::from(b)), 1);
+    let mut start = 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut eight = [0; 8];
+        eight.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(eight);
+        if below(word, 0x20) | equal(word, b'"') | equal(word, b'\\') != 0 {
+            break;
+        }
+        start += 8;
+    }
+    bytes[start..]
+        .iter()
+        .position(|&byte| JSON_ESCAPES[usize::from(byte)])
+        .map(|at| start + at)
 }
 
 /// Appends `value` form-encoded as Python's `quote_plus`: `A–Z a–z 0–9 _ . - ~` kept, space
@@ -448,6 +472,35 @@ mod tests {
                 "{value:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_escapes_are_found_at_every_offset_of_the_eight_byte_scan() {
+        for escape in ["\"", "\\", "\n", "\u{1}", "\u{1f}"] {
+            for offset in 0..20 {
+                for tail in ["", "x", "é漢🎉 tail, then more text"] {
+                    let value = format!(
+                        "{}{escape}{tail}",
+                        "ab~é"
+                            .repeat(offset)
+                            .chars()
+                            .take(offset)
+                            .collect::<String>()
+                    );
+                    assert_eq!(
+                        json(&value),
+                        serde_json::to_string(&value).unwrap(),
+                        "{value:?}"
+                    );
+                }
+            }
+        }
+        // Bytes at and above 0x20 but near the escapes, and UTF-8 above 0x80, pass as is.
+        let plain: String = (0x20u8..0x7f)
+            .map(char::from)
+            .filter(|c| *c != '"' && *c != '\\')
+            .collect();
+        assert_eq!(json(&plain), format!("\"{plain}\""));
     }
 
     #[test]
