@@ -33,19 +33,44 @@ use crate::stamp::StampedEvent;
 use crate::store::Disposal;
 
 /// Events tracked and not yet taken by the fan-out: `track` pushes, the fan-out takes all.
-#[derive(Debug)]
+/// Emitters added meanwhile wait here too, at their place among the events, so an emitter
+/// receives exactly the events tracked after it was added.
 pub(crate) struct Inbox {
     state: Mutex<InboxState>,
     capacity: usize,
 }
 
-#[derive(Debug, Default)]
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
 struct InboxState {
     events: Vec<Arc<StampedEvent>>,
+    /// Emitters added, each with the number of `events` tracked before it.
+    routes: Vec<(usize, Route)>,
     /// A [`Wake`] is on its way: later pushes need not send another.
     woken: bool,
     /// The tracker shut down: nothing is taken any more.
     closed: bool,
+}
+
+/// What the fan-out takes from the inbox: events, and emitters added among them.
+#[derive(Default)]
+pub(crate) struct Taken {
+    events: Vec<Arc<StampedEvent>>,
+    routes: Vec<(usize, Route)>,
+}
+
+#[cfg(test)]
+impl Taken {
+    fn len(&self) -> usize {
+        self.events.len()
+    }
 }
 
 /// What became of a pushed event.
@@ -87,37 +112,56 @@ impl Inbox {
         Pushed::Queued { wake }
     }
 
-    /// Takes every queued event (for a flush or a stats request: whether a [`Wake`] is
-    /// due stays as it was).
-    fn take(&self) -> Vec<Arc<StampedEvent>> {
+    /// Queues a new emitter after the events tracked so far; `false` once closed.
+    pub(crate) fn push_route(&self, route: Route) -> Pushed {
+        let mut state = self.state();
+        if state.closed {
+            return Pushed::Closed;
+        }
+        let at = state.events.len();
+        state.routes.push((at, route));
+        let wake = !state.woken;
+        state.woken = true;
+        Pushed::Queued { wake }
+    }
+
+    /// Takes everything queued (for a flush or a stats request: whether a [`Wake`] is due
+    /// stays as it was).
+    fn take(&self) -> Taken {
         let mut state = self.state();
         Self::take_from(&mut state)
     }
 
-    /// Takes every queued event for a [`Wake`] or a later look. When there were events,
+    /// Takes everything queued for a [`Wake`] or a later look. When there was something,
     /// more may follow: the fan-out stays awake and looks again after [`BURST_INTERVAL`]
     /// (`true`), and pushes meanwhile send no `Wake`, so a steady stream of events costs
-    /// its producers no system call. When there were none it goes idle and the next push
-    /// wakes it.
-    /// `also_busy` keeps it awake for another reason (emitters are settling events).
-    fn take_for_wake(&self, also_busy: bool) -> (Vec<Arc<StampedEvent>>, bool) {
+    /// its producers no system call. When there was nothing it goes idle and the next push
+    /// wakes it. `also_busy` keeps it awake for another reason (emitters are settling
+    /// events).
+    fn take_for_wake(&self, also_busy: bool) -> (Taken, bool) {
         let mut state = self.state();
-        let busy = also_busy || !state.events.is_empty();
+        let busy = also_busy || !state.events.is_empty() || !state.routes.is_empty();
         state.woken = busy;
         (Self::take_from(&mut state), busy)
     }
 
-    fn take_from(state: &mut InboxState) -> Vec<Arc<StampedEvent>> {
+    fn take_from(state: &mut InboxState) -> Taken {
         // As much room as the last burst took: a steady stream does not regrow the vector.
         let room = state.events.len().clamp(16, 65_536);
-        std::mem::replace(&mut state.events, Vec::with_capacity(room))
+        Taken {
+            events: std::mem::replace(&mut state.events, Vec::with_capacity(room)),
+            routes: std::mem::take(&mut state.routes),
+        }
     }
 
-    /// Takes every queued event and refuses any later one.
-    fn close(&self) -> Vec<Arc<StampedEvent>> {
+    /// Takes everything queued and refuses anything later.
+    fn close(&self) -> Taken {
         let mut state = self.state();
         state.closed = true;
-        std::mem::take(&mut state.events)
+        Taken {
+            events: std::mem::take(&mut state.events),
+            routes: std::mem::take(&mut state.routes),
+        }
     }
 }
 
@@ -248,9 +292,22 @@ impl Fanout {
     /// Hands everything waiting in the inbox to every emitter, and frees what the emitters
     /// have sent since the last time.
     fn drain(&mut self) {
-        let events = self.inbox.take();
-        self.hand_over(events);
+        let taken = self.inbox.take();
+        self.accept(taken);
         self.disposal.free();
+    }
+
+    /// Hands over what was taken from the inbox, adding each new emitter after the events
+    /// tracked before it.
+    fn accept(&mut self, Taken { mut events, routes }: Taken) {
+        let mut handed = 0;
+        for (at, route) in routes {
+            let later = events.split_off(at - handed);
+            self.hand_over(std::mem::replace(&mut events, later));
+            handed = at;
+            self.routes.push(route);
+        }
+        self.hand_over(events);
     }
 
     /// Takes what waits after a [`Wake`] (or a look [`BURST_INTERVAL`] later) and looks
@@ -258,8 +315,8 @@ impl Fanout {
     /// to free.
     fn on_wake(&mut self, ctx: &mut Context<Self>) {
         let freed = self.disposal.free();
-        let (events, busy) = self.inbox.take_for_wake(freed > 0);
-        self.hand_over(events);
+        let (taken, busy) = self.inbox.take_for_wake(freed > 0);
+        self.accept(taken);
         if busy {
             ctx.run_later(BURST_INTERVAL, |fanout, ctx| fanout.on_wake(ctx));
         }
@@ -373,7 +430,7 @@ impl Handler<Shutdown> for Fanout {
 
     fn handle(&mut self, shutdown: Shutdown, _: &mut Self::Context) -> Self::Result {
         let left = self.inbox.close();
-        self.hand_over(left);
+        self.accept(left);
         self.disposal.free();
         // Emitters that cannot shut down get a flush with the same deadline.
         let flushes = self
@@ -394,21 +451,6 @@ impl Handler<Shutdown> for Fanout {
                     report
                 })
         }))
-    }
-}
-
-/// Adds an emitter to the fan-out.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct AddRoute(pub(crate) Route);
-
-impl Handler<AddRoute> for Fanout {
-    type Result = ();
-
-    fn handle(&mut self, AddRoute(route): AddRoute, _: &mut Self::Context) {
-        // Events still in the inbox go to the new emitter too: they may have been tracked
-        // after it was added, and the mailbox cannot tell.
-        self.routes.push(route);
     }
 }
 
@@ -509,6 +551,6 @@ mod tests {
         assert_eq!(inbox.push(event()), Pushed::Queued { wake: true });
         assert_eq!(inbox.close().len(), 1);
         assert_eq!(inbox.push(event()), Pushed::Closed);
-        assert!(inbox.take().is_empty());
+        assert_eq!(inbox.take().len(), 0);
     }
 }

@@ -24,7 +24,7 @@ use crate::emitter::{
 };
 use crate::error::{AddEmitterError, BuildError, FlushError, ShutdownError, TrackError};
 use crate::event::Event;
-use crate::fanout::{AddRoute, EmitterReport, Fanout, GetReports, Inbox, Pushed, Route, Wake};
+use crate::fanout::{EmitterReport, Fanout, GetReports, Inbox, Pushed, Route, Wake};
 use crate::messages::{Flush, Shutdown, Track};
 use crate::stamp::TrackerSettings;
 use crate::store::Disposal;
@@ -463,7 +463,7 @@ impl Tracker {
         route.flush = Some(addr.clone().recipient());
         route.shutdown = Some(addr.clone().recipient());
         route.stats = Some(addr.clone().recipient());
-        self.inner.fanout.do_send(AddRoute(route));
+        self.inner.add_route(route);
         let handle = EmitterHandle {
             name,
             addr,
@@ -479,7 +479,7 @@ impl Tracker {
     pub fn add_custom_emitter(&self, emitter: CustomEmitter) {
         let mut route = Route::new(emitter.name, emitter.track);
         route.flush = emitter.flush;
-        self.inner.fanout.do_send(AddRoute(route));
+        self.inner.add_route(route);
     }
 
     /// The built-in emitters, in the order they were added.
@@ -538,6 +538,14 @@ impl Tracker {
 }
 
 impl Inner {
+    /// Adds an emitter to the fan-out after every event tracked so far. After a shutdown
+    /// it receives nothing (the fan-out is gone).
+    fn add_route(&self, route: Route) {
+        if self.inbox.push_route(route) == (Pushed::Queued { wake: true }) {
+            self.fanout.do_send(Wake);
+        }
+    }
+
     fn refuse_full(&self) -> TrackError {
         self.refused.fetch_add(1, Ordering::Relaxed);
         if self.refused_burst.fetch_add(1, Ordering::Relaxed) == 0 {
