@@ -211,25 +211,12 @@ impl Route {
     fn forward(&mut self, events: Vec<Arc<StampedEvent>>) {
         let count = events.len() as u64;
         if let Some(batch) = &self.batch {
-            let refused = batch
-                .try_send(TrackBatch(events))
-                .err()
-                .map(|error| match error {
-                    SendError::Full(_) => "its mailbox is full",
-                    SendError::Closed(_) => "it has stopped",
-                });
+            let refused = batch.try_send(TrackBatch(events)).err().map(refusal);
             self.settle(count, refused);
             return;
         }
         for event in events {
-            let refused = self
-                .track
-                .try_send(Track(event))
-                .err()
-                .map(|error| match error {
-                    SendError::Full(_) => "its mailbox is full",
-                    SendError::Closed(_) => "it has stopped",
-                });
+            let refused = self.track.try_send(Track(event)).err().map(refusal);
             self.settle(1, refused);
         }
     }
@@ -251,6 +238,14 @@ impl Route {
                 self.refused += count;
             }
         }
+    }
+}
+
+/// Why a mailbox refused a message, for the log.
+fn refusal<M>(error: SendError<M>) -> &'static str {
+    match error {
+        SendError::Full(_) => "its mailbox is full",
+        SendError::Closed(_) => "it has stopped",
     }
 }
 
