@@ -158,10 +158,7 @@ impl Inbox {
     fn close(&self) -> Taken {
         let mut state = self.state();
         state.closed = true;
-        Taken {
-            events: std::mem::take(&mut state.events),
-            routes: std::mem::take(&mut state.routes),
-        }
+        Self::take_from(&mut state)
     }
 }
 
@@ -325,18 +322,7 @@ impl Fanout {
         let post = self.routes.iter().any(|r| r.method == Some(Method::Post));
         let get = self.routes.iter().any(|r| r.method == Some(Method::Get));
         for event in &mut events {
-            match Arc::get_mut(event) {
-                // Fresh from `track`: nobody else holds it yet.
-                Some(event) => event.encode(post, get),
-                None => {
-                    if post {
-                        event.post_size();
-                    }
-                    if get {
-                        event.query_size();
-                    }
-                }
-            }
+            StampedEvent::encode(event, post, get);
         }
         if let Some((last, others)) = self.routes.split_last_mut() {
             for route in others {

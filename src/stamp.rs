@@ -6,7 +6,7 @@
 //! encodings are computed once, on first use, and shared by every emitter that sends it.
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
@@ -258,14 +258,27 @@ impl StampedEvent {
         &self.payload
     }
 
-    /// Computes the POST (`post`) and GET (`get`) encodings not computed yet, without the
-    /// synchronisation a shared event needs: for the one holder of a fresh event.
-    pub(crate) fn encode(&mut self, post: bool, get: bool) {
-        if post && self.post_json.get().is_none() {
-            self.post_json = OnceLock::from(self.encode_post_json());
-        }
-        if get && self.query.get().is_none() {
-            self.query = OnceLock::from(self.encode_query());
+    /// Computes the POST (`post`) and GET (`get`) encodings of `event` not computed yet:
+    /// directly when nobody else holds it (a fresh event), through the shared, synchronised
+    /// path otherwise.
+    pub(crate) fn encode(event: &mut Arc<Self>, post: bool, get: bool) {
+        match Arc::get_mut(event) {
+            Some(fresh) => {
+                if post && fresh.post_json.get().is_none() {
+                    fresh.post_json = OnceLock::from(fresh.encode_post_json());
+                }
+                if get && fresh.query.get().is_none() {
+                    fresh.query = OnceLock::from(fresh.encode_query());
+                }
+            }
+            None => {
+                if post {
+                    event.post_json_open();
+                }
+                if get {
+                    event.query_without_stm();
+                }
+            }
         }
     }
 

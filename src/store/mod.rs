@@ -45,7 +45,14 @@ pub struct StoredEvent {
 /// fan-out frees them the next time it runs (it runs for every burst tracked).
 #[derive(Debug, Default)]
 pub(crate) struct Disposal {
-    state: std::sync::Mutex<(Vec<Vec<StoredEvent>>, usize)>,
+    state: std::sync::Mutex<Waiting>,
+}
+
+/// The events waiting in a [`Disposal`], batch by batch, and how many they are.
+#[derive(Debug, Default)]
+struct Waiting {
+    batches: Vec<Vec<StoredEvent>>,
+    events: usize,
 }
 
 impl Disposal {
@@ -58,25 +65,24 @@ impl Disposal {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state.1 + events.len() > Self::MAX_WAITING {
+        if state.events + events.len() > Self::MAX_WAITING {
             return Err(events);
         }
-        state.1 += events.len();
-        state.0.push(events);
+        state.events += events.len();
+        state.batches.push(events);
         Ok(())
     }
 
     /// Frees every waiting event, here; returns how many there were.
     pub(crate) fn free(&self) -> usize {
-        let (batches, count) = {
-            let mut state = self
+        let waiting = std::mem::take(
+            &mut *self
                 .state
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (std::mem::take(&mut state.0), std::mem::take(&mut state.1))
-        };
-        drop(batches);
-        count
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        // Dropped here, after the lock is released.
+        waiting.events
     }
 }
 
