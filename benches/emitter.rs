@@ -19,13 +19,14 @@ struct NoopTransport;
 
 impl Transport for NoopTransport {
     fn send(&self, _: Request) -> LocalBoxFuture<'static, Result<Response, TransportError>> {
-        futures::future::ready(Ok(Response { status: 200 })).boxed_local()
+        futures::future::ready(Ok(Response::new(200))).boxed_local()
     }
 }
 
 fn emitter(endpoint: &str, batch_size: usize, noop: bool) -> EmitterBuilder {
     let builder = EmitterBuilder::new(endpoint)
         .batch_size(batch_size)
+        .max_request_events(batch_size)
         .max_in_flight(4)
         .buffer_capacity(1_000_000);
     if noop {

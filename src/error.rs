@@ -94,6 +94,15 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A POST request byte cap (`max_request_bytes`, or `byte_limit` when lower) too small
+    /// to hold the envelope of one event.
+    #[error("a request byte cap of {bytes} cannot hold one event: it must be at least {min}")]
+    RequestCapTooSmall {
+        /// The cap given.
+        bytes: usize,
+        /// The smallest usable cap.
+        min: usize,
+    },
     /// A setting that must be positive was zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
@@ -175,6 +184,11 @@ pub enum TransportError {
     /// events to its queue, stops, and is restarted by its supervisor with a new transport.
     #[error("fatal transport error: {0}")]
     Fatal(String),
+    /// The request could not be built (awc refuses a URL over 64 KiB, for one): it never
+    /// reached the collector and never will, so it is not retried; its events are dropped
+    /// as `oversize`.
+    #[error("request could not be built: {0}")]
+    Invalid(String),
 }
 
 /// An event store failed.

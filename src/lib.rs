@@ -86,9 +86,11 @@ pub mod wire;
 pub use emitter::{
     backoff, DropCounts, DropReason, Emitter, EmitterBuilder, EmitterConfig, EmitterStats,
     Endpoint, Failure, FailureCallback, FailureReason, FinalStats, FlushReport, Method, Protocol,
-    RequestTimeout, SuccessCallback, DEFAULT_FLUSH_TIMEOUT, DEFAULT_GET_BATCH_SIZE,
-    DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RETRY_DELAY,
+    RequestTimeout, SuccessCallback, BRAKE_AFTER, BRAKE_MIN_QUIET, DEFAULT_FLUSH_TIMEOUT,
+    DEFAULT_GET_BATCH_SIZE, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_EVENTS, DEFAULT_MAX_RETRY_DELAY,
     DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE, DEFAULT_REQUEST_TIMEOUT,
+    HEADERS_TOO_LARGE, MIN_REQUEST_BYTES,
 };
 pub use error::{
     AddEmitterError, BuildError, EventError, FlushError, ShutdownError, StoreError, TrackError,

@@ -1,4 +1,8 @@
-//! The emitter actor: its state, lifecycle and message handlers.
+//! The emitter actor: carries out what the delivery core decides.
+//!
+//! Every message becomes a call on [`Delivery`] with the time; the actor then executes the
+//! commands that come out (send a request on its transport, run a callback, reply to a
+//! flush, restart) and arms one timer for the core's next wake-up.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -6,70 +10,44 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use futures::channel::oneshot;
 
-use super::backoff::Backoff;
-use super::config::{EmitterConfig, Settings};
-use super::endpoint::Method;
-use super::flush::FlushWaiter;
-use super::stats::FinalStats;
-use super::stats::{millis, DropReason, EmitterStats};
-use crate::messages::{GetStats, Track, TrackBatch};
-use crate::stamp::{now_ms, StampedEvent};
-use crate::store::{Added, Disposal, EventStore, LeaseId, StoredEvent};
+use super::config::{EmitterConfig, Failure, Settings};
+use super::delivery::{Command, Delivery, Now};
+use super::stats::{FinalStats, FlushReport};
+use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
+use crate::stamp::StampedEvent;
+use crate::store::{Disposal, StoredEvent};
 use crate::transport::Transport;
-use crate::wire::{BODY_PREFIX, BODY_SUFFIX};
 
 /// An emitter actor. Build one with [`EmitterBuilder`](crate::EmitterBuilder) and start it
 /// with [`EmitterConfig::start`].
 ///
-/// It owns its event store, its backoff and its counters. It handles
+/// It owns its event store, its retry schedules and its counters. It handles
 /// [`Track`](crate::Track) (buffer an event; a full batch starts a flush),
 /// [`Flush`](crate::Flush) (send everything; reply when done or at the deadline),
 /// [`Shutdown`](crate::Shutdown) and [`GetStats`](crate::GetStats).
 pub struct Emitter {
-    pub(super) settings: Arc<Settings>,
-    pub(super) store: Box<dyn EventStore>,
-    pub(super) transport: Option<Box<dyn Transport>>,
-    pub(super) backoff: Backoff,
-    /// Backing off until then: nothing is sent before.
-    pub(super) retry_at: Option<Instant>,
-    /// Send partial batches until the queue is empty (a flush or a retry is under way).
-    pub(super) draining: bool,
-    pub(super) next_seq: u64,
-    pub(super) next_request: u64,
-    /// Bumped on restart: answers of requests from before are ignored.
-    pub(super) generation: u64,
-    pub(super) in_flight: HashMap<u64, InFlight>,
-    pub(super) in_flight_events: u64,
-    pub(super) queued_bytes: u64,
-    pub(super) stats: EmitterStats,
-    pub(super) waiters: Vec<FlushWaiter>,
-    pub(super) next_waiter: u64,
-    /// Capacity drops since the buffer last accepted an event (logged once per burst).
-    pub(super) capacity_burst: u64,
+    settings: Arc<Settings>,
+    core: Delivery,
+    transport: Option<Box<dyn Transport>>,
+    /// Flushes waiting for the core's reply.
+    replies: HashMap<u64, oneshot::Sender<FlushReport>>,
+    /// The wake-up the armed timer is for.
+    armed: Option<Instant>,
     /// The arbiter the emitter owns, if it was started on one of its own.
-    pub(super) own_arbiter: Option<ArbiterHandle>,
-    /// Shut down: events are refused (dropped as `shutdown`), nothing is sent.
-    pub(super) closed: bool,
-    /// Events refused after the shutdown (logged once).
-    pub(super) refused_after_close: u64,
+    own_arbiter: Option<ArbiterHandle>,
     /// Where the last stats go when the emitter stops or is dropped.
-    pub(super) final_stats: FinalStats,
+    final_stats: FinalStats,
     /// Where sent events are freed (see [`EmitterConfig::release_to`]).
-    pub(super) release: Option<Arc<Disposal>>,
-}
-
-pub(super) struct InFlight {
-    pub(super) lease: LeaseId,
-    pub(super) events: Vec<StoredEvent>,
-    pub(super) oversize: bool,
+    release: Option<Arc<Disposal>>,
 }
 
 impl std::fmt::Debug for Emitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Emitter")
             .field("settings", &self.settings)
-            .field("stats", &self.stats)
+            .field("core", &self.core)
             .finish_non_exhaustive()
     }
 }
@@ -77,155 +55,114 @@ impl std::fmt::Debug for Emitter {
 impl Emitter {
     pub(crate) fn new(config: EmitterConfig, own_arbiter: Option<ArbiterHandle>) -> Self {
         let settings = config.settings;
-        let store = config.store;
-        let final_stats = config.final_stats;
-        let release = config.release;
-        // Events found in a durable store: the readable ones are queued, the unreadable
-        // ones are dropped (`store`) at once.
-        let mut stats = EmitterStats {
-            recovered: store.recovered() + store.unreadable(),
-            ..EmitterStats::default()
-        };
-        stats.dropped.add(DropReason::Store, store.unreadable());
-        let draining = store.recovered() > 0;
-        let queued_bytes = store.recovered_cost();
         Self {
-            backoff: Backoff::new(settings.max_retry_delay, settings.jitter.clone()),
-            next_seq: store.next_seq(),
+            core: Delivery::new(settings.clone(), config.store, Now::real()),
             settings,
-            store,
             transport: None,
-            retry_at: None,
-            // Recovered events go out at start, without waiting for a flush.
-            draining,
-            next_request: 0,
-            generation: 0,
-            in_flight: HashMap::new(),
-            in_flight_events: 0,
-            queued_bytes,
-            stats,
-            waiters: Vec::new(),
-            next_waiter: 0,
-            capacity_burst: 0,
+            replies: HashMap::new(),
+            armed: None,
             own_arbiter,
-            closed: false,
-            refused_after_close: 0,
-            final_stats,
-            release,
+            final_stats: config.final_stats,
+            release: config.release,
         }
     }
 
-    /// The bytes `event` adds to a request of this emitter's method.
-    pub(super) fn cost(&self, event: &StampedEvent) -> usize {
-        match self.settings.method {
-            // Its object in the body plus the comma before the next one.
-            Method::Post => event.post_size() + 1,
-            // The whole URL: base, `?`, query.
-            Method::Get => self.settings.url.len() + 1 + event.query_size(),
-        }
-    }
-
-    /// Per-request limits for the store's lease: (events, summed costs).
-    pub(super) fn lease_limits(&self) -> (usize, usize) {
-        match self.settings.method {
-            Method::Post => {
-                let max_cost = self.settings.byte_limit.map_or(usize::MAX, |limit| {
-                    // cost sums each event + 1 comma; the body has one comma fewer.
-                    (limit + 1).saturating_sub(BODY_PREFIX.len() + BODY_SUFFIX.len())
-                });
-                (self.settings.batch_size, max_cost)
+    /// Carries out the core's commands, then arms the timer for its next wake-up.
+    fn execute(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let commands = self.core.take_commands();
+            if commands.is_empty() {
+                break;
             }
-            Method::Get => (1, self.settings.byte_limit.unwrap_or(usize::MAX)),
+            for command in commands {
+                self.carry_out(command, ctx);
+            }
+        }
+        if self.core.is_closed() {
+            self.publish_final_stats();
+        }
+        self.arm(ctx);
+    }
+
+    fn carry_out(&mut self, command: Command, ctx: &mut Context<Self>) {
+        match command {
+            Command::Send { id, request } => {
+                let Some(transport) = &self.transport else {
+                    return;
+                };
+                let answer = transport.send(request);
+                ctx.spawn(answer.into_actor(self).map(move |result, act, ctx| {
+                    act.core.answer(id, result, Now::real());
+                    act.execute(ctx);
+                }));
+            }
+            Command::Sent(events) => {
+                if let Some(callback) = self.settings.on_success.clone() {
+                    let shared = shared(&events);
+                    self.guarded("on_success", || callback(&shared));
+                }
+                self.release(events);
+            }
+            Command::Failed {
+                events,
+                reason,
+                will_retry,
+                dropped,
+            } => {
+                if let Some(callback) = self.settings.on_failure.clone() {
+                    let shared = shared(&events);
+                    let failure = Failure {
+                        sent: 0,
+                        events: &shared,
+                        reason: &reason,
+                        will_retry,
+                        dropped,
+                    };
+                    self.guarded("on_failure", || callback(&failure));
+                }
+            }
+            Command::Reply { waiter, report } => {
+                if let Some(reply) = self.replies.remove(&waiter) {
+                    let _ = reply.send(report);
+                }
+            }
+            Command::Restart => ctx.stop(),
         }
     }
 
-    pub(super) fn queued(&self) -> u64 {
-        self.store.len() as u64
-    }
-
-    pub(super) fn snapshot(&self) -> EmitterStats {
-        EmitterStats {
-            queued: self.queued(),
-            in_flight: self.in_flight_events,
-            queued_bytes: self.queued_bytes,
-            in_flight_requests: self.in_flight.len() as u64,
-            backoff_ms: if self.retry_at.is_some() {
-                millis(self.backoff.current())
-            } else {
-                0
+    /// One timer, for the earliest wake-up the core asks for.
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        let Some(at) = self.core.next_wake() else {
+            return;
+        };
+        if self.armed.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        self.armed = Some(at);
+        ctx.run_later(
+            at.saturating_duration_since(Instant::now()),
+            move |act, ctx| {
+                if act.armed == Some(at) {
+                    act.armed = None;
+                }
+                act.core.wake(Now::real());
+                act.execute(ctx);
             },
-            ..self.stats.clone()
-        }
-    }
-
-    pub(super) fn drop_events(&mut self, reason: DropReason, count: u64) {
-        self.stats.dropped.add(reason, count);
+        );
     }
 
     /// Frees settled events: through the disposal given for it, or here.
-    pub(super) fn release(&self, events: Vec<StoredEvent>) {
+    fn release(&self, events: Vec<StoredEvent>) {
         if let Some(disposal) = &self.release {
             // Handed back when too many wait: freed here then.
             let _ = disposal.put(events);
         }
     }
 
-    /// Buffers `event`, received at `now_ms`.
-    pub(super) fn accept(&mut self, event: Arc<StampedEvent>, now_ms: u64) {
-        self.stats.received += 1;
-        if self.closed {
-            self.drop_events(DropReason::Shutdown, 1);
-            if self.refused_after_close == 0 {
-                tracing::warn!(endpoint = %self.settings.endpoint, "emitter is shut down: dropping events tracked after the shutdown");
-            }
-            self.refused_after_close += 1;
-            return;
-        }
-        let cost = self.cost(&event);
-        let stored = StoredEvent {
-            seq: self.next_seq,
-            event,
-            cost,
-            attempts: 0,
-            received_ms: now_ms,
-        };
-        self.next_seq += 1;
-        match self.store.add(stored) {
-            Ok(Added::Stored) => {
-                self.queued_bytes += cost as u64;
-                if self.capacity_burst > 0 {
-                    tracing::warn!(
-                        endpoint = %self.settings.endpoint,
-                        dropped = self.capacity_burst,
-                        "emitter buffer has room again after dropping events"
-                    );
-                    self.capacity_burst = 0;
-                }
-            }
-            Ok(Added::Full) => {
-                self.drop_events(DropReason::Capacity, 1);
-                if self.capacity_burst == 0 {
-                    tracing::warn!(
-                        endpoint = %self.settings.endpoint,
-                        queued = self.queued(),
-                        in_flight = self.in_flight_events,
-                        "emitter buffer full: dropping new events until it has room"
-                    );
-                }
-                self.capacity_burst += 1;
-            }
-            Err(error) => {
-                self.drop_events(DropReason::Store, 1);
-                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store refused an event");
-            }
-        }
-    }
-
-    /// Whether a request should go out now.
     /// Runs a user callback; a panic is caught, logged and counted.
-    pub(super) fn guarded(&mut self, name: &'static str, callback: impl FnOnce()) {
+    fn guarded(&mut self, name: &'static str, callback: impl FnOnce()) {
         if catch_unwind(AssertUnwindSafe(callback)).is_err() {
-            self.stats.callback_panics += 1;
+            self.core.count_callback_panic();
             tracing::error!(
                 endpoint = %self.settings.endpoint,
                 callback = name,
@@ -233,6 +170,33 @@ impl Emitter {
             );
         }
     }
+
+    fn publish_final_stats(&self) {
+        self.final_stats.set(self.core.snapshot(Now::real()));
+    }
+
+    /// Registers a flush with the core; the answer resolves with its report.
+    fn flush(
+        &mut self,
+        flush: Flush,
+        shutdown: bool,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<FlushReport> {
+        let (reply, answer) = oneshot::channel();
+        let id = self.core.flush(flush.timeout, shutdown, Now::real());
+        self.replies.insert(id, reply);
+        self.execute(ctx);
+        Box::pin(async move {
+            answer.await.unwrap_or(FlushReport {
+                timed_out: true,
+                ..FlushReport::default()
+            })
+        })
+    }
+}
+
+fn shared(events: &[StoredEvent]) -> Vec<Arc<StampedEvent>> {
+    events.iter().map(|e| e.event.clone()).collect()
 }
 
 impl Actor for Emitter {
@@ -240,15 +204,9 @@ impl Actor for Emitter {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.transport = Some((self.settings.transport)());
-        if let Some(at) = self.retry_at {
-            self.schedule_retry(at.saturating_duration_since(Instant::now()), ctx);
-        }
-        let deadlines: Vec<_> = self.waiters.iter().map(|w| (w.id, w.deadline)).collect();
-        for (id, deadline) in deadlines {
-            self.arm_deadline(id, deadline, ctx);
-        }
         tracing::debug!(endpoint = %self.settings.endpoint, "emitter started");
-        self.pump(ctx);
+        self.core.set_ready(true, Now::real());
+        self.execute(ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -262,22 +220,12 @@ impl Actor for Emitter {
     }
 }
 
-impl Supervised for Emitter {
+impl actix::Supervised for Emitter {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.generation += 1;
-        self.stats.restarts += 1;
+        // The context drops its timers and requests: the core forgets them too.
         self.transport = None;
-        let mut flights: Vec<InFlight> = self.in_flight.drain().map(|(_, flight)| flight).collect();
-        flights.sort_by_key(|flight| std::cmp::Reverse(flight.events.first().map(|e| e.seq)));
-        for flight in flights {
-            self.in_flight_events -= flight.events.len() as u64;
-            self.queued_bytes += flight.events.iter().map(|e| e.cost as u64).sum::<u64>();
-            if let Err(error) = self.store.requeue(flight.lease, flight.events) {
-                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue in-flight events");
-            }
-        }
-        self.draining = true;
-        tracing::warn!(endpoint = %self.settings.endpoint, "emitter restarting; in-flight events requeued");
+        self.armed = None;
+        self.core.restart();
     }
 }
 
@@ -285,8 +233,8 @@ impl Handler<Track> for Emitter {
     type Result = ();
 
     fn handle(&mut self, Track(event): Track, ctx: &mut Self::Context) {
-        self.accept(event, now_ms());
-        self.pump(ctx);
+        self.core.accept_all([event], Now::real());
+        self.execute(ctx);
     }
 }
 
@@ -294,17 +242,32 @@ impl Handler<TrackBatch> for Emitter {
     type Result = ();
 
     fn handle(&mut self, TrackBatch(events): TrackBatch, ctx: &mut Self::Context) {
-        let now = now_ms();
-        for event in events {
-            self.accept(event, now);
-        }
-        self.pump(ctx);
+        self.core.accept_all(events, Now::real());
+        self.execute(ctx);
     }
 }
 
-impl Emitter {
-    pub(super) fn publish_final_stats(&self) {
-        self.final_stats.set(self.snapshot());
+impl Handler<Flush> for Emitter {
+    type Result = ResponseFuture<FlushReport>;
+
+    fn handle(&mut self, flush: Flush, ctx: &mut Self::Context) -> Self::Result {
+        self.flush(flush, false, ctx)
+    }
+}
+
+impl Handler<Shutdown> for Emitter {
+    type Result = ResponseFuture<FlushReport>;
+
+    fn handle(&mut self, shutdown: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        self.flush(Flush::with_timeout(shutdown.timeout), true, ctx)
+    }
+}
+
+impl Handler<GetStats> for Emitter {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.snapshot(Now::real()))
     }
 }
 
@@ -313,9 +276,8 @@ impl Emitter {
 /// final stats are published.
 impl Drop for Emitter {
     fn drop(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            let left = self.settle_left_over();
+        if !self.core.is_closed() {
+            let left = self.core.settle_left_over();
             if left > 0 {
                 tracing::warn!(
                     endpoint = %self.settings.endpoint,
@@ -325,13 +287,5 @@ impl Drop for Emitter {
             }
         }
         self.publish_final_stats();
-    }
-}
-
-impl Handler<GetStats> for Emitter {
-    type Result = MessageResult<GetStats>;
-
-    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.snapshot())
     }
 }

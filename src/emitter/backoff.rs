@@ -36,12 +36,19 @@ impl Backoff {
 
     /// Advances after a retryable failure and returns the delay before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
-        let jitter = (self.jitter)().clamp(0.0, 1.0);
-        let grown = self.delay.as_secs_f64() * 2.0 + jitter;
-        self.delay = Duration::try_from_secs_f64(grown)
-            .unwrap_or(self.cap)
-            .min(self.cap);
+        self.delay = step(self.delay, (self.jitter)(), self.cap);
         self.delay
+    }
+
+    /// The delay that follows `previous` (zero: the first), drawing one jitter value: what
+    /// a request retried on its own schedule waits after its next failure.
+    pub fn delay_after(&self, previous: Duration) -> Duration {
+        step(previous, (self.jitter)(), self.cap)
+    }
+
+    /// The cap.
+    pub fn cap(&self) -> Duration {
+        self.cap
     }
 
     /// The current delay (zero after a reset).
@@ -53,6 +60,28 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.delay = Duration::ZERO;
     }
+}
+
+/// One step of the formula: `min(previous * 2 + jitter, cap)`, with `jitter` clamped to
+/// `[0, 1]` seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// use snowplow_actix::backoff::step;
+///
+/// let cap = Duration::from_secs(5);
+/// assert_eq!(step(Duration::ZERO, 0.5, cap), Duration::from_millis(500));
+/// assert_eq!(step(Duration::from_millis(500), 0.5, cap), Duration::from_millis(1500));
+/// assert_eq!(step(Duration::from_secs(4), 0.0, cap), cap);
+/// ```
+pub fn step(previous: Duration, jitter: f64, cap: Duration) -> Duration {
+    let jitter = if jitter.is_nan() {
+        0.0
+    } else {
+        jitter.clamp(0.0, 1.0)
+    };
+    let grown = previous.as_secs_f64() * 2.0 + jitter;
+    Duration::try_from_secs_f64(grown).unwrap_or(cap).min(cap)
 }
 
 impl fmt::Debug for Backoff {

@@ -8,24 +8,27 @@
 //!            └──────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! The actor owns its store, backoff and counters; handlers are thin and translate messages
-//! into calls on the pure parts ([`backoff`], [`crate::store`], [`crate::wire`]).
+//! The delivery rules live in one plain state machine, `delivery.rs` (with the adaptive
+//! concurrency limit in `limit.rs` and the backoff formula in [`backoff`]); the actor
+//! (`actor.rs`) only feeds it messages, answers and the time, and carries out its commands.
 
 mod actor;
 pub mod backoff;
 mod config;
+mod delivery;
 mod endpoint;
-mod flush;
-mod send;
+mod limit;
 mod stats;
 
 pub use actor::Emitter;
 pub use config::{
     EmitterBuilder, EmitterConfig, Failure, FailureCallback, RequestTimeout, SuccessCallback,
     DEFAULT_FLUSH_TIMEOUT, DEFAULT_GET_BATCH_SIZE, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_RETRY_DELAY, DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE,
-    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_EVENTS, DEFAULT_MAX_RETRY_DELAY,
+    DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE, DEFAULT_REQUEST_TIMEOUT,
+    HEADERS_TOO_LARGE, MIN_REQUEST_BYTES,
 };
+pub use delivery::{BRAKE_AFTER, BRAKE_MIN_QUIET};
 pub use endpoint::{Endpoint, Method, Protocol};
 pub use stats::{DropCounts, DropReason, EmitterStats, FailureReason, FinalStats, FlushReport};
 

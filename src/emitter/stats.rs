@@ -14,7 +14,8 @@ pub enum DropReason {
     Capacity,
     /// The collector answered a non-retryable status (400, 401, 403, 410, 422 by default).
     Rejected,
-    /// An event larger than the byte limit, sent alone, failed.
+    /// The collector refused an event sent alone as too large (413, 414), or its request
+    /// could not be built (a GET URL over 64 KiB).
     Oversize,
     /// `max_attempts` was reached.
     AttemptsExhausted,
@@ -130,6 +131,8 @@ pub enum FailureReason {
     Timeout,
     /// The transport failed fatally; the emitter restarts with a new one.
     Fatal(String),
+    /// The request could not be built; it is not retried.
+    Invalid(String),
 }
 
 impl fmt::Display for FailureReason {
@@ -139,6 +142,7 @@ impl fmt::Display for FailureReason {
             Self::Connection(error) => write!(f, "connection error: {error}"),
             Self::Timeout => f.write_str("timeout"),
             Self::Fatal(error) => write!(f, "fatal transport error: {error}"),
+            Self::Invalid(error) => write!(f, "request could not be built: {error}"),
         }
     }
 }
@@ -158,7 +162,7 @@ pub struct EmitterStats {
     pub retried: u64,
     /// Events dropped, by reason.
     pub dropped: DropCounts,
-    /// Events waiting in the queue, including those waiting for a retry.
+    /// Events waiting in the queue, including those in requests waiting for a retry.
     pub queued: u64,
     /// Events in requests awaiting an answer.
     pub in_flight: u64,
@@ -166,10 +170,23 @@ pub struct EmitterStats {
     pub queued_bytes: u64,
     /// Requests awaiting an answer.
     pub in_flight_requests: u64,
-    /// Failed requests since the last success or non-retryable answer.
+    /// Retryable failed answers in a row, since the last success or non-retryable answer
+    /// (what the brake watches).
     pub consecutive_failures: u64,
-    /// The current backoff delay, in ms (0 when not backing off).
+    /// How long, in ms, the emitter as a whole waits before it sends again: the backoff of
+    /// a one-at-a-time emitter, the spacing of the brake, or a `Retry-After`; 0 when it is
+    /// not held. Requests retried on their own schedule do not hold the emitter.
     pub backoff_ms: u64,
+    /// Requests that may be outstanding now: the adaptive concurrency limit, between 1 and
+    /// `max_in_flight` (1 while braked).
+    pub concurrency_limit: u64,
+    /// Failed requests waiting for their own retry (their events count as `queued`).
+    pub retry_requests: u64,
+    /// Whether the emitter takes the collector as unavailable: one request at a time,
+    /// spaced by the backoff, until a success.
+    pub braked: bool,
+    /// The current byte cap of a POST body (lowered by 413 answers).
+    pub request_bytes_cap: u64,
     /// Requests sent so far.
     pub requests: u64,
     /// Callbacks that panicked (caught; nothing was lost).

@@ -3,11 +3,13 @@
 use std::time::Duration;
 
 use awc::error::{ConnectError, SendRequestError};
-use awc::http::header::CONTENT_TYPE;
+use std::time::SystemTime;
+
+use awc::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
 
-use super::{Request, Response, Transport};
+use super::{parse_retry_after, Request, Response, Transport};
 use crate::emitter::Method;
 use crate::error::TransportError;
 use crate::wire::POST_CONTENT_TYPE;
@@ -78,11 +80,19 @@ impl Transport for AwcTransport {
         async move {
             let mut response = sending.await.map_err(classify)?;
             let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| parse_retry_after(value, SystemTime::now()));
             // Read the answer so the connection goes back to the pool; the status decides
             // and a broken body after it does not change what the collector said. The body
             // read has its own deadline since a collector may stall after the headers.
             let _ = actix_rt::time::timeout(deadline, response.body().limit(MAX_ANSWER_BODY)).await;
-            Ok(Response { status })
+            Ok(Response {
+                status,
+                retry_after,
+            })
         }
         .boxed_local()
     }
@@ -92,6 +102,10 @@ fn classify(error: SendRequestError) -> TransportError {
     match error {
         SendRequestError::Timeout => TransportError::Timeout,
         SendRequestError::Connect(ConnectError::Timeout) => TransportError::Timeout,
+        // The request never left: a URL awc cannot carry (over 64 KiB, say) or headers it
+        // cannot write. Sending it again would fail the same way.
+        SendRequestError::Url(error) => TransportError::Invalid(format!("invalid URL: {error}")),
+        SendRequestError::Http(error) => TransportError::Invalid(error.to_string()),
         other => TransportError::Connection(other.to_string()),
     }
 }

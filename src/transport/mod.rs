@@ -34,10 +34,59 @@ pub struct Request {
 }
 
 /// The collector's answer, as far as delivery is concerned.
+///
+/// ```
+/// use std::time::Duration;
+/// use snowplow_actix::transport::Response;
+///
+/// let busy = Response::new(503).with_retry_after(Duration::from_secs(2));
+/// assert_eq!((busy.status, busy.retry_after), (503, Some(Duration::from_secs(2))));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Response {
     /// The HTTP status code.
     pub status: u16,
+    /// The collector's `Retry-After`, as a delay from when the answer arrived (the
+    /// emitter heeds it on 429 and 503).
+    pub retry_after: Option<Duration>,
+}
+
+impl Response {
+    /// An answer with `status` and no `Retry-After`.
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            retry_after: None,
+        }
+    }
+
+    /// The same answer with a `Retry-After` delay.
+    pub fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+}
+
+/// Reads a `Retry-After` header value: delta-seconds, or an HTTP-date taken relative to
+/// `now` (a date in the past is no delay). `None` for anything else.
+///
+/// ```
+/// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+/// use snowplow_actix::transport::parse_retry_after;
+///
+/// let now = UNIX_EPOCH + Duration::from_secs(784_111_770);
+/// assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+/// assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(Duration::from_secs(7)));
+/// assert_eq!(parse_retry_after("soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Sends requests to a collector.
@@ -50,7 +99,9 @@ pub struct Response {
 ///   [`TransportError::Timeout`] past it.
 /// - Any HTTP status is an `Ok` [`Response`]: the emitter classifies it. Errors before a
 ///   status are [`TransportError::Connection`] or [`TransportError::Timeout`] (retried by
-///   default); [`TransportError::Fatal`] makes the emitter restart with a new transport.
+///   default); [`TransportError::Fatal`] makes the emitter restart with a new transport;
+///   [`TransportError::Invalid`] says the request cannot be built at all (never retried).
+/// - `Retry-After` on the answer goes in [`Response::retry_after`].
 pub trait Transport {
     /// Sends `request`.
     fn send(&self, request: Request) -> LocalBoxFuture<'static, Result<Response, TransportError>>;

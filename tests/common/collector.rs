@@ -247,6 +247,10 @@ pub struct Faults {
     pub delay: Option<Delay>,
     /// Status when no rule applies (200 by default).
     pub default_status: u16,
+    /// POST bodies longer than this are answered 413 (before every other rule).
+    pub max_body: Option<usize>,
+    /// `Retry-After` value sent with every non-2xx answer.
+    pub retry_after: Option<String>,
 }
 
 impl Default for Faults {
@@ -266,6 +270,8 @@ impl fmt::Debug for Faults {
             .field("failure_rate", &self.failure_rate)
             .field("delay", &self.delay)
             .field("default_status", &self.default_status)
+            .field("max_body", &self.max_body)
+            .field("retry_after", &self.retry_after)
             .finish()
     }
 }
@@ -282,7 +288,22 @@ impl Faults {
             failure_rate: None,
             delay: None,
             default_status: 200,
+            max_body: None,
+            retry_after: None,
         }
+    }
+
+    /// Answer 413 to POST bodies longer than `bytes`, as a collector or proxy with a body
+    /// limit does.
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = Some(bytes);
+        self
+    }
+
+    /// Send `Retry-After: value` with every non-2xx answer.
+    pub fn with_retry_after(mut self, value: impl Into<String>) -> Self {
+        self.retry_after = Some(value.into());
+        self
     }
 
     /// Statuses consumed one per valid request, then the other rules.
@@ -411,7 +432,11 @@ impl FaultState {
         method: &str,
         path: &str,
         events: &[RecordedEvent],
+        len: usize,
     ) -> (u16, Option<Duration>) {
+        if method == "POST" && self.faults.max_body.is_some_and(|max| len > max) {
+            return (413, None);
+        }
         let n = self.ordinal;
         self.ordinal += 1;
         let f = &self.faults;
@@ -508,12 +533,15 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         &body,
     );
 
-    let (status, delay) = {
+    let (status, delay, retry_after) = {
         let mut st = shared.lock();
         let (status, delay) = match &parsed.verdict {
             Err((status, _)) => (*status, None),
-            Ok(()) => st.faults.decide(at, &method, &path, &parsed.events),
+            Ok(()) => st
+                .faults
+                .decide(at, &method, &path, &parsed.events, parsed.len),
         };
+        let retry_after = st.faults.faults.retry_after.clone();
         let record = RecordedRequest {
             index: st.requests.len(),
             at,
@@ -532,7 +560,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             st.accepted.extend(record.events.iter().cloned());
         }
         st.requests.push(record);
-        (status, delay)
+        (status, delay, retry_after)
     };
     // Wake waiters only after the state lock is released.
     shared.changed.send_modify(|v| *v += 1);
@@ -542,6 +570,9 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
     }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut answer = HttpResponse::build(code);
+    if let Some(value) = retry_after.filter(|_| !code.is_success()) {
+        answer.insert_header(("Retry-After", value));
+    }
     match (&parsed.verdict, code.is_success(), is_get) {
         (Err((_, reason)), _, _) => answer.content_type("text/plain").body(reason.clone()),
         (Ok(()), true, true) => answer.content_type("image/gif").body(PIXEL_GIF),

@@ -1,0 +1,1077 @@
+//! The delivery core: every rule that decides what an emitter sends, and when.
+//!
+//! **No actix, no awc, no timers, no network.** A plain state machine: events, answers,
+//! flushes and wake-ups go in, each with the time ([`Now`]); [`Command`]s come out (send
+//! this request, these events are settled, reply to this flush, restart the transport),
+//! and [`Delivery::next_wake`] says when it wants to be called again. The emitter actor
+//! carries the commands out; tests drive the core on a simulated clock. It calls the
+//! injected, synchronous [`EventStore`] and draws jitter from the injected source.
+//!
+//! # The rules
+//!
+//! - **Triggers and caps.** A flush starts when `batch_size` events or `byte_limit` bytes
+//!   are queued, when asked for, or when a retry is due; once started it sends until the
+//!   queue is empty. Each POST takes as many queued events as fit `max_request_events` and
+//!   the request byte cap (body bytes as sent; `max_request_bytes`, `byte_limit` when set,
+//!   and lower after a 413). GET: one event per request. An event larger than the cap goes
+//!   alone.
+//! - **Concurrency** adapts between 1 and `max_in_flight` ([`super::limit`]); never more
+//!   requests outstanding than the limit.
+//! - **Answers.** 2xx: sent. 413 (414) for several events: they go back to the front of the
+//!   queue, not counted as a failed attempt, and the byte cap drops to half the refused
+//!   body. 413/414 for one event, or a request that cannot be built: dropped as
+//!   `oversize`. Non-retryable statuses (400, 401, 403, 410, 422, 431 by default): dropped
+//!   as `rejected`. Anything else is retried, unless `max_attempts` or `max_event_age`
+//!   drop it.
+//! - **Retries are per request** (`max_in_flight > 1`): a failed request keeps its events
+//!   and waits its own backoff (doubling plus jitter from its own attempt count, capped by
+//!   `max_retry_delay`) while other requests go on; a success cuts every waiting retry to
+//!   the first step. Order is not kept.
+//! - **One at a time** (`max_in_flight == 1`): a failed request's events go back to the
+//!   front of the queue and the whole emitter waits the backoff: FIFO delivery.
+//! - **The brake.** After [`BRAKE_AFTER`] failed answers in a row and no success for
+//!   [`BRAKE_MIN_QUIET`], the collector is taken as unavailable: one request outstanding,
+//!   attempts spaced by the emitter's backoff, until the first success, after which the
+//!   concurrency starts again from a slow start.
+//! - **Retry-After** on a 429 or 503 holds the whole emitter (capped by `max_retry_delay`).
+//! - **Flushes** resolve when every event received before them is settled, or at their
+//!   deadline; a shutdown then settles what is left as `shutdown` (a durable store keeps
+//!   it). While a shutdown waits, a retry due after its deadline gets one last attempt.
+//! - **Accounting**: at every moment
+//!   `received + recovered = sent + Σ dropped + queued + in_flight`, where `queued`
+//!   counts the events waiting for a retry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::backoff::Backoff;
+use super::config::Settings;
+use super::endpoint::Method;
+use super::limit::Limiter;
+use super::stats::{millis, DropCounts, DropReason, EmitterStats, FailureReason, FlushReport};
+use crate::error::TransportError;
+use crate::stamp::StampedEvent;
+use crate::store::{Added, EventStore, LeaseId, StoredEvent};
+use crate::transport::{Request, Response};
+use crate::wire::{push_post_body, Stm, BODY_PREFIX, BODY_SUFFIX};
+
+/// Failed answers in a row after which the emitter may brake.
+pub const BRAKE_AFTER: u64 = 5;
+/// How long no success must have come before the emitter brakes: long enough that a
+/// collector failing a share of requests is not taken for one that is down, short enough
+/// that a down collector is not sent more than a few dozen requests.
+pub const BRAKE_MIN_QUIET: Duration = Duration::from_millis(250);
+
+/// A moment, on both clocks the core needs: monotonic for schedules, wall-clock
+/// milliseconds for event ages and `stm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Now {
+    pub(crate) at: Instant,
+    pub(crate) wall_ms: u64,
+}
+
+impl Now {
+    /// The real time.
+    pub(crate) fn real() -> Self {
+        Self {
+            at: Instant::now(),
+            wall_ms: crate::stamp::now_ms(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn plus(self, elapsed: Duration) -> Self {
+        Self {
+            at: self.at + elapsed,
+            wall_ms: self.wall_ms + millis(elapsed),
+        }
+    }
+}
+
+/// What the core asks the actor to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Send `request` and report its answer with [`Delivery::answer`] under `id`.
+    Send { id: u64, request: Request },
+    /// These events were accepted by the collector: call `on_success`, then free them.
+    Sent(Vec<StoredEvent>),
+    /// A request failed: call `on_failure` (only emitted when one is set).
+    Failed {
+        events: Vec<StoredEvent>,
+        reason: FailureReason,
+        will_retry: bool,
+        dropped: Option<DropReason>,
+    },
+    /// Answer the flush or shutdown registered under `waiter`.
+    Reply { waiter: u64, report: FlushReport },
+    /// The transport failed fatally: stop so that the supervisor restarts the emitter.
+    Restart,
+}
+
+/// A request awaiting its answer.
+#[derive(Debug)]
+struct Flight {
+    lease: LeaseId,
+    events: Vec<StoredEvent>,
+    bytes: usize,
+    sent_at: Instant,
+    /// The limit was in use when it was sent (its success may raise the limit).
+    at_limit: bool,
+    /// The limiter's epoch when it was sent.
+    epoch: u64,
+    /// The backoff it waited before this attempt (zero for a first attempt).
+    delay: Duration,
+    /// It was a shutdown's last attempt.
+    last_call: bool,
+    /// It was sent while braked: the brake's attempt.
+    braked: bool,
+}
+
+/// A failed request waiting for its own retry.
+#[derive(Debug)]
+struct Retry {
+    lease: LeaseId,
+    events: Vec<StoredEvent>,
+    cost: u64,
+    due: Instant,
+    delay: Duration,
+    last_call: bool,
+}
+
+/// A sync flush or a shutdown waiting for the events received before it.
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    /// Done when no event with a smaller `seq` is queued, waiting or in flight.
+    target: u64,
+    deadline: Instant,
+    start_sent: u64,
+    start_dropped: DropCounts,
+    shutdown: bool,
+}
+
+/// How an answer is handled.
+enum Verdict {
+    /// Too large as a batch: split and sent again.
+    Split,
+    Drop(DropReason),
+    Retry {
+        back_pressure: bool,
+    },
+}
+
+/// The delivery state machine of one emitter. See the module docs for its rules.
+pub(crate) struct Delivery {
+    settings: Arc<Settings>,
+    store: Box<dyn EventStore>,
+    limiter: Limiter,
+    /// The emitter-wide backoff: one-at-a-time retries and the brake's spacing.
+    backoff: Backoff,
+    /// Nothing is sent before this (backoff, brake spacing, `Retry-After`).
+    hold_until: Option<Instant>,
+    /// A shutdown cut the hold short once already.
+    hold_last_call: bool,
+    braked: bool,
+    failed_in_row: u64,
+    last_success: Instant,
+    /// The request byte cap, lowered by 413 answers.
+    request_bytes: usize,
+    /// Send partial batches until the queue is empty.
+    draining: bool,
+    /// A transport is there to send with.
+    ready: bool,
+    closed: bool,
+    next_seq: u64,
+    next_request: u64,
+    next_waiter: u64,
+    in_flight: HashMap<u64, Flight>,
+    in_flight_events: u64,
+    retries: Vec<Retry>,
+    retry_events: u64,
+    /// Bytes of the events queued and waiting for a retry.
+    queued_bytes: u64,
+    waiters: Vec<Waiter>,
+    stats: EmitterStats,
+    capacity_burst: u64,
+    refused_after_close: u64,
+    commands: Vec<Command>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("stats", &self.stats)
+            .field("limit", &self.limiter.current())
+            .field("braked", &self.braked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// A core for `settings` over `store` (a durable store may hold recovered events,
+    /// which go out at once).
+    pub(crate) fn new(settings: Arc<Settings>, store: Box<dyn EventStore>, now: Now) -> Self {
+        let mut stats = EmitterStats {
+            recovered: store.recovered() + store.unreadable(),
+            ..EmitterStats::default()
+        };
+        stats.dropped.add(DropReason::Store, store.unreadable());
+        Self {
+            limiter: Limiter::new(settings.max_in_flight),
+            backoff: Backoff::new(settings.max_retry_delay, settings.jitter.clone()),
+            hold_until: None,
+            hold_last_call: false,
+            braked: false,
+            failed_in_row: 0,
+            last_success: now.at,
+            request_bytes: settings.request_bytes,
+            draining: store.recovered() > 0,
+            ready: false,
+            closed: false,
+            next_seq: store.next_seq(),
+            next_request: 0,
+            next_waiter: 0,
+            in_flight: HashMap::new(),
+            in_flight_events: 0,
+            retries: Vec::new(),
+            retry_events: 0,
+            queued_bytes: store.recovered_cost(),
+            waiters: Vec::new(),
+            stats,
+            capacity_burst: 0,
+            refused_after_close: 0,
+            commands: Vec::new(),
+            settings,
+            store,
+        }
+    }
+
+    /// The commands produced since the last call.
+    pub(crate) fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.commands)
+    }
+
+    /// When the core wants [`wake`](Self::wake) called: the earliest retry, hold end or
+    /// flush deadline.
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let deadlines = self.waiters.iter().map(|w| w.deadline);
+        let sending = self.ready.then(|| {
+            let retries = self.retries.iter().map(|r| r.due);
+            // While held, the hold's end is what matters; otherwise the retries'.
+            match self.hold_until {
+                Some(hold) => Some(hold),
+                None if self.braked => None,
+                None => retries.min(),
+            }
+        });
+        deadlines.chain(sending.flatten()).min()
+    }
+
+    // ------------------------------------------------------------------------- inputs
+
+    /// The transport is there (the actor started) or gone (it is restarting).
+    pub(crate) fn set_ready(&mut self, ready: bool, now: Now) {
+        self.ready = ready;
+        if ready {
+            self.pump(now);
+        }
+    }
+
+    /// Buffers one event.
+    pub(crate) fn accept(&mut self, event: Arc<StampedEvent>, now: Now) {
+        self.stats.received += 1;
+        if self.closed {
+            self.stats.dropped.add(DropReason::Shutdown, 1);
+            if self.refused_after_close == 0 {
+                tracing::warn!(endpoint = %self.settings.endpoint, "emitter is shut down: dropping events tracked after the shutdown");
+            }
+            self.refused_after_close += 1;
+            return;
+        }
+        let cost = self.cost(&event);
+        let stored = StoredEvent {
+            seq: self.next_seq,
+            event,
+            cost,
+            attempts: 0,
+            received_ms: now.wall_ms,
+        };
+        self.next_seq += 1;
+        match self.store.add(stored) {
+            Ok(Added::Stored) => {
+                self.queued_bytes += cost as u64;
+                if self.capacity_burst > 0 {
+                    tracing::warn!(
+                        endpoint = %self.settings.endpoint,
+                        dropped = self.capacity_burst,
+                        "emitter buffer has room again after dropping events"
+                    );
+                    self.capacity_burst = 0;
+                }
+            }
+            Ok(Added::Full) => {
+                self.stats.dropped.add(DropReason::Capacity, 1);
+                if self.capacity_burst == 0 {
+                    tracing::warn!(
+                        endpoint = %self.settings.endpoint,
+                        queued = self.queued(),
+                        in_flight = self.in_flight_events,
+                        "emitter buffer full: dropping new events until it has room"
+                    );
+                }
+                self.capacity_burst += 1;
+            }
+            Err(error) => {
+                self.stats.dropped.add(DropReason::Store, 1);
+                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store refused an event");
+            }
+        }
+    }
+
+    /// Buffers events and sends what is due.
+    pub(crate) fn accept_all(
+        &mut self,
+        events: impl IntoIterator<Item = Arc<StampedEvent>>,
+        now: Now,
+    ) {
+        for event in events {
+            self.accept(event, now);
+        }
+        self.pump(now);
+    }
+
+    /// Timers: retries due, a hold ended, flush deadlines.
+    pub(crate) fn wake(&mut self, now: Now) {
+        if self.hold_until.is_some_and(|hold| hold <= now.at) {
+            self.hold_until = None;
+            self.draining = true;
+        }
+        self.resolve_waiters(now);
+        self.pump(now);
+    }
+
+    /// Registers a sync flush (`shutdown`: then closes the emitter) with `timeout`; its
+    /// [`Command::Reply`] comes under the returned id, possibly at once.
+    pub(crate) fn flush(&mut self, timeout: Duration, shutdown: bool, now: Now) -> u64 {
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        self.waiters.push(Waiter {
+            id,
+            target: self.next_seq,
+            deadline: now
+                .at
+                .checked_add(timeout)
+                .unwrap_or_else(|| far_future(now.at)),
+            start_sent: self.stats.sent,
+            start_dropped: self.stats.dropped,
+            shutdown,
+        });
+        self.draining = true;
+        self.resolve_waiters(now);
+        self.pump(now);
+        id
+    }
+
+    /// The answer to request `id` (unknown ids, from before a restart, are ignored).
+    pub(crate) fn answer(&mut self, id: u64, result: Result<Response, TransportError>, now: Now) {
+        let Some(flight) = self.in_flight.remove(&id) else {
+            return;
+        };
+        self.in_flight_events -= flight.events.len() as u64;
+        let (reason, retry_after) = match result {
+            Ok(response) if (200..300).contains(&response.status) => {
+                self.on_sent(flight, now);
+                self.after_change(now);
+                return;
+            }
+            Ok(response) => (FailureReason::Status(response.status), response.retry_after),
+            Err(TransportError::Timeout) => (FailureReason::Timeout, None),
+            Err(TransportError::Connection(error)) => (FailureReason::Connection(error), None),
+            Err(TransportError::Fatal(error)) => (FailureReason::Fatal(error), None),
+            Err(TransportError::Invalid(error)) => (FailureReason::Invalid(error), None),
+        };
+        let fatal = matches!(reason, FailureReason::Fatal(_));
+        match self.verdict(&reason, flight.events.len()) {
+            Verdict::Split => self.split(flight, &reason),
+            Verdict::Drop(dropped_as) => self.drop_flight(flight, &reason, dropped_as),
+            Verdict::Retry { back_pressure } => {
+                self.retry(flight, reason, back_pressure, retry_after, now);
+            }
+        }
+        if fatal {
+            tracing::error!(endpoint = %self.settings.endpoint, "transport failed fatally: restarting the emitter");
+            self.commands.push(Command::Restart);
+        }
+        self.after_change(now);
+    }
+
+    /// The actor is restarting: requests in flight will not be answered; their events go
+    /// back to the front of the queue (retries keep waiting).
+    pub(crate) fn restart(&mut self) {
+        self.ready = false;
+        self.stats.restarts += 1;
+        let mut flights: Vec<Flight> = self.in_flight.drain().map(|(_, flight)| flight).collect();
+        flights.sort_by_key(|flight| std::cmp::Reverse(first_seq(&flight.events)));
+        for flight in flights {
+            self.in_flight_events -= flight.events.len() as u64;
+            self.queued_bytes += cost_of(&flight.events);
+            if let Err(error) = self.store.requeue(flight.lease, flight.events) {
+                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue in-flight events");
+            }
+        }
+        self.draining = true;
+        tracing::warn!(endpoint = %self.settings.endpoint, "emitter restarting; in-flight events requeued");
+    }
+
+    /// A user callback panicked (caught by the actor).
+    pub(crate) fn count_callback_panic(&mut self) {
+        self.stats.callback_panics += 1;
+    }
+
+    // ------------------------------------------------------------------------- reading
+
+    /// The counters now.
+    pub(crate) fn snapshot(&self, now: Now) -> EmitterStats {
+        EmitterStats {
+            queued: self.queued(),
+            in_flight: self.in_flight_events,
+            queued_bytes: self.queued_bytes,
+            in_flight_requests: self.in_flight.len() as u64,
+            consecutive_failures: self.failed_in_row,
+            backoff_ms: self
+                .hold_until
+                .map_or(0, |hold| millis(hold.saturating_duration_since(now.at))),
+            concurrency_limit: self.limit() as u64,
+            retry_requests: self.retries.len() as u64,
+            braked: self.braked,
+            request_bytes_cap: self.request_bytes as u64,
+            ..self.stats.clone()
+        }
+    }
+
+    /// Whether the emitter has been shut down.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Queued events, including those waiting for a retry.
+    fn queued(&self) -> u64 {
+        self.store.len() as u64 + self.retry_events
+    }
+
+    /// Requests that may be outstanding now.
+    fn limit(&self) -> usize {
+        if self.braked {
+            1
+        } else {
+            self.limiter.current()
+        }
+    }
+
+    /// The bytes `event` adds to a request of this emitter's method.
+    fn cost(&self, event: &StampedEvent) -> usize {
+        match self.settings.method {
+            // Its object in the body plus the comma before the next one.
+            Method::Post => event.post_size() + 1,
+            // The whole URL: base, `?`, query.
+            Method::Get => self.settings.url.len() + 1 + event.query_size(),
+        }
+    }
+
+    /// Per-request limits for the store's lease: (events, summed costs).
+    fn lease_limits(&self) -> (usize, usize) {
+        match self.settings.method {
+            Method::Post => {
+                // The costs sum each event and a comma; the body has one comma fewer.
+                let max_cost = self
+                    .request_bytes
+                    .saturating_add(1)
+                    .saturating_sub(BODY_PREFIX.len() + BODY_SUFFIX.len());
+                (self.settings.max_request_events, max_cost)
+            }
+            Method::Get => (1, usize::MAX),
+        }
+    }
+
+    // ------------------------------------------------------------------------- sending
+
+    /// Whether the queue reached a size trigger: `batch_size` events or `byte_limit` bytes.
+    fn reached_limit(&self) -> bool {
+        self.store.len() >= self.settings.batch_size
+            || self
+                .settings
+                .byte_limit
+                .is_some_and(|limit| self.queued_bytes >= limit as u64)
+    }
+
+    /// Whether a new request should be cut from the queue.
+    fn wants_to_send(&mut self) -> bool {
+        if self.store.is_empty() {
+            return false;
+        }
+        if !self.draining && self.reached_limit() {
+            self.draining = true;
+        }
+        self.draining || !self.waiters.is_empty()
+    }
+
+    /// Sends what is allowed now: retries that are due first, then new requests from the
+    /// queue, while fewer requests than the limit are outstanding and nothing holds.
+    fn pump(&mut self, now: Now) {
+        if !self.ready || self.closed {
+            return;
+        }
+        self.last_calls(now);
+        if self.hold_until.is_some_and(|hold| hold > now.at) {
+            return;
+        }
+        self.hold_until = None;
+        while self.in_flight.len() < self.limit() {
+            if let Some(at) = self.next_retry(now) {
+                let retry = self.retries.swap_remove(at);
+                self.retry_events -= retry.events.len() as u64;
+                self.queued_bytes -= retry.cost;
+                self.send(retry.lease, retry.events, retry.delay, retry.last_call, now);
+            } else if self.braked && !self.in_flight.is_empty() {
+                break;
+            } else if self.wants_to_send() {
+                let (max_events, max_cost) = self.lease_limits();
+                let lease = match self.store.lease(max_events, max_cost) {
+                    Ok(lease) if !lease.events.is_empty() => lease,
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to hand out a batch");
+                        break;
+                    }
+                };
+                self.queued_bytes -= cost_of(&lease.events);
+                self.send(lease.id, lease.events, Duration::ZERO, false, now);
+            } else {
+                break;
+            }
+            if self.braked {
+                // One attempt per hold.
+                break;
+            }
+        }
+        if self.in_flight.len() >= self.limit() {
+            // Every slot is taken: the limit is in use, and each of these answers may
+            // raise it.
+            for flight in self.in_flight.values_mut() {
+                flight.at_limit = true;
+            }
+        }
+        if self.store.is_empty() {
+            self.draining = false;
+        }
+    }
+
+    /// The retry to send next: the earliest due (braked: the earliest, due or not, since
+    /// the hold spaces the attempts).
+    fn next_retry(&self, now: Now) -> Option<usize> {
+        let (at, retry) = self
+            .retries
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, retry)| retry.due)?;
+        (self.braked || retry.due <= now.at).then_some(at)
+    }
+
+    /// While a shutdown waits, a retry (or the hold) that would end after its deadline
+    /// gets one last attempt now instead.
+    fn last_calls(&mut self, now: Now) {
+        let Some(deadline) = self
+            .waiters
+            .iter()
+            .filter(|w| w.shutdown)
+            .map(|w| w.deadline)
+            .min()
+        else {
+            return;
+        };
+        if now.at >= deadline {
+            return;
+        }
+        for retry in &mut self.retries {
+            if retry.due > deadline && !retry.last_call {
+                retry.due = now.at;
+                retry.last_call = true;
+            }
+        }
+        if self.hold_until.is_some_and(|hold| hold > deadline) && !self.hold_last_call {
+            self.hold_until = None;
+            self.hold_last_call = true;
+        }
+    }
+
+    fn send(
+        &mut self,
+        lease: LeaseId,
+        mut events: Vec<StoredEvent>,
+        delay: Duration,
+        last_call: bool,
+        now: Now,
+    ) {
+        for event in &mut events {
+            event.attempts += 1;
+        }
+        let cost = cost_of(&events) as usize;
+        let stm = Stm::new(now.wall_ms);
+        let (url, body) = match self.settings.method {
+            Method::Post => {
+                let mut body = String::with_capacity(cost + BODY_PREFIX.len() + 2);
+                push_post_body(&mut body, events.iter().map(|e| &e.event), now.wall_ms);
+                (self.settings.url.clone(), body)
+            }
+            Method::Get => {
+                let mut url = String::with_capacity(cost);
+                url.push_str(&self.settings.url);
+                url.push('?');
+                events[0].event.push_query(&mut url, &stm);
+                (url, String::new())
+            }
+        };
+        let bytes = body.len().max(url.len());
+        let request = Request {
+            method: self.settings.method,
+            url,
+            body,
+            timeout: self.settings.request_timeout.request(),
+            events: events.len(),
+        };
+        tracing::debug!(
+            endpoint = %self.settings.endpoint,
+            method = ?request.method,
+            events = request.events,
+            bytes,
+            "sending request"
+        );
+        let id = self.next_request;
+        self.next_request += 1;
+        self.stats.requests += 1;
+        self.in_flight_events += events.len() as u64;
+        self.in_flight.insert(
+            id,
+            Flight {
+                lease,
+                events,
+                bytes,
+                sent_at: now.at,
+                at_limit: false,
+                epoch: self.limiter.epoch(),
+                delay,
+                last_call,
+                braked: self.braked,
+            },
+        );
+        self.commands.push(Command::Send { id, request });
+    }
+
+    // ------------------------------------------------------------------------- answers
+
+    fn verdict(&self, reason: &FailureReason, events: usize) -> Verdict {
+        let policy = &self.settings.retry;
+        match reason {
+            FailureReason::Invalid(_) => Verdict::Drop(DropReason::Oversize),
+            FailureReason::Status(status @ (413 | 414)) if !policy.overrides(*status) => {
+                if events > 1 {
+                    Verdict::Split
+                } else {
+                    Verdict::Drop(DropReason::Oversize)
+                }
+            }
+            _ if !policy.retries(reason) => Verdict::Drop(DropReason::Rejected),
+            FailureReason::Status(status) => Verdict::Retry {
+                back_pressure: matches!(status, 429 | 503),
+            },
+            FailureReason::Timeout | FailureReason::Connection(_) | FailureReason::Fatal(_) => {
+                Verdict::Retry {
+                    back_pressure: true,
+                }
+            }
+        }
+    }
+
+    fn on_sent(&mut self, flight: Flight, now: Now) {
+        let count = flight.events.len() as u64;
+        if let Err(error) = self.store.acknowledge(flight.lease) {
+            tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove sent events");
+        }
+        self.stats.sent += count;
+        self.failed_in_row = 0;
+        self.last_success = now.at;
+        self.backoff.reset();
+        self.hold_last_call = false;
+        if self.braked {
+            self.braked = false;
+            self.hold_until = None;
+            self.limiter.restart();
+            tracing::info!(endpoint = %self.settings.endpoint, "collector answers again: brake released");
+        } else {
+            self.limiter.on_success(
+                now.at.saturating_duration_since(flight.sent_at),
+                flight.at_limit,
+                flight.epoch,
+            );
+        }
+        // The collector is answering: every waiting retry goes within the first step.
+        if !self.retries.is_empty() {
+            let first = self.backoff.delay_after(Duration::ZERO);
+            for retry in &mut self.retries {
+                if retry.delay > first {
+                    retry.delay = first;
+                    retry.due = retry.due.min(now.at + first);
+                }
+            }
+        }
+        tracing::debug!(endpoint = %self.settings.endpoint, events = count, "request accepted");
+        self.commands.push(Command::Sent(flight.events));
+    }
+
+    /// 413 for several events: all back to the front of the queue, the attempt not
+    /// counted, and the byte cap lowered to half the refused body, so that the next two
+    /// requests cut from the front carry one half each.
+    fn split(&mut self, flight: Flight, reason: &FailureReason) {
+        let mut events = flight.events;
+        for event in &mut events {
+            event.attempts = event.attempts.saturating_sub(1);
+        }
+        let floor = BODY_PREFIX.len() + BODY_SUFFIX.len() + 1;
+        let lowered = (flight.bytes / 2).max(floor);
+        if lowered < self.request_bytes {
+            self.request_bytes = lowered;
+        }
+        tracing::warn!(
+            endpoint = %self.settings.endpoint,
+            %reason,
+            events = events.len(),
+            bytes = flight.bytes,
+            request_bytes_cap = self.request_bytes,
+            "collector refused a request as too large: splitting it and lowering the request size cap"
+        );
+        self.queued_bytes += cost_of(&events);
+        if let Err(error) = self.store.requeue(flight.lease, events) {
+            tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue events");
+        }
+        self.draining = true;
+    }
+
+    fn drop_flight(&mut self, flight: Flight, reason: &FailureReason, dropped_as: DropReason) {
+        let count = flight.events.len() as u64;
+        if let Err(error) = self.store.acknowledge(flight.lease) {
+            tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove dropped events");
+        }
+        self.stats.dropped.add(dropped_as, count);
+        self.failed_in_row = 0;
+        tracing::warn!(
+            endpoint = %self.settings.endpoint,
+            %reason,
+            events = count,
+            dropped_as = %dropped_as,
+            "request failed and is not retried: events dropped"
+        );
+        self.report(flight.events, reason.clone(), false, Some(dropped_as));
+    }
+
+    fn retry(
+        &mut self,
+        flight: Flight,
+        reason: FailureReason,
+        back_pressure: bool,
+        retry_after: Option<Duration>,
+        now: Now,
+    ) {
+        let count = flight.events.len();
+        let mut retry = Vec::with_capacity(count);
+        let mut exhausted = Vec::new();
+        let mut expired = Vec::new();
+        for event in flight.events {
+            if self
+                .settings
+                .max_attempts
+                .is_some_and(|max| event.attempts >= max)
+            {
+                exhausted.push(event);
+            } else if self
+                .settings
+                .max_event_age
+                .is_some_and(|age| now.wall_ms.saturating_sub(event.received_ms) > millis(age))
+            {
+                expired.push(event);
+            } else {
+                retry.push(event);
+            }
+        }
+        self.failed_in_row += 1;
+        self.stats.retried += retry.len() as u64;
+        self.stats
+            .dropped
+            .add(DropReason::AttemptsExhausted, exhausted.len() as u64);
+        self.stats
+            .dropped
+            .add(DropReason::Expired, expired.len() as u64);
+        if back_pressure {
+            self.limiter.on_back_pressure(flight.epoch);
+        }
+        if let Some(after) = retry_after.filter(|_| back_pressure) {
+            let until = now.at + after.min(self.settings.max_retry_delay);
+            self.hold_until = Some(self.hold_until.map_or(until, |hold| hold.max(until)));
+        }
+        let retried =
+            (!retry.is_empty() && self.settings.on_failure.is_some()).then(|| retry.clone());
+        let one_at_a_time = self.settings.max_in_flight == 1;
+        let quiet = now.at.saturating_duration_since(self.last_success);
+        let engaged = !one_at_a_time
+            && !self.braked
+            && self.failed_in_row >= BRAKE_AFTER
+            && quiet >= BRAKE_MIN_QUIET;
+        if engaged {
+            self.braked = true;
+            tracing::warn!(
+                endpoint = %self.settings.endpoint,
+                failed_in_row = self.failed_in_row,
+                quiet_ms = millis(quiet),
+                "collector unavailable: braking to one request at a time until it answers"
+            );
+        }
+        // Braked, only the brake's own attempt (or the failure that engages it) spaces the
+        // next: the answers of requests sent before the brake do not grow the backoff.
+        let retry_in = if one_at_a_time || engaged || (self.braked && flight.braked) {
+            // The emitter waits as a whole: the baseline's rule.
+            let delay = self.backoff.next_delay();
+            let until = now.at + delay;
+            self.hold_until = Some(self.hold_until.map_or(until, |hold| hold.max(until)));
+            delay
+        } else {
+            Duration::ZERO
+        };
+        if one_at_a_time {
+            self.queued_bytes += cost_of(&retry);
+            if let Err(error) = self.store.requeue(flight.lease, retry) {
+                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue events");
+            }
+        } else if retry.is_empty() {
+            if let Err(error) = self.store.acknowledge(flight.lease) {
+                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove dropped events");
+            }
+        } else {
+            let delay = if flight.last_call {
+                far_future(now.at).saturating_duration_since(now.at)
+            } else {
+                self.backoff.delay_after(flight.delay)
+            };
+            let due = now
+                .at
+                .checked_add(delay)
+                .unwrap_or_else(|| far_future(now.at));
+            let cost = cost_of(&retry);
+            self.queued_bytes += cost;
+            self.retry_events += retry.len() as u64;
+            self.retries.push(Retry {
+                lease: flight.lease,
+                events: retry,
+                cost,
+                due,
+                delay: if flight.last_call {
+                    flight.delay
+                } else {
+                    delay
+                },
+                last_call: flight.last_call,
+            });
+        }
+        tracing::warn!(
+            endpoint = %self.settings.endpoint,
+            %reason,
+            events = count,
+            retried = retried.as_ref().map_or(count - exhausted.len() - expired.len(), Vec::len),
+            attempts_exhausted = exhausted.len(),
+            expired = expired.len(),
+            hold_ms = millis(retry_in),
+            "request failed"
+        );
+        if let Some(retried) = retried {
+            self.report(retried, reason.clone(), true, None);
+        }
+        if !exhausted.is_empty() {
+            self.report(
+                exhausted,
+                reason.clone(),
+                false,
+                Some(DropReason::AttemptsExhausted),
+            );
+        }
+        if !expired.is_empty() {
+            self.report(expired, reason, false, Some(DropReason::Expired));
+        }
+    }
+
+    fn report(
+        &mut self,
+        events: Vec<StoredEvent>,
+        reason: FailureReason,
+        will_retry: bool,
+        dropped: Option<DropReason>,
+    ) {
+        if self.settings.on_failure.is_some() {
+            self.commands.push(Command::Failed {
+                events,
+                reason,
+                will_retry,
+                dropped,
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------------- flushes
+
+    /// After anything that may settle events: resolve finished flushes, send more.
+    fn after_change(&mut self, now: Now) {
+        self.resolve_waiters(now);
+        self.pump(now);
+    }
+
+    /// The smallest `seq` still queued, waiting for a retry or in flight.
+    fn oldest_outstanding(&self) -> Option<u64> {
+        let in_flight = self.in_flight.values().filter_map(|f| first_seq(&f.events));
+        let waiting = self.retries.iter().filter_map(|r| first_seq(&r.events));
+        self.store
+            .oldest_seq()
+            .into_iter()
+            .chain(in_flight)
+            .chain(waiting)
+            .min()
+    }
+
+    fn is_done(&self, waiter: &Waiter) -> bool {
+        self.oldest_outstanding()
+            .is_none_or(|oldest| oldest >= waiter.target)
+    }
+
+    /// Replies to the flushes that are done or past their deadline.
+    fn resolve_waiters(&mut self, now: Now) {
+        let ready: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|waiter| now.at >= waiter.deadline || self.is_done(waiter))
+            .map(|waiter| waiter.id)
+            .collect();
+        for id in ready {
+            self.resolve(id);
+        }
+    }
+
+    /// Replies to one flush; a shutdown first closes the emitter.
+    fn resolve(&mut self, id: u64) {
+        let Some(at) = self.waiters.iter().position(|w| w.id == id) else {
+            return;
+        };
+        let waiter = self.waiters.remove(at);
+        let done = self.is_done(&waiter);
+        if !done {
+            tracing::warn!(
+                endpoint = %self.settings.endpoint,
+                queued = self.queued() + self.in_flight_events,
+                "flush deadline passed with events still unsent"
+            );
+        }
+        if waiter.shutdown {
+            self.close();
+        }
+        let report = FlushReport {
+            sent: self.stats.sent - waiter.start_sent,
+            dropped: self.stats.dropped.since(&waiter.start_dropped),
+            queued: self.queued() + self.in_flight_events,
+            timed_out: !done,
+        };
+        self.commands.push(Command::Reply { waiter: id, report });
+    }
+
+    /// Settles everything left as dropped (`shutdown`) and refuses what comes next. A
+    /// durable store keeps what is left for the next start instead.
+    fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        let left = self.settle_left_over();
+        if left > 0 {
+            tracing::warn!(
+                endpoint = %self.settings.endpoint,
+                dropped = left,
+                "emitter shut down with events unsent: dropped as shutdown"
+            );
+        }
+        // Flushes still waiting can only get what is now final.
+        let others: Vec<u64> = self.waiters.iter().map(|w| w.id).collect();
+        for id in others {
+            self.resolve(id);
+        }
+    }
+
+    /// Closes the emitter: removes what is queued, waiting or in flight and counts it as
+    /// dropped (`shutdown`); with a durable store the events stay stored and only the
+    /// in-memory view is cleared. Returns how many were dropped.
+    pub(crate) fn settle_left_over(&mut self) -> u64 {
+        self.closed = true;
+        self.hold_until = None;
+        let durable = self.store.is_durable();
+        let mut left = 0;
+        let flights = self.in_flight.drain().map(|(_, f)| (f.lease, f.events));
+        let retries = self.retries.drain(..).map(|r| (r.lease, r.events));
+        let mut leases: Vec<(LeaseId, Vec<StoredEvent>)> = flights.chain(retries).collect();
+        leases.sort_by_key(|(_, events)| std::cmp::Reverse(first_seq(events)));
+        for (lease, events) in leases {
+            if durable {
+                // Kept for the next start: back in the queue, where `queued` counts them.
+                self.queued_bytes += cost_of(&events);
+                if let Err(error) = self.store.requeue(lease, events) {
+                    tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue events at shutdown");
+                }
+            } else {
+                left += events.len() as u64;
+                if let Err(error) = self.store.acknowledge(lease) {
+                    tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove events at shutdown");
+                }
+            }
+        }
+        self.in_flight_events = 0;
+        self.retry_events = 0;
+        if durable {
+            // Only the retries' bytes moved back; the queue keeps its own.
+            return 0;
+        }
+        loop {
+            match self.store.lease(usize::MAX, usize::MAX) {
+                Ok(lease) if !lease.events.is_empty() => {
+                    left += lease.events.len() as u64;
+                    let _ = self.store.acknowledge(lease.id);
+                }
+                _ => break,
+            }
+        }
+        self.queued_bytes = 0;
+        self.stats.dropped.add(DropReason::Shutdown, left);
+        left
+    }
+}
+
+fn first_seq(events: &[StoredEvent]) -> Option<u64> {
+    events.first().map(|e| e.seq)
+}
+
+fn cost_of(events: &[StoredEvent]) -> u64 {
+    events.iter().map(|e| e.cost as u64).sum()
+}
+
+/// A moment no deadline reaches (a century on), for timeouts too large to add.
+fn far_future(now: Instant) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(CENTURY).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests;
