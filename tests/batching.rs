@@ -286,8 +286,11 @@ async fn a_flush_cuts_requests_by_batch_size_and_by_bytes_as_sent() {
         cuts[..cuts.len() - 1].iter().any(|&len| len < batch_size),
         "a cut by bytes before the last: {cuts:?}"
     );
+    // One request at a time, at most one batch each: the cuts are exactly predictable.
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(batch_size)
+        .max_request_events(batch_size)
+        .max_in_flight(1)
         .byte_limit(byte_limit)
         .build()
         .unwrap()
@@ -347,15 +350,21 @@ async fn get_byte_limit_bounds_the_whole_request_url() {
     assert_eq!(url_len(&all[1]), byte_limit + 1);
     let small_url_len = url_len(&all[2]);
     assert!(small_url_len < byte_limit);
-    // The event exactly at the limit fails once (retried: it fits), the one a byte over
-    // always fails (oversize: dropped, never retried), the small one is accepted.
+    // The event exactly at the limit fails once and is retried; the one a byte over is
+    // retried too after a 500 (a large event is retried like any other) and dropped as
+    // `oversize` once the collector refuses it for its size (414); the small one is
+    // accepted.
     let failed_once = Arc::new(Mutex::new(false));
+    let over_failed = Arc::new(Mutex::new(false));
     let decider_at_limit = at_limit.clone();
     let decider_over_limit = over_limit.clone();
     let faults = Faults::none().with_decider(move |request| {
         let label = request.events.first()?.get("se_la")?;
         if label == decider_over_limit {
-            Some(500)
+            let mut failed = over_failed.lock().unwrap();
+            let first = !*failed;
+            *failed = true;
+            Some(if first { 500 } else { 414 })
         } else if label == decider_at_limit {
             let mut failed = failed_once.lock().unwrap();
             let first = !*failed;
@@ -366,8 +375,10 @@ async fn get_byte_limit_bounds_the_whole_request_url() {
         }
     });
     collector.set_faults(faults);
+    // One request at a time: the order of the requests below is fixed.
     let emitter = EmitterBuilder::new(&endpoint)
         .method(Method::Get)
+        .max_in_flight(1)
         .byte_limit(byte_limit)
         .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(50))
@@ -394,6 +405,7 @@ async fn get_byte_limit_bounds_the_whole_request_url() {
             (at_limit.clone(), 500),
             (at_limit.clone(), 200),
             (over_limit.clone(), 500),
+            (over_limit.clone(), 414),
             (small.clone(), 200),
         ]
     );
@@ -402,8 +414,11 @@ async fn get_byte_limit_bounds_the_whole_request_url() {
         .iter()
         .map(|r| collector.endpoint().len() + r.target_len())
         .collect();
-    assert_eq!(sent_len[..3], [byte_limit, byte_limit, byte_limit + 1]);
-    assert_eq!(sent_len[3], small_url_len);
+    assert_eq!(
+        sent_len[..4],
+        [byte_limit, byte_limit, byte_limit + 1, byte_limit + 1]
+    );
+    assert_eq!(sent_len[4], small_url_len);
     for request in &requests {
         assert_eq!(request.path, "/sub/i");
     }
@@ -416,26 +431,37 @@ async fn get_byte_limit_bounds_the_whole_request_url() {
             stats.retried,
             stats.requests
         ),
-        (2, 1, 1, 4)
+        (2, 1, 2, 5)
     );
 }
 
 #[actix_rt::test]
-async fn an_oversize_event_goes_alone_once_and_is_dropped_when_its_request_fails() {
+async fn an_event_over_the_cap_goes_alone_is_retried_and_dropped_only_when_refused_for_its_size() {
     let big = "x".repeat(2_000);
     let names = ["0", "1", big.as_str(), "3", "4"];
     let all = labelled(&names);
     let sizes: Vec<usize> = all.iter().map(|e| e.post_size()).collect();
     let byte_limit = wire::post_body_size([sizes[0]; 3]);
     assert!(wire::post_body_size([sizes[2]]) > byte_limit);
+    // The large event is answered 500 (retried), then 413 (dropped as `oversize`).
     let decider_big = big.clone();
+    let big_failed = Arc::new(Mutex::new(false));
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_decider(move |request| {
-            request
+            let has_big = request
                 .events
                 .iter()
-                .any(|e| e.get("se_la") == Some(decider_big.as_str()))
-                .then_some(500)
+                .any(|e| e.get("se_la") == Some(decider_big.as_str()));
+            has_big.then(|| {
+                let mut failed = big_failed.lock().unwrap();
+                let first = !*failed;
+                *failed = true;
+                if first {
+                    500
+                } else {
+                    413
+                }
+            })
         }),
     ))
     .await;
@@ -443,6 +469,7 @@ async fn an_oversize_event_goes_alone_once_and_is_dropped_when_its_request_fails
     let seen = failures.clone();
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(10)
+        .max_in_flight(1)
         .byte_limit(byte_limit)
         .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(50))
@@ -479,13 +506,14 @@ async fn an_oversize_event_goes_alone_once_and_is_dropped_when_its_request_fails
         [
             vec!["0".to_owned(), "1".to_owned()],
             vec![big.clone()],
+            vec![big.clone()],
             vec!["3".to_owned(), "4".to_owned()],
         ]
     );
-    assert_eq!(collector.statuses(), [200, 500, 200]);
+    assert_eq!(collector.statuses(), [200, 500, 413, 200]);
     assert!(requests[1].body_len_or_query_len > byte_limit);
     assert!(requests[0].body_len_or_query_len <= byte_limit);
-    assert!(requests[2].body_len_or_query_len <= byte_limit);
+    assert!(requests[3].body_len_or_query_len <= byte_limit);
     assert_eq!(
         collector.event_ids(),
         [
@@ -497,12 +525,15 @@ async fn an_oversize_event_goes_alone_once_and_is_dropped_when_its_request_fails
     );
     assert_eq!(
         *failures.lock().unwrap(),
-        [(
-            vec![ids[2].clone()],
-            FailureReason::Status(500),
-            false,
-            Some(DropReason::Oversize)
-        )]
+        [
+            (vec![ids[2].clone()], FailureReason::Status(500), true, None),
+            (
+                vec![ids[2].clone()],
+                FailureReason::Status(413),
+                false,
+                Some(DropReason::Oversize)
+            )
+        ]
     );
     let stats = stats(&emitter).await;
     assert_eq!(
@@ -512,7 +543,7 @@ async fn an_oversize_event_goes_alone_once_and_is_dropped_when_its_request_fails
             stats.retried,
             stats.requests
         ),
-        (4, 1, 0, 3)
+        (4, 1, 1, 4)
     );
 }
 
@@ -559,8 +590,8 @@ async fn a_post_body_exactly_at_the_byte_limit_is_not_oversize() {
     let all = labelled(&[&at_limit, &over_limit]);
     let byte_limit = wire::post_body_size([all[0].post_size()]);
     assert_eq!(wire::post_body_size([all[1].post_size()]), byte_limit + 1);
-    // The event at the limit fails once (retried: it fits), the one a byte over always
-    // fails (oversize: dropped, never retried).
+    // The event at the limit fails once (retried), the one a byte over goes alone and is
+    // refused for its size (413: oversize, never retried).
     let failed_once = Arc::new(Mutex::new(false));
     let decider_at_limit = at_limit.clone();
     let decider_over_limit = over_limit.clone();
@@ -568,7 +599,7 @@ async fn a_post_body_exactly_at_the_byte_limit_is_not_oversize() {
         Faults::none().with_decider(move |request| {
             let label = request.events.first()?.get("se_la")?;
             if label == decider_over_limit {
-                Some(500)
+                Some(413)
             } else if label == decider_at_limit {
                 let mut failed = failed_once.lock().unwrap();
                 let first = !*failed;
@@ -581,6 +612,7 @@ async fn a_post_body_exactly_at_the_byte_limit_is_not_oversize() {
     ))
     .await;
     let emitter = EmitterBuilder::new(collector.endpoint())
+        .max_in_flight(1)
         .byte_limit(byte_limit)
         .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(50))
@@ -615,7 +647,7 @@ async fn a_post_body_exactly_at_the_byte_limit_is_not_oversize() {
         [
             (at_limit.clone(), 500, byte_limit),
             (at_limit.clone(), 200, byte_limit),
-            (over_limit.clone(), 500, byte_limit + 1),
+            (over_limit.clone(), 413, byte_limit + 1),
         ]
     );
     assert_eq!(collector.event_ids(), ids[..1]);

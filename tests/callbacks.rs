@@ -58,7 +58,14 @@ async fn on_success_receives_exactly_the_events_of_each_successful_request() {
     ))
     .await;
     let (builder, successes, mut failures) = recording_builder(collector.endpoint());
-    let emitter = builder.batch_size(4).build().unwrap().start();
+    // Requests of one batch, one at a time: the requests below are fixed.
+    let emitter = builder
+        .batch_size(4)
+        .max_request_events(4)
+        .max_in_flight(1)
+        .build()
+        .unwrap()
+        .start();
     let ids = track_all(&emitter, events(10));
 
     let report = emitter.send(Flush::default()).await.unwrap();
@@ -215,6 +222,8 @@ async fn a_panicking_on_success_loses_nothing() {
     let collector = TestCollector::start(CollectorConfig::default()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(4)
+        .max_request_events(4)
+        .max_in_flight(1)
         .on_success(|_| panic!("on_success panics on purpose"))
         .build()
         .unwrap()

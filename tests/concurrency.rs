@@ -1,5 +1,6 @@
-//! `max_in_flight`: concurrent requests against a real collector, FIFO with one request at a
-//! time, exactly-once delivery with several, and concurrent sync flushes.
+//! `max_in_flight`: adaptive concurrency against a real collector (a slow start up to the
+//! bound), FIFO with one request at a time, exactly-once delivery with several, and
+//! concurrent sync flushes.
 
 mod common;
 
@@ -48,8 +49,20 @@ fn events_in_failed_requests(requests: &[RecordedRequest]) -> u64 {
         .sum()
 }
 
+/// Requests grouped by arrival: a new group starts after a pause longer than `gap`.
+fn waves(requests: &[RecordedRequest], gap: Duration) -> Vec<usize> {
+    let mut waves: Vec<usize> = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        if i == 0 || request.at - requests[i - 1].at > gap {
+            waves.push(0);
+        }
+        *waves.last_mut().unwrap() += 1;
+    }
+    waves
+}
+
 #[actix_rt::test]
-async fn max_in_flight_four_has_four_requests_at_the_collector_before_the_first_answer() {
+async fn concurrency_starts_at_one_and_doubles_per_round_trip_up_to_max_in_flight() {
     let delay = Duration::from_millis(300);
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_delay(delay),
@@ -58,46 +71,48 @@ async fn max_in_flight_four_has_four_requests_at_the_collector_before_the_first_
     let (builder, answered) = recording_answers(
         EmitterBuilder::new(collector.endpoint())
             .max_in_flight(4)
-            .batch_size(5),
+            .batch_size(5)
+            .max_request_events(5),
     );
     let emitter = builder.build().unwrap().start();
-    let mut ids = track_all(&emitter, events(40));
+    let mut ids = track_all(&emitter, events(60));
 
     let report = emitter.send(Flush::default()).await.unwrap();
 
     assert_eq!(
         (report.sent, report.queued, report.timed_out),
-        (40, 0, false)
+        (60, 0, false)
     );
     let requests = collector.requests();
-    assert_eq!(requests.len(), 8);
+    assert_eq!(requests.len(), 12);
     assert!(requests.iter().all(|r| r.events.len() == 5 && r.accepted()));
+    // A slow start, one round trip a wave: 1, 2, 4, then never more than the upper bound.
+    assert_eq!(waves(&requests, delay / 2), [1, 2, 4, 4, 1]);
     let first_answer = *answers(&answered).iter().min().unwrap();
-    // Four requests reached the collector before any answer reached the emitter …
-    assert!(requests[3].at < first_answer);
-    let spread = requests[3].at - requests[0].at;
     assert!(
-        spread < delay,
-        "4 concurrent requests arrived over {spread:?}"
+        requests[1].at > first_answer,
+        "one request before the first answer"
     );
-    // … and a fifth only after one: never more than four outstanding.
-    assert!(requests[4].at > first_answer);
-    assert!(requests[4].at - requests[0].at >= delay);
     ids.sort();
     assert_eq!(sorted_accepted(&collector), ids);
     let stats = stats(&emitter).await;
-    assert_eq!((stats.sent, stats.requests, stats.retried), (40, 8, 0));
+    assert_eq!((stats.sent, stats.requests, stats.retried), (60, 12, 0));
     assert_eq!((stats.in_flight, stats.in_flight_requests), (0, 0));
+    assert_eq!(stats.concurrency_limit, 4);
 }
 
 #[actix_rt::test]
-async fn by_default_requests_go_one_at_a_time_and_events_arrive_in_order() {
+async fn with_max_in_flight_one_requests_go_one_at_a_time_and_events_arrive_in_order() {
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_delay(Duration::from_millis(10)),
     ))
     .await;
-    let (builder, answered) =
-        recording_answers(EmitterBuilder::new(collector.endpoint()).batch_size(5));
+    let (builder, answered) = recording_answers(
+        EmitterBuilder::new(collector.endpoint())
+            .max_in_flight(1)
+            .batch_size(5)
+            .max_request_events(5),
+    );
     let emitter = builder.build().unwrap().start();
     let ids = track_all(&emitter, events(60));
 
@@ -125,13 +140,15 @@ async fn by_default_requests_go_one_at_a_time_and_events_arrive_in_order() {
 }
 
 #[actix_rt::test]
-async fn by_default_events_arrive_in_order_through_retries() {
+async fn with_max_in_flight_one_events_arrive_in_order_through_retries() {
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_failure_rate(0.3, 7, 503),
     ))
     .await;
     let emitter = EmitterBuilder::new(collector.endpoint())
+        .max_in_flight(1)
         .batch_size(5)
+        .max_request_events(5)
         .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(10))
         .build()
@@ -166,6 +183,7 @@ async fn several_requests_in_flight_deliver_every_event_exactly_once_through_fai
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(4)
         .batch_size(5)
+        .max_request_events(5)
         .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(10))
         .build()
@@ -297,10 +315,11 @@ async fn a_short_flush_deadline_does_not_end_a_concurrent_longer_flush() {
 
 #[actix_rt::test]
 async fn get_with_max_in_flight_eight_delivers_every_event_exactly_once() {
+    let delay = Duration::from_millis(200);
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none()
-            .with_failure_rate(0.2, 3, 503)
-            .with_delay_first(8, Duration::from_millis(200)),
+            .with_failure_rate(0.2, 3, 500)
+            .with_delay_first(8, delay),
     ))
     .await;
     let (builder, answered) = recording_answers(
@@ -328,11 +347,13 @@ async fn get_with_max_in_flight_eight_delivers_every_event_exactly_once() {
     assert!(requests
         .iter()
         .all(|r| r.method == "GET" && r.events.len() == 1));
-    let first_answer = *answers(&answered).iter().min().unwrap();
-    assert!(
-        requests[7].at < first_answer,
-        "8 requests outstanding at once"
-    );
+    // The concurrency grew from one request towards eight, and stayed within eight.
+    let delayed: Vec<RecordedRequest> = requests.iter().take(8).cloned().collect();
+    let grown = waves(&delayed, delay / 2);
+    assert_eq!(grown[0], 1, "{grown:?}");
+    assert!(grown.iter().any(|&wave| wave > 1), "{grown:?}");
+    assert!(grown.iter().all(|&wave| wave <= 8), "{grown:?}");
+    assert!(!answers(&answered).is_empty());
     let failed = events_in_failed_requests(&requests);
     assert!(failed > 0, "the seed produces failures");
     let stats = stats(&emitter).await;

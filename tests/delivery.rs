@@ -3,13 +3,16 @@
 mod common;
 
 use common::collector::{CollectorConfig, TestCollector};
-use common::support::{events, labels, range_labels, stats, track_all, SOON};
+use common::support::{events, labels, range_labels, sorted_labels, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, Flush, Method};
 
 #[actix_rt::test]
 async fn post_delivers_batches_in_order_with_a_valid_envelope() {
     let collector = TestCollector::start(CollectorConfig::default()).await;
+    // One request at a time, of at most one batch: the baseline's requests.
     let emitter = EmitterBuilder::new(collector.endpoint())
+        .max_in_flight(1)
+        .max_request_events(10)
         .build()
         .unwrap()
         .start();
@@ -46,6 +49,40 @@ async fn post_delivers_batches_in_order_with_a_valid_envelope() {
 }
 
 #[actix_rt::test]
+async fn by_default_a_flush_sends_the_backlog_in_requests_as_large_as_the_caps_allow() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    // A batch size no burst reaches: the flush alone sends them.
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(100)
+        .build()
+        .unwrap()
+        .start();
+    let ids = track_all(&emitter, events(25));
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!((report.sent, report.timed_out), (25, false));
+    let received = collector.wait_for_events(25, SOON).await.unwrap();
+    let mut received_ids: Vec<_> = received
+        .iter()
+        .map(|e| e.eid().unwrap().to_owned())
+        .collect();
+    received_ids.sort();
+    let mut ids = ids;
+    ids.sort();
+    assert_eq!(received_ids, ids);
+    // Not batches of `batch_size`: one request, as large as the caps allow.
+    let requests = collector.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.events.len()).collect::<Vec<_>>(),
+        [25]
+    );
+    for request in &requests {
+        common::iglu::validate_post_body(&request.raw).unwrap();
+    }
+}
+
+#[actix_rt::test]
 async fn get_sends_one_request_per_event() {
     let collector = TestCollector::start(CollectorConfig::default()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
@@ -57,7 +94,8 @@ async fn get_sends_one_request_per_event() {
 
     let received = collector.wait_for_events(5, SOON).await.unwrap();
 
-    assert_eq!(labels(&received), range_labels(0..5));
+    // Several requests may be in flight: every event once, in no promised order.
+    assert_eq!(sorted_labels(&received), range_labels(0..5));
     let requests = collector.requests();
     assert_eq!(requests.len(), 5);
     for request in &requests {

@@ -192,7 +192,9 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
     let tracker = Tracker::builder("logging")
         .subject(Subject::new().user_id(marker.as_str()))
         .emitter(quick(
-            EmitterBuilder::new(statuses.endpoint()).batch_size(2),
+            EmitterBuilder::new(statuses.endpoint())
+                .batch_size(2)
+                .max_request_events(2),
         ))
         .emitter(quick(
             EmitterBuilder::new(get_statuses.endpoint()).method(Method::Get),

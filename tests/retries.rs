@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
 use common::support::{
-    closed_port, events, fixed_jitter, labels, range_labels, stats, track_all, SOON,
+    closed_port, events, fixed_jitter, labels, next_failure, range_labels, sorted_labels, stats,
+    track_all, Seen, SOON,
 };
 use futures::channel::mpsc;
 use futures::StreamExt as _;
@@ -114,13 +115,15 @@ async fn retries_connection_refused_until_the_collector_starts() {
 }
 
 #[actix_rt::test]
-async fn nothing_is_sent_early_while_backing_off() {
+async fn with_max_in_flight_one_nothing_is_sent_early_while_backing_off() {
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_fail_first(1, 500),
     ))
     .await;
     let emitter = EmitterBuilder::new(collector.endpoint())
+        .max_in_flight(1)
         .batch_size(2)
+        .max_request_events(2)
         .max_retry_delay(Duration::from_secs(5))
         .jitter(fixed_jitter(0.9))
         .build()
@@ -149,6 +152,59 @@ async fn nothing_is_sent_early_while_backing_off() {
     );
     // The retried events go first, then the newer ones, in order.
     assert_eq!(labels(&collector.events()), range_labels(0..5));
+}
+
+#[actix_rt::test]
+async fn by_default_a_failed_request_waits_its_own_backoff_while_newer_events_go() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_fail_first(1, 500),
+    ))
+    .await;
+    let (tx, mut failures) = tokio::sync::mpsc::unbounded_channel();
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(2)
+        .max_retry_delay(Duration::from_secs(5))
+        .jitter(fixed_jitter(0.9))
+        .on_failure(move |failure| {
+            let _ = tx.send(Seen::of(failure));
+        })
+        .build()
+        .unwrap()
+        .start();
+    let mut all = events(5).into_iter();
+    // A full batch goes at once and fails: its own 0.9 s of backoff starts.
+    track_all(&emitter, all.by_ref().take(2).collect());
+    assert!(next_failure(&mut failures).await.will_retry);
+    let waiting = stats(&emitter).await;
+    assert_eq!((waiting.retry_requests, waiting.queued), (1, 2));
+    assert_eq!(waiting.backoff_ms, 0, "the emitter as a whole is not held");
+    // Newer events go at once, while the failed request waits.
+    track_all(&emitter, all.collect());
+    collector.wait_for_requests(2, SOON).await.unwrap();
+
+    let report = emitter.send(Flush::default()).await.unwrap();
+
+    // A report counts what settled while it ran: the totals come from the counters.
+    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_eq!(stats(&emitter).await.sent, 5);
+    let requests = collector.requests();
+    let labels_of = |r: &RecordedRequest| labels(&r.events);
+    assert_eq!(labels_of(&requests[0]), ["0", "1"]);
+    let retry = requests
+        .iter()
+        .rposition(|r| labels_of(r) == ["0", "1"])
+        .unwrap();
+    assert!(
+        retry > 1,
+        "newer events went before the retry: {requests:?}"
+    );
+    assert!(requests[1].at.duration_since(requests[0].at) < Duration::from_millis(900));
+    let gap = requests[retry].at.duration_since(requests[0].at);
+    assert!(
+        gap >= Duration::from_millis(900),
+        "retried {gap:?} after the failure"
+    );
+    assert_eq!(sorted_labels(&collector.events()), range_labels(0..5));
 }
 
 #[actix_rt::test]

@@ -324,10 +324,15 @@ fn by_label() -> Faults {
 }
 
 #[actix_rt::test]
-async fn get_events_are_each_decided_by_their_own_status() {
+async fn get_events_one_at_a_time_are_each_decided_by_their_own_status() {
     let collector = TestCollector::start(CollectorConfig::with_faults(by_label())).await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
-    let emitter = builder.method(Method::Get).build().unwrap().start();
+    let emitter = builder
+        .method(Method::Get)
+        .max_in_flight(1)
+        .build()
+        .unwrap()
+        .start();
     let ids = track_all(&emitter, events(4));
 
     let report = emitter.send(Flush::default()).await.unwrap();

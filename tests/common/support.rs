@@ -59,6 +59,14 @@ pub fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
         .collect()
 }
 
+/// The labels of `events` in numeric order: for emitters with several requests in flight,
+/// which do not keep the order.
+pub fn sorted_labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
+    let mut labels = labels(events);
+    labels.sort_by_key(|label| label.parse::<u64>().unwrap_or(u64::MAX));
+    labels
+}
+
 /// `0..n` as strings, to compare with [`labels`].
 pub fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|idx| idx.to_string()).collect()
