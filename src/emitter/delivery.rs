@@ -262,9 +262,10 @@ impl Delivery {
         let sending = self.ready.then(|| {
             let retries = self.retries.iter().map(|r| r.due);
             // While held, the hold's end is what matters; otherwise the retries'.
+            // Retries waiting for a free slot go when an answer frees one, not on a timer.
             match self.hold_until {
                 Some(hold) => Some(hold),
-                None if self.braked => None,
+                None if self.braked || self.in_flight.len() >= self.limit() => None,
                 None => retries.min(),
             }
         });

@@ -142,6 +142,10 @@ impl Sim {
             }
         }
         assert!(self.stats().is_balanced(), "{:?}", self.stats());
+        assert!(
+            self.core.next_wake().is_none_or(|wake| wake > self.now.at),
+            "the core asks to be woken at once: a hot loop"
+        );
     }
 
     /// Tracks `count` events now.
