@@ -10,8 +10,13 @@
 //! ```
 //!
 //! - [`Tracker`]: the `Clone + Send + Sync` handle; `track` never waits.
-//! - [`EmitterBuilder`]: GET or POST, batching by count and bytes, timeouts, backoff,
-//!   retry codes, callbacks, buffer capacity, in-flight requests, store and transport.
+//! - [`EmitterBuilder`]: GET or POST, flush triggers by count and bytes, request caps
+//!   ([`DEFAULT_MAX_REQUEST_EVENTS`], [`DEFAULT_MAX_REQUEST_BYTES`]), adaptive concurrency
+//!   up to [`DEFAULT_MAX_IN_FLIGHT`], per-request retries with backoff, a brake for a
+//!   collector that is down ([`BRAKE_AFTER`], [`BRAKE_MIN_QUIET`]), 413 splits and
+//!   `Retry-After`, timeouts, retry codes, callbacks, buffer capacity, store and transport.
+//!   With more than one request in flight delivery order is not kept; `max_in_flight(1)`
+//!   delivers in order.
 //! - Events: [`PageView`], [`PagePing`], [`Structured`], [`SelfDescribing`],
 //!   [`ScreenView`], [`Transaction`], [`LinkClick`], [`FormChange`], [`FormSubmit`],
 //!   [`SiteSearch`], [`AddToCart`], [`RemoveFromCart`]; [`Subject`] and context entities
