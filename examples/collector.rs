@@ -22,12 +22,40 @@
 //! * `GET {prefix}/i?{query}`: one event (200, or 400);
 //! * `GET /stats`: the counters as JSON: `requests`, `events`, `bad_requests`, `duplicates`
 //!   (events whose `eid` was seen before), `unique_eids`, `post_requests`, `get_requests`,
-//!   `post_events`, `get_events`;
-//! * `POST /reset`: clears them (and the seen ids) and answers them as they were.
+//!   `post_events`, `get_events`, and the requests refused by the faults below:
+//!   `too_large` (413), `unavailable` (503), `resets` (no answer), `failures`
+//!   (`--fail-status`);
+//! * `POST /reset`: clears them (and the seen ids), restarts the `--down-first-ms` period
+//!   and the seeded random stream, and answers the counters as they were.
 //!
 //! Options: `--addr ADDR` (default `127.0.0.1:0`, a free port), `--workers N` (actix-web
 //! worker threads, default 1), `--quiet` (no per-second stats). Exit code 2 for bad
 //! arguments.
+//!
+//! Faults, to try a tracker against a bad collector (none by default). Each event request
+//! is decided in this order, the first that applies wins:
+//!
+//! 1. `--max-body BYTES`: a POST body over BYTES is answered 413;
+//! 2. `--down-first-ms T`: for the first T ms after the start (or the last `/reset`),
+//!    answered 503;
+//! 3. `--reset-rate P`: a share P of the requests get no answer at all: the collector
+//!    drops the connection without writing a response head. While P is above 0 every
+//!    connection is accepted with `SO_LINGER` 0, so the drop is a TCP RST (and so is any
+//!    other close by the collector, such as an idle keep-alive connection timing out). The
+//!    client sees a connection reset (`curl` exits 56, "Connection reset by peer");
+//! 4. `--fail-rate P`: a share P of the rest are answered `--fail-status CODE` (default
+//!    500);
+//! 5. the rest are answered 200, or 400 when invalid.
+//!
+//! The two shares are drawn from a random stream seeded by `--seed S` (default 0), so a
+//! client sending the same requests in the same order meets the same faults. Refused
+//! requests count in `requests`, their events do not count. `--delay-ms M` holds every
+//! answer to an event request for M ms (a dropped connection too) *after* it was counted,
+//! so a client that times out and sends again makes duplicates, as with a real collector:
+//!
+//! ```text
+//! cargo run --release --example collector -- --addr 127.0.0.1:9090 --fail-rate 0.2 --delay-ms 50
+//! ```
 
 #[path = "common/collector.rs"]
 mod collector;
@@ -35,14 +63,28 @@ mod collector;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use collector::{Collector, CollectorConfig, Stats};
+use collector::{Collector, CollectorConfig, Faults, Stats};
 
 const USAGE: &str = "\
-usage: collector [--addr 127.0.0.1:9090] [--workers N] [--quiet]
+usage: collector [--addr 127.0.0.1:9090] [--workers N] [--quiet] [faults]
 
-  --addr ADDR    address to listen on (default 127.0.0.1:0: a free port)
-  --workers N    actix-web worker threads (default 1)
-  --quiet        no stats line every second, only the final stats
+  --addr ADDR          address to listen on (default 127.0.0.1:0: a free port)
+  --workers N          actix-web worker threads (default 1)
+  --quiet              no stats line every second, only the final stats
+
+Faults (none by default), decided per event request in this order:
+  --max-body BYTES     answer 413 to a POST body over BYTES
+  --down-first-ms T    answer 503 for the first T ms after the start or a /reset
+  --reset-rate P       drop the connection of a share P (0 to 1) of the requests,
+                       without an answer (a TCP RST)
+  --fail-rate P        answer --fail-status to a share P (0 to 1) of the rest
+  --fail-status CODE   the status of a failed request, 300 to 599 (default 500)
+  --seed S             seed of the random stream of --reset-rate and --fail-rate
+                       (default 0)
+  --delay-ms M         hold every answer to an event request for M ms, after its
+                       events were counted
+Refused requests do not count their events; /stats counts them as too_large,
+unavailable, resets and failures.
 ";
 
 /// The command line.
@@ -50,6 +92,7 @@ struct Options {
     addr: SocketAddr,
     workers: usize,
     quiet: bool,
+    faults: Faults,
 }
 
 impl Options {
@@ -58,6 +101,7 @@ impl Options {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             workers: 1,
             quiet: false,
+            faults: Faults::default(),
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -88,10 +132,42 @@ impl Options {
                     };
                 }
                 "--quiet" if inline.is_none() => options.quiet = true,
+                "--max-body" => options.faults.max_body = Some(number(name, &value()?)?),
+                "--down-first-ms" => options.faults.down_first = millis(name, &value()?)?,
+                "--reset-rate" => options.faults.reset_rate = share(name, &value()?)?,
+                "--fail-rate" => options.faults.fail_rate = share(name, &value()?)?,
+                "--fail-status" => {
+                    let text = value()?;
+                    options.faults.fail_status = match text.parse() {
+                        Ok(status @ 300..=599) => status,
+                        _ => return Err(format!("--fail-status {text}: expected 300 to 599")),
+                    };
+                }
+                "--seed" => options.faults.seed = number(name, &value()?)?,
+                "--delay-ms" => options.faults.delay = millis(name, &value()?)?,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
         Ok(options)
+    }
+}
+
+fn number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{name} {text}: expected a non-negative number"))
+}
+
+/// Milliseconds; 0 is none.
+fn millis(name: &str, text: &str) -> Result<Option<Duration>, String> {
+    let ms: u64 = number(name, text)?;
+    Ok((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+/// A share from 0 to 1.
+fn share(name: &str, text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{name} {text}: expected a share from 0 to 1")),
     }
 }
 
@@ -115,8 +191,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         workers: options.workers,
         // A sink only counts: keeping every event would grow memory over a load test.
         keep_events: false,
+        faults: options.faults.clone(),
     })?;
     println!("listening on {}", collector.addr());
+    if options.faults.any() {
+        eprintln!("faults: {:?}", options.faults);
+    }
 
     if !options.quiet {
         let stats = collector.stats_reader();
@@ -148,7 +228,7 @@ fn progress(last: &(Stats, Instant), now: &(Stats, Instant)) -> String {
     let (stats, at) = now;
     let seconds = at.duration_since(*then).as_secs_f64().max(1e-3);
     let rate = stats.events.saturating_sub(before.events) as f64 / seconds;
-    format!(
+    let mut line = format!(
         "requests={} (post={} get={}) events={} ({rate:.0}/s) bad_requests={} duplicates={} unique_eids={}",
         stats.requests,
         stats.post_requests,
@@ -157,7 +237,15 @@ fn progress(last: &(Stats, Instant), now: &(Stats, Instant)) -> String {
         stats.bad_requests,
         stats.duplicates,
         stats.unique_eids,
-    )
+    );
+    let refused = stats.too_large + stats.unavailable + stats.resets + stats.failures;
+    if refused > 0 {
+        line += &format!(
+            " refused: too_large={} unavailable={} resets={} failures={}",
+            stats.too_large, stats.unavailable, stats.resets, stats.failures,
+        );
+    }
+    line
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what `kill` and benchmark scripts send).

@@ -17,6 +17,19 @@
 //! counted as a duplicate. The handlers parse outside the one lock they take per request
 //! and log nothing, so the collector can be the sink of a load test.
 //!
+//! [`Faults`] (none by default) make it a bad collector, to watch a tracker cope. Each event
+//! request is decided in this order: a POST body over `max_body` bytes is answered 413;
+//! then, for `down_first` after the start (or the last reset), 503; then a `reset_rate`
+//! share of requests get no answer at all, their connection dropped (a TCP RST, see
+//! [`Faults::reset_rate`]); then a `fail_rate` share of the rest are answered
+//! `fail_status`; what is left is accepted (200) or invalid (400). Refused requests count
+//! as `requests` but their events do not count. `delay` holds every answer to an event
+//! request (a dropped connection too) after it was decided and counted, so a client that
+//! gives up during the delay and sends again makes duplicates, as with a real collector.
+//! The two shares are drawn from a random stream seeded with `seed`, so the same requests
+//! in the same order meet the same faults; `/reset` restarts the stream and the
+//! `down_first` period.
+//!
 //! Start it and stop it from async code running in an actix `System`:
 //!
 //! ```ignore
@@ -36,10 +49,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
-use actix_web::{http::Method, web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -72,6 +86,8 @@ pub(crate) struct CollectorConfig {
     /// Whether to keep every accepted event for [`Collector::events`] (default yes; a load
     /// test sink only counts).
     pub(crate) keep_events: bool,
+    /// What goes wrong on purpose (default nothing).
+    pub(crate) faults: Faults,
 }
 
 impl Default for CollectorConfig {
@@ -80,7 +96,57 @@ impl Default for CollectorConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             workers: 1,
             keep_events: true,
+            faults: Faults::default(),
         }
+    }
+}
+
+/// The faults a [`Collector`] injects into event requests; the default injects none. See
+/// the module documentation for the order in which they are decided.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Faults {
+    /// How long every answer to an event request waits, after the request was counted.
+    pub(crate) delay: Option<Duration>,
+    /// The share (0 to 1) of event requests answered [`fail_status`](Self::fail_status),
+    /// among those not refused otherwise.
+    pub(crate) fail_rate: f64,
+    /// The status of a failed request (default 500).
+    pub(crate) fail_status: u16,
+    /// The seed of the random stream that draws the failed and reset requests.
+    pub(crate) seed: u64,
+    /// The share (0 to 1) of event requests that get no answer: the response head is never
+    /// written and the connection is dropped. While this is above 0, every connection is
+    /// accepted with `SO_LINGER` 0, so the drop is a TCP RST (any other close by the server,
+    /// such as an idle keep-alive connection timing out, is then a RST too).
+    pub(crate) reset_rate: f64,
+    /// For how long after the start (or the last reset) event requests are answered 503.
+    pub(crate) down_first: Option<Duration>,
+    /// The largest POST body accepted; longer ones are answered 413.
+    pub(crate) max_body: Option<usize>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            delay: None,
+            fail_rate: 0.0,
+            fail_status: 500,
+            seed: 0,
+            reset_rate: 0.0,
+            down_first: None,
+            max_body: None,
+        }
+    }
+}
+
+impl Faults {
+    /// Whether any fault is set.
+    pub(crate) fn any(&self) -> bool {
+        self.delay.is_some()
+            || self.fail_rate > 0.0
+            || self.reset_rate > 0.0
+            || self.down_first.is_some()
+            || self.max_body.is_some()
     }
 }
 
@@ -105,6 +171,15 @@ pub(crate) struct Stats {
     pub(crate) post_events: u64,
     /// Events accepted in GET requests.
     pub(crate) get_events: u64,
+    /// Event requests answered 413: a POST body over [`Faults::max_body`].
+    pub(crate) too_large: u64,
+    /// Event requests answered 503 during [`Faults::down_first`].
+    pub(crate) unavailable: u64,
+    /// Event requests whose connection was dropped without an answer
+    /// ([`Faults::reset_rate`]).
+    pub(crate) resets: u64,
+    /// Event requests answered [`Faults::fail_status`] ([`Faults::fail_rate`]).
+    pub(crate) failures: u64,
 }
 
 /// One accepted event: how it came, and its name/value pairs in wire order.
@@ -156,9 +231,11 @@ impl Collector {
     ///
     /// Outside an actix `System` (the server is spawned with `actix_rt::spawn`).
     pub(crate) fn start(config: CollectorConfig) -> io::Result<Self> {
+        let resets = config.faults.reset_rate > 0.0;
         let shared = Arc::new(Shared {
             keep_events: config.keep_events,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(config.faults.seed)),
+            faults: config.faults,
             waiters: AtomicUsize::new(0),
             changed: Notify::new(),
         });
@@ -168,6 +245,15 @@ impl Collector {
                 .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY))
                 .default_service(web::to(handle))
+        })
+        .on_connect(move |connection, _| {
+            if resets {
+                if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                    // A zero linger never blocks: the kernel sends a RST as the socket closes.
+                    #[allow(deprecated)]
+                    let _ = stream.set_linger(Some(Duration::ZERO));
+                }
+            }
         })
         .workers(config.workers.max(1))
         .disable_signals()
@@ -266,22 +352,37 @@ impl Drop for Collector {
 
 struct Shared {
     keep_events: bool,
+    faults: Faults,
     state: Mutex<State>,
     /// Tasks in [`Collector::wait_for_events`]: requests notify only when there are some.
     waiters: AtomicUsize,
     changed: Notify,
 }
 
-#[derive(Default)]
 struct State {
     counts: Stats,
     /// `eid`s seen, as 128-bit UUIDs (16 bytes each), and any that are not UUIDs.
     uuids: HashSet<u128>,
     other_ids: HashSet<Box<str>>,
     events: Vec<ReceivedEvent>,
+    /// The start, or the last reset: when [`Faults::down_first`] began.
+    started: Instant,
+    /// Draws the reset and failed requests.
+    random: SplitMix64,
 }
 
 impl State {
+    fn new(seed: u64) -> Self {
+        Self {
+            counts: Stats::default(),
+            uuids: HashSet::new(),
+            other_ids: HashSet::new(),
+            events: Vec::new(),
+            started: Instant::now(),
+            random: SplitMix64(seed),
+        }
+    }
+
     fn stats(&self) -> Stats {
         Stats {
             unique_eids: (self.uuids.len() + self.other_ids.len()) as u64,
@@ -310,12 +411,21 @@ impl Shared {
     fn reset(&self) -> Stats {
         let mut state = self.lock();
         let before = state.stats();
-        *state = State::default();
+        *state = State::new(self.faults.seed);
         before
     }
 
-    /// Counts one event request: `events` when it was valid, `None` when it was not.
-    fn record(&self, method: &'static str, path: &str, events: Option<Vec<Pairs<'_>>>) {
+    /// Decides the answer to one event request and counts it: a POST body over
+    /// `max_body` (`too_large`), then the faults, then `parsed` (its events, or why it is
+    /// invalid; not looked at when the request is refused).
+    fn record(
+        &self,
+        method: &'static str,
+        path: &str,
+        too_large: bool,
+        parsed: Result<Vec<Pairs<'_>>, String>,
+    ) -> Answer {
+        let faults = &self.faults;
         let mut guard = self.lock();
         let state = &mut *guard;
         state.counts.requests += 1;
@@ -325,9 +435,33 @@ impl Shared {
         } else {
             state.counts.get_requests += 1;
         }
-        let Some(events) = events else {
-            state.counts.bad_requests += 1;
-            return;
+        let refusal = if too_large {
+            state.counts.too_large += 1;
+            Some(Answer::TooLarge)
+        } else if faults
+            .down_first
+            .is_some_and(|down| state.started.elapsed() < down)
+        {
+            state.counts.unavailable += 1;
+            Some(Answer::Unavailable)
+        } else if faults.reset_rate > 0.0 && state.random.next_f64() < faults.reset_rate {
+            state.counts.resets += 1;
+            Some(Answer::Reset)
+        } else if faults.fail_rate > 0.0 && state.random.next_f64() < faults.fail_rate {
+            state.counts.failures += 1;
+            Some(Answer::Failed(faults.fail_status))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return refusal;
+        }
+        let events = match parsed {
+            Ok(events) => events,
+            Err(reason) => {
+                state.counts.bad_requests += 1;
+                return Answer::Invalid(reason);
+            }
         };
         let accepted = events.len() as u64;
         state.counts.events += accepted;
@@ -352,12 +486,47 @@ impl Shared {
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.changed.notify_waiters();
         }
+        Answer::Accepted
+    }
+}
+
+/// A small seeded random stream (SplitMix64): the same seed draws the same numbers.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `[0, 1)`.
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------------------------
+
+/// How an event request is answered.
+enum Answer {
+    /// 200: its events were counted.
+    Accepted,
+    /// 400, with the reason.
+    Invalid(String),
+    /// 413: a POST body over [`Faults::max_body`].
+    TooLarge,
+    /// 503: during [`Faults::down_first`].
+    Unavailable,
+    /// No answer: the connection is dropped ([`Faults::reset_rate`]).
+    Reset,
+    /// [`Faults::fail_status`] ([`Faults::fail_rate`]).
+    Failed(u16),
+}
 
 async fn handle(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let path = request.path();
@@ -366,40 +535,74 @@ async fn handle(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared
         if method != Method::POST {
             return HttpResponse::MethodNotAllowed().finish();
         }
-        match parse_post(&body) {
-            Ok(events) => {
-                shared.record("POST", path, Some(events));
-                HttpResponse::Ok().content_type("text/plain").body("ok")
-            }
-            Err(reason) => {
-                shared.record("POST", path, None);
-                HttpResponse::BadRequest()
-                    .content_type("text/plain")
-                    .body(reason)
-            }
-        }
+        let too_large = shared.faults.max_body.is_some_and(|max| body.len() > max);
+        let parsed = if too_large {
+            Err(String::new())
+        } else {
+            parse_post(&body)
+        };
+        let answer = shared.record("POST", path, too_large, parsed);
+        respond(&shared, answer, || {
+            HttpResponse::Ok().content_type("text/plain").body("ok")
+        })
+        .await
     } else if path.ends_with(GET_PATH) {
         if method != Method::GET {
             return HttpResponse::MethodNotAllowed().finish();
         }
-        match parse_get(request.query_string()) {
-            Ok(event) => {
-                shared.record("GET", path, Some(vec![event]));
-                HttpResponse::Ok().content_type("image/gif").body(PIXEL_GIF)
-            }
-            Err(reason) => {
-                shared.record("GET", path, None);
-                HttpResponse::BadRequest()
-                    .content_type("text/plain")
-                    .body(reason)
-            }
-        }
+        let parsed = parse_get(request.query_string()).map(|event| vec![event]);
+        let answer = shared.record("GET", path, false, parsed);
+        respond(&shared, answer, || {
+            HttpResponse::Ok().content_type("image/gif").body(PIXEL_GIF)
+        })
+        .await
     } else if path == "/stats" && method == Method::GET {
         HttpResponse::Ok().json(shared.lock().stats())
     } else if path == "/reset" && method == Method::POST {
         HttpResponse::Ok().json(shared.reset())
     } else {
         HttpResponse::NotFound().finish()
+    }
+}
+
+/// Waits [`Faults::delay`], then answers an event request; `accepted` is its 200.
+async fn respond(
+    shared: &Shared,
+    answer: Answer,
+    accepted: impl FnOnce() -> HttpResponse,
+) -> HttpResponse {
+    if let Some(delay) = shared.faults.delay {
+        actix_rt::time::sleep(delay).await;
+    }
+    let text = |mut response: actix_web::HttpResponseBuilder, body: String| {
+        response.content_type("text/plain").body(body)
+    };
+    match answer {
+        Answer::Accepted => accepted(),
+        Answer::Invalid(reason) => text(HttpResponse::BadRequest(), reason),
+        Answer::TooLarge => text(
+            HttpResponse::PayloadTooLarge(),
+            "the body is over --max-body".to_owned(),
+        ),
+        Answer::Unavailable => text(
+            HttpResponse::ServiceUnavailable(),
+            "down (--down-first-ms)".to_owned(),
+        ),
+        Answer::Failed(status) => text(
+            HttpResponse::build(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ),
+            "injected failure (--fail-rate)".to_owned(),
+        ),
+        // A body that fails before its first chunk: actix-http gives up on the connection
+        // before it writes the response head, and drops it (a RST, with the zero linger
+        // set at connect).
+        Answer::Reset => HttpResponse::Ok().streaming(futures::stream::once(async {
+            Err::<web::Bytes, _>(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "injected reset (--reset-rate)",
+            ))
+        })),
     }
 }
 

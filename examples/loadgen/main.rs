@@ -6,8 +6,10 @@
 //! ```
 //!
 //! Point it at any Snowplow collector (`cargo run --release --example collector` starts a
-//! local one). Run with `--help` for every option. Exit code 0 when the run completed, even
-//! with drops; 2 for bad arguments.
+//! local one). Run with `--help` for every option; a flag not given leaves the library's
+//! default. Exit code 0 when the run completed, even with drops; 2 for bad arguments,
+//! including settings the library refuses when the tracker is built (an `ftp://`
+//! endpoint, `--batch-size 0`); 1 when the run itself failed.
 
 mod run;
 
@@ -27,9 +29,13 @@ async fn main() {
     };
     match run::run(options).await {
         Ok(summary) => println!("{summary}"),
+        Err(error @ run::RunError::Settings(_)) => {
+            eprintln!("loadgen: {error}\n\n{}", run::USAGE);
+            std::process::exit(error.exit_code());
+        }
         Err(error) => {
             eprintln!("loadgen: {error}");
-            std::process::exit(1);
+            std::process::exit(error.exit_code());
         }
     }
 }

@@ -14,21 +14,63 @@ use snowplow_actix::{
 pub(crate) const USAGE: &str = "\
 usage: loadgen --endpoint URL [--endpoint URL …] [options]
 
+A flag not given leaves the library's default.
+
   --endpoint URL             collector endpoint; repeat for one emitter per endpoint
   --events N                 events to track (default 10000)
   --method post|get          request method (default post)
-  --batch-size B             events per POST request (default 10 POST, 1 GET)
-  --byte-limit BYTES         most bytes per request as sent (default none)
-  --max-in-flight C          requests outstanding per emitter (default 1)
-  --buffer-capacity CAP      events buffered per emitter (default max(N, 10000))
-  --max-retry-delay-ms MS    backoff cap (default 60000)
-  --request-timeout-ms MS    request timeout (default 10000)
+  --batch-size B             queued events that trigger a flush (default 10 POST, 1 GET)
+  --byte-limit BYTES         queued bytes that trigger a flush, and a cap on the bytes of
+                             each request as sent (default none)
+  --max-request-events N     most events per POST request (library default 500)
+  --max-request-bytes B      most bytes per POST body as sent (library default 200000)
+  --max-in-flight C          upper bound of the adaptive concurrency: requests outstanding
+                             per emitter, starting at 1 (library default 32; 1 keeps order)
+  --buffer-capacity CAP      events buffered per emitter (library default 10000)
+  --max-retry-delay-ms MS    backoff cap (library default 60000)
+  --request-timeout-ms MS    request timeout (library default 10000)
   --retry-code CODE=BOOL     retry (true) or drop (false) a status; repeatable
   --flush-timer-ms MS        tracker flush interval, 0 for none (default 10000)
   --rate EVENTS_PER_S        total tracking rate, 0 = as fast as possible (default 0)
   --producers P              threads tracking concurrently (default 1)
   --event KIND               struct | page_view | self_describing (default struct)
-  --drain-timeout-ms MS      deadline of the final flush and shutdown (default 30000)";
+  --drain-timeout-ms MS      deadline of the final flush and shutdown (default 30000)
+
+Exit code 0 when the run completed, even with drops; 2 for bad arguments, including
+settings the library refuses (an endpoint that is not http or https, a zero size); 1 when
+the run failed.";
+
+/// Why [`run`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RunError {
+    /// The library refused the settings when building the tracker: a bad argument.
+    Settings(String),
+    /// The run itself failed (the tracker stopped answering, a producer thread failed).
+    Run(String),
+}
+
+impl RunError {
+    /// The process exit code: 2 for settings, as for any bad argument; 1 otherwise.
+    pub(crate) fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Settings(_) => 2,
+            RunError::Run(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Settings(message) => write!(f, "invalid settings: {message}"),
+            RunError::Run(message) => f.write_str(message),
+        }
+    }
+}
+
+fn failed(error: impl std::fmt::Display) -> RunError {
+    RunError::Run(error.to_string())
+}
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +88,12 @@ pub(crate) struct Options {
     pub(crate) method: Method,
     pub(crate) batch_size: Option<usize>,
     pub(crate) byte_limit: Option<usize>,
-    pub(crate) max_in_flight: usize,
+    pub(crate) max_request_events: Option<usize>,
+    pub(crate) max_request_bytes: Option<usize>,
+    pub(crate) max_in_flight: Option<usize>,
     pub(crate) buffer_capacity: Option<usize>,
-    pub(crate) max_retry_delay: Duration,
-    pub(crate) request_timeout: Duration,
+    pub(crate) max_retry_delay: Option<Duration>,
+    pub(crate) request_timeout: Option<Duration>,
     pub(crate) retry_codes: Vec<(u16, bool)>,
     pub(crate) flush_timer: Option<Duration>,
     pub(crate) rate: u64,
@@ -67,10 +111,12 @@ impl Options {
             method: Method::Post,
             batch_size: None,
             byte_limit: None,
-            max_in_flight: 1,
+            max_request_events: None,
+            max_request_bytes: None,
+            max_in_flight: None,
             buffer_capacity: None,
-            max_retry_delay: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(10),
+            max_retry_delay: None,
+            request_timeout: None,
             retry_codes: Vec::new(),
             flush_timer: Some(Duration::from_secs(10)),
             rate: 0,
@@ -97,10 +143,14 @@ impl Options {
                 }
                 "--batch-size" => options.batch_size = Some(number(flag, value()?)?),
                 "--byte-limit" => options.byte_limit = Some(number(flag, value()?)?),
-                "--max-in-flight" => options.max_in_flight = number(flag, value()?)?,
+                "--max-request-events" => {
+                    options.max_request_events = Some(number(flag, value()?)?)
+                }
+                "--max-request-bytes" => options.max_request_bytes = Some(number(flag, value()?)?),
+                "--max-in-flight" => options.max_in_flight = Some(number(flag, value()?)?),
                 "--buffer-capacity" => options.buffer_capacity = Some(number(flag, value()?)?),
-                "--max-retry-delay-ms" => options.max_retry_delay = millis(flag, value()?)?,
-                "--request-timeout-ms" => options.request_timeout = millis(flag, value()?)?,
+                "--max-retry-delay-ms" => options.max_retry_delay = Some(millis(flag, value()?)?),
+                "--request-timeout-ms" => options.request_timeout = Some(millis(flag, value()?)?),
                 "--retry-code" => {
                     let spec = value()?;
                     let (code, retry) = spec
@@ -272,10 +322,12 @@ fn drops_json(dropped: &DropCounts) -> Value {
 }
 
 /// Runs the load and returns the JSON summary line.
-pub(crate) async fn run(options: Options) -> Result<String, String> {
-    let capacity = options
-        .buffer_capacity
-        .unwrap_or_else(|| (options.events as usize).max(10_000));
+///
+/// # Errors
+///
+/// [`RunError::Settings`] when the library refuses the settings (exit code 2, like a bad
+/// argument), [`RunError::Run`] when the run itself fails.
+pub(crate) async fn run(options: Options) -> Result<String, RunError> {
     let mut builder = Tracker::builder("loadgen").app_id("loadgen");
     builder = match options.flush_timer {
         Some(interval) => builder.flush_interval(interval),
@@ -285,16 +337,31 @@ pub(crate) async fn run(options: Options) -> Result<String, String> {
     for endpoint in &options.endpoints {
         let mut emitter = EmitterBuilder::new(endpoint.as_str())
             .name(endpoint.as_str())
-            .method(options.method)
-            .max_in_flight(options.max_in_flight)
-            .buffer_capacity(capacity)
-            .max_retry_delay(options.max_retry_delay)
-            .request_timeout(options.request_timeout);
+            .method(options.method);
+        // Only what was given: every other setting stays the library's default.
         if let Some(batch_size) = options.batch_size {
             emitter = emitter.batch_size(batch_size);
         }
         if let Some(byte_limit) = options.byte_limit {
             emitter = emitter.byte_limit(byte_limit);
+        }
+        if let Some(events) = options.max_request_events {
+            emitter = emitter.max_request_events(events);
+        }
+        if let Some(bytes) = options.max_request_bytes {
+            emitter = emitter.max_request_bytes(bytes);
+        }
+        if let Some(requests) = options.max_in_flight {
+            emitter = emitter.max_in_flight(requests);
+        }
+        if let Some(capacity) = options.buffer_capacity {
+            emitter = emitter.buffer_capacity(capacity);
+        }
+        if let Some(delay) = options.max_retry_delay {
+            emitter = emitter.max_retry_delay(delay);
+        }
+        if let Some(timeout) = options.request_timeout {
+            emitter = emitter.request_timeout(timeout);
         }
         for &(code, retry) in &options.retry_codes {
             emitter = emitter.custom_retry_code(code, retry);
@@ -305,7 +372,9 @@ pub(crate) async fn run(options: Options) -> Result<String, String> {
         });
         builder = builder.emitter(emitter);
     }
-    let tracker = builder.build().map_err(|error| error.to_string())?;
+    let tracker = builder
+        .build()
+        .map_err(|error| RunError::Settings(error.to_string()))?;
 
     let started = Instant::now();
     let per_producer = options.events / options.producers as u64;
@@ -331,21 +400,21 @@ pub(crate) async fn run(options: Options) -> Result<String, String> {
         all
     })
     .await
-    .map_err(|error| error.to_string())?;
+    .map_err(failed)?;
 
     let drain_started = Instant::now();
     tracker
         .flush_with_timeout(options.drain_timeout)
         .await
-        .map_err(|error| error.to_string())?;
-    let before_shutdown = tracker.stats().await.map_err(|error| error.to_string())?;
+        .map_err(failed)?;
+    let before_shutdown = tracker.stats().await.map_err(failed)?;
     let remaining = options
         .drain_timeout
         .saturating_sub(drain_started.elapsed());
     tracker
         .shutdown(remaining.max(Duration::from_millis(1)))
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(failed)?;
     let finished = Instant::now();
 
     let last = last_delivery
