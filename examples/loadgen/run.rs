@@ -422,6 +422,8 @@ pub(crate) async fn run(options: Options) -> Result<String, RunError> {
         .unwrap_or_else(|e| e.into_inner())
         .unwrap_or(finished);
     let seconds = last.duration_since(started).as_secs_f64().max(1e-9);
+    // How long after the last `track` returned the last event was delivered.
+    let after_tracking = last.saturating_duration_since(drain_started).as_secs_f64();
     let mut emitters = Vec::new();
     let (mut accepted, mut sent, mut queued_at_exit) = (0, 0, 0);
     let mut dropped = DropCounts::default();
@@ -453,6 +455,8 @@ pub(crate) async fn run(options: Options) -> Result<String, RunError> {
         "dropped": drops_json(&dropped),
         "queued_at_exit": queued_at_exit,
         "seconds": seconds,
+        "tracking_seconds": drain_started.duration_since(started).as_secs_f64(),
+        "last_delivery_after_tracking_s": after_tracking,
         "events_per_s": slowest_sent as f64 / seconds,
         "track_ns_p50": timings.percentile(0.50),
         "track_ns_p99": timings.percentile(0.99),
