@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
-use common::support::{events, fixed_jitter, labels, range_labels, stats, track_all, SOON};
+use common::support::{
+    events, fixed_jitter, labels, range_labels, sorted_accepted, stats, track_all, SOON,
+};
 use futures::future::join_all;
 use futures::FutureExt as _;
 use snowplow_actix::{EmitterBuilder, Flush, FlushReport, Method};
@@ -31,13 +33,6 @@ fn recording_answers(builder: EmitterBuilder) -> (EmitterBuilder, Answers) {
 
 fn answers(answers: &Answers) -> Vec<Instant> {
     answers.lock().unwrap().clone()
-}
-
-/// The `eid`s the collector accepted, sorted, duplicates kept.
-fn sorted_accepted(collector: &TestCollector) -> Vec<String> {
-    let mut ids = collector.event_ids();
-    ids.sort();
-    ids
 }
 
 /// Events carried by requests that were not accepted (each retried once per failure).

@@ -7,22 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, labels, settings, stats, track_all, SOON};
+use common::support::{events, labels, settings, sorted, sorted_accepted, stats, track_all, SOON};
 use snowplow_actix::{
     BuildError, EmitterBuilder, Flush, Method, Structured, Track, DEFAULT_MAX_IN_FLIGHT,
 };
-
-/// The eids the collector accepted, sorted.
-fn sorted_ids(collector: &TestCollector) -> Vec<String> {
-    let mut ids = collector.event_ids();
-    ids.sort();
-    ids
-}
-
-fn sorted(mut ids: Vec<String>) -> Vec<String> {
-    ids.sort();
-    ids
-}
 
 #[actix_rt::test]
 async fn a_collector_100_ms_away_gets_a_backlog_in_few_large_requests() {
@@ -40,7 +28,7 @@ async fn a_collector_100_ms_away_gets_a_backlog_in_few_large_requests() {
     let report = emitter.send(Flush::default()).await.unwrap();
 
     assert_eq!((report.queued, report.timed_out), (0, false));
-    assert_eq!(sorted_ids(&collector), sorted(ids), "each event once");
+    assert_eq!(sorted_accepted(&collector), sorted(ids), "each event once");
     let requests = collector.requests();
     // Batches of 10 at one request a round trip would take 300 round trips (30 s).
     assert!(requests.len() < 40, "{} requests", requests.len());
@@ -71,7 +59,7 @@ async fn a_collector_refusing_large_bodies_gets_everything_in_smaller_requests()
         (1_000, 0, false)
     );
     assert_eq!(report.dropped.total(), 0);
-    assert_eq!(sorted_ids(&collector), sorted(ids));
+    assert_eq!(sorted_accepted(&collector), sorted(ids));
     let requests = collector.requests();
     let refused: Vec<_> = requests.iter().filter(|r| r.status == 413).collect();
     assert!(!refused.is_empty(), "the first request is over the limit");
@@ -137,7 +125,7 @@ async fn an_outage_is_braked_to_a_few_requests_and_loses_nothing() {
     let report = emitter.send(Flush::default()).await.unwrap();
 
     assert_eq!((report.queued, report.timed_out), (0, false));
-    assert_eq!(sorted_ids(&collector), sorted(ids));
+    assert_eq!(sorted_accepted(&collector), sorted(ids));
     let stats = stats(&emitter).await;
     assert_eq!((stats.sent, stats.dropped.total()), (2_000, 0));
     assert!(!stats.braked);
@@ -174,7 +162,7 @@ async fn a_get_whose_url_cannot_be_built_is_dropped_as_oversize_and_the_emitter_
     let stats = stats(&emitter).await;
     assert_eq!((stats.sent, stats.dropped.oversize), (3, 1), "{stats:?}");
     assert_eq!(stats.requests, 4, "never retried");
-    assert_eq!(sorted_ids(&collector), sorted(after));
+    assert_eq!(sorted_accepted(&collector), sorted(after));
     assert!(labels(&collector.events()).iter().all(|l| l.len() < 10));
 }
 

@@ -321,6 +321,18 @@ fn drops_json(dropped: &DropCounts) -> Value {
     serde_json::to_value(dropped).unwrap_or(Value::Null)
 }
 
+/// `builder` with `setter` applied to `value` when the flag was given.
+fn given<T>(
+    builder: EmitterBuilder,
+    value: Option<T>,
+    setter: fn(EmitterBuilder, T) -> EmitterBuilder,
+) -> EmitterBuilder {
+    match value {
+        Some(value) => setter(builder, value),
+        None => builder,
+    }
+}
+
 /// Runs the load and returns the JSON summary line.
 ///
 /// # Errors
@@ -339,30 +351,38 @@ pub(crate) async fn run(options: Options) -> Result<String, RunError> {
             .name(endpoint.as_str())
             .method(options.method);
         // Only what was given: every other setting stays the library's default.
-        if let Some(batch_size) = options.batch_size {
-            emitter = emitter.batch_size(batch_size);
-        }
-        if let Some(byte_limit) = options.byte_limit {
-            emitter = emitter.byte_limit(byte_limit);
-        }
-        if let Some(events) = options.max_request_events {
-            emitter = emitter.max_request_events(events);
-        }
-        if let Some(bytes) = options.max_request_bytes {
-            emitter = emitter.max_request_bytes(bytes);
-        }
-        if let Some(requests) = options.max_in_flight {
-            emitter = emitter.max_in_flight(requests);
-        }
-        if let Some(capacity) = options.buffer_capacity {
-            emitter = emitter.buffer_capacity(capacity);
-        }
-        if let Some(delay) = options.max_retry_delay {
-            emitter = emitter.max_retry_delay(delay);
-        }
-        if let Some(timeout) = options.request_timeout {
-            emitter = emitter.request_timeout(timeout);
-        }
+        emitter = given(emitter, options.batch_size, EmitterBuilder::batch_size);
+        emitter = given(emitter, options.byte_limit, EmitterBuilder::byte_limit);
+        emitter = given(
+            emitter,
+            options.max_request_events,
+            EmitterBuilder::max_request_events,
+        );
+        emitter = given(
+            emitter,
+            options.max_request_bytes,
+            EmitterBuilder::max_request_bytes,
+        );
+        emitter = given(
+            emitter,
+            options.max_in_flight,
+            EmitterBuilder::max_in_flight,
+        );
+        emitter = given(
+            emitter,
+            options.buffer_capacity,
+            EmitterBuilder::buffer_capacity,
+        );
+        emitter = given(
+            emitter,
+            options.max_retry_delay,
+            EmitterBuilder::max_retry_delay,
+        );
+        emitter = given(
+            emitter,
+            options.request_timeout,
+            EmitterBuilder::request_timeout,
+        );
         for &(code, retry) in &options.retry_codes {
             emitter = emitter.custom_retry_code(code, retry);
         }

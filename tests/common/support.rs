@@ -67,6 +67,17 @@ pub fn sorted_labels(events: &[super::collector::RecordedEvent]) -> Vec<String> 
     labels
 }
 
+/// The `eid`s the collector accepted, sorted, duplicates kept: delivery without order.
+pub fn sorted_accepted(collector: &super::collector::TestCollector) -> Vec<String> {
+    sorted(collector.event_ids())
+}
+
+/// `ids`, sorted.
+pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
 /// `0..n` as strings, to compare with [`labels`].
 pub fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|idx| idx.to_string()).collect()
