@@ -358,7 +358,10 @@ impl EmitterBuilder {
         self
     }
 
-    /// Cap of the exponential backoff (default [`DEFAULT_MAX_RETRY_DELAY`]).
+    /// Cap of the exponential backoff (default [`DEFAULT_MAX_RETRY_DELAY`]): of each
+    /// request's own retries, of the brake's spacing while the collector is unavailable
+    /// (so also the longest wait before the emitter notices it is back), and of a
+    /// `Retry-After`.
     pub fn max_retry_delay(mut self, delay: Duration) -> Self {
         self.max_retry_delay = delay;
         self
