@@ -69,17 +69,8 @@ impl Emitter {
 
     /// Carries out the core's commands, then arms the timer for its next wake-up.
     fn execute(&mut self, ctx: &mut Context<Self>) {
-        loop {
-            let commands = self.core.take_commands();
-            if commands.is_empty() {
-                break;
-            }
-            for command in commands {
-                self.carry_out(command, ctx);
-            }
-        }
-        if self.core.is_closed() {
-            self.publish_final_stats();
+        for command in self.core.take_commands() {
+            self.carry_out(command, ctx);
         }
         self.arm(ctx);
     }
@@ -127,6 +118,7 @@ impl Emitter {
                 }
             }
             Command::Restart => ctx.stop(),
+            Command::Closed => self.publish_final_stats(),
         }
     }
 

@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
-use super::config::Settings;
+use super::config::{Settings, MIN_REQUEST_BYTES};
 use super::endpoint::Method;
 use super::limit::Limiter;
 use super::stats::{millis, DropCounts, DropReason, EmitterStats, FailureReason, FlushReport};
@@ -107,6 +107,8 @@ pub(crate) enum Command {
     Reply { waiter: u64, report: FlushReport },
     /// The transport failed fatally: stop so that the supervisor restarts the emitter.
     Restart,
+    /// The emitter is shut down: its final stats can be published.
+    Closed,
 }
 
 /// A request awaiting its answer.
@@ -122,8 +124,6 @@ struct Flight {
     epoch: u64,
     /// The backoff it waited before this attempt (zero for a first attempt).
     delay: Duration,
-    /// It was a shutdown's last attempt.
-    last_call: bool,
     /// It was sent while braked: the brake's attempt.
     braked: bool,
 }
@@ -133,10 +133,8 @@ struct Flight {
 struct Retry {
     lease: LeaseId,
     events: Vec<StoredEvent>,
-    cost: u64,
     due: Instant,
     delay: Duration,
-    last_call: bool,
 }
 
 /// A sync flush or a shutdown waiting for the events received before it.
@@ -146,6 +144,8 @@ struct Waiter {
     /// Done when no event with a smaller `seq` is queued, waiting or in flight.
     target: u64,
     deadline: Instant,
+    /// When it was registered.
+    since: Instant,
     start_sent: u64,
     start_dropped: DropCounts,
     shutdown: bool,
@@ -170,8 +170,6 @@ pub(crate) struct Delivery {
     backoff: Backoff,
     /// Nothing is sent before this (backoff, brake spacing, `Retry-After`).
     hold_until: Option<Instant>,
-    /// A shutdown cut the hold short once already.
-    hold_last_call: bool,
     braked: bool,
     failed_in_row: u64,
     last_success: Instant,
@@ -221,7 +219,6 @@ impl Delivery {
             limiter: Limiter::new(settings.max_in_flight),
             backoff: Backoff::new(settings.max_retry_delay, settings.jitter.clone()),
             hold_until: None,
-            hold_last_call: false,
             braked: false,
             failed_in_row: 0,
             last_success: now.at,
@@ -283,7 +280,7 @@ impl Delivery {
     }
 
     /// Buffers one event.
-    pub(crate) fn accept(&mut self, event: Arc<StampedEvent>, now: Now) {
+    fn accept(&mut self, event: Arc<StampedEvent>, now: Now) {
         self.stats.received += 1;
         if self.closed {
             self.stats.dropped.add(DropReason::Shutdown, 1);
@@ -347,12 +344,7 @@ impl Delivery {
 
     /// Timers: retries due, a hold ended, flush deadlines.
     pub(crate) fn wake(&mut self, now: Now) {
-        if self.hold_until.is_some_and(|hold| hold <= now.at) {
-            self.hold_until = None;
-            self.draining = true;
-        }
-        self.resolve_waiters(now);
-        self.pump(now);
+        self.after_change(now);
     }
 
     /// Registers a sync flush (`shutdown`: then closes the emitter) with `timeout`; its
@@ -360,13 +352,26 @@ impl Delivery {
     pub(crate) fn flush(&mut self, timeout: Duration, shutdown: bool, now: Now) -> u64 {
         let id = self.next_waiter;
         self.next_waiter += 1;
+        let deadline = now
+            .at
+            .checked_add(timeout)
+            .unwrap_or_else(|| far_future(now.at));
+        if shutdown && now.at < deadline {
+            // A shutdown's last call: what would wait past its deadline goes now, once.
+            for retry in &mut self.retries {
+                if retry.due > deadline {
+                    retry.due = now.at;
+                }
+            }
+            if self.hold_until.is_some_and(|hold| hold > deadline) {
+                self.hold_until = None;
+            }
+        }
         self.waiters.push(Waiter {
             id,
             target: self.next_seq,
-            deadline: now
-                .at
-                .checked_add(timeout)
-                .unwrap_or_else(|| far_future(now.at)),
+            deadline,
+            since: now.at,
             start_sent: self.stats.sent,
             start_dropped: self.stats.dropped,
             shutdown,
@@ -526,7 +531,6 @@ impl Delivery {
         if !self.ready || self.closed {
             return;
         }
-        self.last_calls(now);
         if self.hold_until.is_some_and(|hold| hold > now.at) {
             return;
         }
@@ -535,8 +539,8 @@ impl Delivery {
             if let Some(at) = self.next_retry(now) {
                 let retry = self.retries.swap_remove(at);
                 self.retry_events -= retry.events.len() as u64;
-                self.queued_bytes -= retry.cost;
-                self.send(retry.lease, retry.events, retry.delay, retry.last_call, now);
+                self.queued_bytes -= cost_of(&retry.events);
+                self.send(retry.lease, retry.events, retry.delay, now);
             } else if self.braked && !self.in_flight.is_empty() {
                 break;
             } else if self.wants_to_send() {
@@ -550,7 +554,7 @@ impl Delivery {
                     }
                 };
                 self.queued_bytes -= cost_of(&lease.events);
-                self.send(lease.id, lease.events, Duration::ZERO, false, now);
+                self.send(lease.id, lease.events, Duration::ZERO, now);
             } else {
                 break;
             }
@@ -582,41 +586,32 @@ impl Delivery {
         (self.braked || retry.due <= now.at).then_some(at)
     }
 
-    /// While a shutdown waits, a retry (or the hold) that would end after its deadline
-    /// gets one last attempt now instead.
-    fn last_calls(&mut self, now: Now) {
-        let Some(deadline) = self
-            .waiters
-            .iter()
-            .filter(|w| w.shutdown)
-            .map(|w| w.deadline)
-            .min()
-        else {
-            return;
-        };
-        if now.at >= deadline {
-            return;
-        }
-        for retry in &mut self.retries {
-            if retry.due > deadline && !retry.last_call {
-                retry.due = now.at;
-                retry.last_call = true;
-            }
-        }
-        if self.hold_until.is_some_and(|hold| hold > deadline) && !self.hold_last_call {
-            self.hold_until = None;
-            self.hold_last_call = true;
+    /// A shutdown's last call for a request sent before the shutdown began: a retry or a
+    /// hold that would end after the shutdown's deadline ends now instead. The attempt it
+    /// gets is sent after the shutdown began, so it gets no other.
+    fn last_call(&self, sent_at: Instant, until: Instant, now: Now) -> Instant {
+        let cut = self.waiters.iter().any(|waiter| {
+            waiter.shutdown
+                && waiter.since > sent_at
+                && until > waiter.deadline
+                && now.at < waiter.deadline
+        });
+        if cut {
+            now.at
+        } else {
+            until
         }
     }
 
-    fn send(
-        &mut self,
-        lease: LeaseId,
-        mut events: Vec<StoredEvent>,
-        delay: Duration,
-        last_call: bool,
-        now: Now,
-    ) {
+    /// Holds the whole emitter until `until` (or longer, if already held), short of a
+    /// shutdown's last call for a request sent at `sent_at`.
+    fn hold(&mut self, sent_at: Instant, until: Instant, now: Now) {
+        let until = self.last_call(sent_at, until, now);
+        let held = self.hold_until.map_or(until, |hold| hold.max(until));
+        self.hold_until = (held > now.at).then_some(held);
+    }
+
+    fn send(&mut self, lease: LeaseId, mut events: Vec<StoredEvent>, delay: Duration, now: Now) {
         for event in &mut events {
             event.attempts += 1;
         }
@@ -665,7 +660,6 @@ impl Delivery {
                 at_limit: false,
                 epoch: self.limiter.epoch(),
                 delay,
-                last_call,
                 braked: self.braked,
             },
         );
@@ -706,7 +700,6 @@ impl Delivery {
         self.failed_in_row = 0;
         self.last_success = now.at;
         self.backoff.reset();
-        self.hold_last_call = false;
         if self.braked {
             self.braked = false;
             self.hold_until = None;
@@ -741,8 +734,7 @@ impl Delivery {
         for event in &mut events {
             event.attempts = event.attempts.saturating_sub(1);
         }
-        let floor = BODY_PREFIX.len() + BODY_SUFFIX.len() + 1;
-        let lowered = (flight.bytes / 2).max(floor);
+        let lowered = (flight.bytes / 2).max(MIN_REQUEST_BYTES);
         if lowered < self.request_bytes {
             self.request_bytes = lowered;
         }
@@ -819,11 +811,14 @@ impl Delivery {
             self.limiter.on_back_pressure(flight.epoch);
         }
         if let Some(after) = retry_after.filter(|_| back_pressure) {
-            let until = now.at + after.min(self.settings.max_retry_delay);
-            self.hold_until = Some(self.hold_until.map_or(until, |hold| hold.max(until)));
+            self.hold(
+                flight.sent_at,
+                now.at + after.min(self.settings.max_retry_delay),
+                now,
+            );
         }
-        let retried =
-            (!retry.is_empty() && self.settings.on_failure.is_some()).then(|| retry.clone());
+        let retried = retry.len();
+        let reported = (retried > 0 && self.settings.on_failure.is_some()).then(|| retry.clone());
         let one_at_a_time = self.settings.max_in_flight == 1;
         let quiet = now.at.saturating_duration_since(self.last_success);
         let engaged = !one_at_a_time
@@ -844,8 +839,7 @@ impl Delivery {
         let retry_in = if one_at_a_time || engaged || (self.braked && flight.braked) {
             // The emitter waits as a whole: the baseline's rule.
             let delay = self.backoff.next_delay();
-            let until = now.at + delay;
-            self.hold_until = Some(self.hold_until.map_or(until, |hold| hold.max(until)));
+            self.hold(flight.sent_at, now.at + delay, now);
             delay
         } else {
             Duration::ZERO
@@ -855,48 +849,36 @@ impl Delivery {
             if let Err(error) = self.store.requeue(flight.lease, retry) {
                 tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue events");
             }
+            // Sent again once the hold ends, whatever the queue's length.
+            self.draining = true;
         } else if retry.is_empty() {
             if let Err(error) = self.store.acknowledge(flight.lease) {
                 tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove dropped events");
             }
         } else {
-            let delay = if flight.last_call {
-                far_future(now.at).saturating_duration_since(now.at)
-            } else {
-                self.backoff.delay_after(flight.delay)
-            };
-            let due = now
-                .at
-                .checked_add(delay)
-                .unwrap_or_else(|| far_future(now.at));
-            let cost = cost_of(&retry);
-            self.queued_bytes += cost;
+            let delay = self.backoff.delay_after(flight.delay);
+            let due = self.last_call(flight.sent_at, now.at + delay, now);
+            self.queued_bytes += cost_of(&retry);
             self.retry_events += retry.len() as u64;
             self.retries.push(Retry {
                 lease: flight.lease,
                 events: retry,
-                cost,
                 due,
-                delay: if flight.last_call {
-                    flight.delay
-                } else {
-                    delay
-                },
-                last_call: flight.last_call,
+                delay,
             });
         }
         tracing::warn!(
             endpoint = %self.settings.endpoint,
             %reason,
             events = count,
-            retried = retried.as_ref().map_or(count - exhausted.len() - expired.len(), Vec::len),
+            retried,
             attempts_exhausted = exhausted.len(),
             expired = expired.len(),
             hold_ms = millis(retry_in),
             "request failed"
         );
-        if let Some(retried) = retried {
-            self.report(retried, reason.clone(), true, None);
+        if let Some(reported) = reported {
+            self.report(reported, reason.clone(), true, None);
         }
         if !exhausted.is_empty() {
             self.report(
@@ -1006,6 +988,7 @@ impl Delivery {
                 "emitter shut down with events unsent: dropped as shutdown"
             );
         }
+        self.commands.push(Command::Closed);
         // Flushes still waiting can only get what is now final.
         let others: Vec<u64> = self.waiters.iter().map(|w| w.id).collect();
         for id in others {

@@ -138,7 +138,7 @@ impl Sim {
                 Command::Reply { waiter, report } => {
                     self.replies.insert(waiter, report);
                 }
-                Command::Restart => {}
+                Command::Restart | Command::Closed => {}
             }
         }
         assert!(self.stats().is_balanced(), "{:?}", self.stats());
@@ -729,4 +729,33 @@ fn brake_needs_both_failures_in_a_row_and_quiet() {
     assert!(sim.stats().braked);
     let seen: HashSet<usize> = sim.seen.iter().map(|s| s.events).collect();
     assert_eq!(seen, HashSet::from([1]));
+}
+
+#[test]
+fn one_at_a_time_sends_requeued_events_once_the_hold_ends_whatever_comes_first() {
+    let mut fails = 1;
+    let mut sim = Sim::new(defaults().max_in_flight(1), move |_, _, _| {
+        if fails > 0 {
+            fails -= 1;
+            status(MS, 500)
+        } else {
+            ok(MS)
+        }
+    });
+    // A partial batch, flushed with a short deadline: it fails and goes back to the queue
+    // behind a 0.5 s hold, and the flush gives up.
+    sim.track(5);
+    let waiter = sim.core.flush(Duration::from_millis(100), false, sim.now);
+    sim.execute();
+    for _ in 0..200 {
+        sim.tick();
+    }
+    assert!(sim.replies[&waiter].timed_out);
+    assert_eq!(sim.stats().queued, 5);
+    // The hold ends and an event arrives before the timer fires: the five go with it,
+    // though the queue is below the batch size and no flush waits.
+    sim.now = sim.now.plus(Duration::from_millis(400));
+    sim.track(1);
+    assert_eq!(sim.seen.len(), 2, "{:?}", sim.seen);
+    assert_eq!(sim.seen[1].events, 6);
 }
