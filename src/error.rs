@@ -115,9 +115,15 @@ pub enum BuildError {
     /// A tracker was built without any emitter: its events would go nowhere.
     #[error("a tracker needs at least one emitter")]
     NoEmitter,
-    /// Built outside a running actix `System`: actors cannot start.
-    #[error("a tracker must be built inside a running actix System")]
-    NoSystem,
+    /// A thread for the tracker's actors could not be started.
+    #[error("cannot start a thread for the tracker's actors: {0}")]
+    Spawn(String),
+}
+
+impl BuildError {
+    pub(crate) fn spawn(error: std::io::Error) -> Self {
+        Self::Spawn(error.to_string())
+    }
 }
 
 /// An event could not be tracked.

@@ -66,9 +66,9 @@ pub(crate) struct Taken {
     routes: Vec<(usize, Route)>,
 }
 
-#[cfg(test)]
 impl Taken {
-    fn len(&self) -> usize {
+    /// The events taken.
+    pub(crate) fn event_count(&self) -> usize {
         self.events.len()
     }
 }
@@ -155,7 +155,7 @@ impl Inbox {
     }
 
     /// Takes everything queued and refuses anything later.
-    fn close(&self) -> Taken {
+    pub(crate) fn close(&self) -> Taken {
         let mut state = self.state();
         state.closed = true;
         Self::take_from(&mut state)
@@ -517,21 +517,21 @@ mod tests {
         // Events were there: the fan-out stays awake and looks again, pushes meanwhile do
         // not wake it.
         let (taken, busy) = inbox.take_for_wake(false);
-        assert_eq!((taken.len(), busy), (3, true));
+        assert_eq!((taken.event_count(), busy), (3, true));
         assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
         // A flush takes what waits and leaves the next look due.
-        assert_eq!(inbox.take().len(), 1);
+        assert_eq!(inbox.take().event_count(), 1);
         // Nothing at the next look but events settled by emitters: it stays awake.
         let (taken, busy) = inbox.take_for_wake(true);
-        assert_eq!((taken.len(), busy), (0, true));
+        assert_eq!((taken.event_count(), busy), (0, true));
         assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
-        assert_eq!(inbox.take().len(), 1);
+        assert_eq!(inbox.take().event_count(), 1);
         // Nothing at all: the fan-out goes idle, the next push wakes it.
         let (taken, busy) = inbox.take_for_wake(false);
-        assert_eq!((taken.len(), busy), (0, false));
+        assert_eq!((taken.event_count(), busy), (0, false));
         assert_eq!(inbox.push(event()), Pushed::Queued { wake: true });
-        assert_eq!(inbox.close().len(), 1);
+        assert_eq!(inbox.close().event_count(), 1);
         assert_eq!(inbox.push(event()), Pushed::Closed);
-        assert_eq!(inbox.take().len(), 0);
+        assert_eq!(inbox.take().event_count(), 0);
     }
 }

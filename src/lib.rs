@@ -77,6 +77,7 @@ mod fanout;
 mod mailbox;
 mod messages;
 mod payload;
+mod runtime;
 mod self_describing;
 mod stamp;
 pub mod store;

@@ -6,9 +6,11 @@
 //! FlushTimer ─────Flush (do_send, every interval)──▶ Fanout
 //! ```
 //!
-//! The fan-out and the timers run on an arbiter of the tracker's own, each built-in emitter
+//! The fan-out and the timers run on a thread of the tracker's own, each built-in emitter
 //! on one of its own, so an application's worker threads only stamp events and hand them
-//! over.
+//! over. Each of those threads runs an actix `System` of its own (see [`crate::runtime`]):
+//! a `System::stop` of the application, as actix-server calls after a signal, leaves the
+//! tracker running, so that its shutdown can still deliver.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,13 +21,14 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use crate::emitter::{
-    Emitter, EmitterBuilder, EmitterConfig, EmitterStats, FinalStats, FlushReport,
+    Emitter, EmitterBuilder, EmitterConfig, EmitterStats, FinalStats, FlushReport, Owner,
     DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAILBOX_CAPACITY,
 };
 use crate::error::{AddEmitterError, BuildError, FlushError, ShutdownError, TrackError};
 use crate::event::Event;
 use crate::fanout::{EmitterReport, Fanout, GetReports, Inbox, Pushed, Route, Wake};
 use crate::messages::{Flush, Shutdown, Track};
+use crate::runtime::Runtime;
 use crate::stamp::TrackerSettings;
 use crate::store::Disposal;
 use crate::subject::{Platform, Subject};
@@ -164,7 +167,9 @@ impl TrackerBuilder {
     /// # Errors
     ///
     /// [`BuildError`] for invalid settings (an empty namespace, an invalid emitter, a zero
-    /// interval), no emitter at all, or no running actix `System`.
+    /// interval), no emitter at all, or threads that cannot be started.
+    ///
+    /// No actix `System` needs to run: the tracker brings its own threads.
     pub fn build(self) -> Result<Tracker, BuildError> {
         let settings = self.settings?;
         if self.emitters.is_empty() && self.custom.is_empty() {
@@ -190,11 +195,8 @@ impl TrackerBuilder {
         if capacity == 0 {
             return Err(BuildError::Zero("mailbox_capacity"));
         }
-        if System::try_current().is_none() {
-            return Err(BuildError::NoSystem);
-        }
-        let arbiter = Arbiter::new();
-        let home = arbiter.handle();
+        let runtime = Runtime::start("snowplow-tracker").map_err(BuildError::spawn)?;
+        let home = runtime.arbiter().clone();
         let inbox = Arc::new(Inbox::new(capacity));
         let disposal = Arc::new(Disposal::default());
         let fanout = Fanout::start_on(&home, inbox.clone(), disposal.clone(), capacity);
@@ -210,7 +212,9 @@ impl TrackerBuilder {
                 timer,
                 home,
                 emitters: Mutex::new(Vec::new()),
-                arbiters: Mutex::new(vec![arbiter]),
+                runtimes: Mutex::new(vec![runtime]),
+                loss_reported: Arc::new(AtomicBool::new(false)),
+                final_reports: Mutex::new(None),
                 shut_down: AtomicBool::new(false),
                 tracked: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
@@ -218,7 +222,7 @@ impl TrackerBuilder {
             }),
         };
         for config in configs {
-            tracker.start_emitter(config);
+            tracker.start_emitter(config)?;
         }
         for custom in self.custom {
             tracker.add_custom_emitter(custom);
@@ -264,8 +268,12 @@ struct Inner {
     /// The arbiter of the fan-out and the timers.
     home: ArbiterHandle,
     emitters: Mutex<Vec<EmitterHandle>>,
-    /// Arbiters the tracker started: its own and one per built-in emitter.
-    arbiters: Mutex<Vec<Arbiter>>,
+    /// Threads the tracker started: its own and one per built-in emitter.
+    runtimes: Mutex<Vec<Runtime>>,
+    /// Set (and seen by the emitters) once a drop without a shutdown has been warned about.
+    loss_reported: Arc<AtomicBool>,
+    /// Every emitter's counters once the tracker has shut down: what `stats` returns then.
+    final_reports: Mutex<Option<Vec<EmitterReport>>>,
     shut_down: AtomicBool,
     tracked: AtomicU64,
     refused: AtomicU64,
@@ -443,17 +451,22 @@ impl Tracker {
         if self.inner.shut_down.load(Ordering::Acquire) {
             return Err(AddEmitterError::ShutDown);
         }
-        Ok(self.start_emitter(emitter.build()?))
+        Ok(self.start_emitter(emitter.build()?)?)
     }
 
-    fn start_emitter(&self, config: EmitterConfig) -> EmitterHandle {
-        let arbiter = Arbiter::new();
+    fn start_emitter(&self, config: EmitterConfig) -> Result<EmitterHandle, BuildError> {
+        let runtime = Runtime::start("snowplow-emitter").map_err(BuildError::spawn)?;
         let name = config.name().to_owned();
         let method = config.method();
         let final_stats = config.final_stats();
+        let held = Arc::new(AtomicU64::new(0));
         let addr = config
-            .release_to(self.inner.disposal.clone())
-            .start_in(&arbiter.handle());
+            .owned_by(Owner {
+                disposal: self.inner.disposal.clone(),
+                held: held.clone(),
+                loss_reported: self.inner.loss_reported.clone(),
+            })
+            .start_in(runtime.arbiter());
         let target = addr.clone().recipient();
         let timer =
             FlushTimer::start_in_arbiter(&self.inner.home, move |_| FlushTimer::new(target, None));
@@ -469,10 +482,11 @@ impl Tracker {
             addr,
             timer,
             final_stats,
+            held,
         };
         lock(&self.inner.emitters).push(handle.clone());
-        lock(&self.inner.arbiters).push(arbiter);
-        handle
+        lock(&self.inner.runtimes).push(runtime);
+        Ok(handle)
     }
 
     /// Adds a custom emitter; it receives the events tracked from now on.
@@ -487,18 +501,22 @@ impl Tracker {
         lock(&self.inner.emitters).clone()
     }
 
-    /// The tracker's counters and every emitter's.
+    /// The tracker's counters and every emitter's; after a shutdown, the final ones.
     ///
     /// # Errors
     ///
-    /// [`FlushError::Unavailable`] when the actors are gone (after a shutdown).
+    /// [`FlushError::Unavailable`] when the actors are gone without a shutdown's figures.
     pub async fn stats(&self) -> Result<TrackerStats, FlushError> {
-        let emitters = self
-            .inner
-            .fanout
-            .send(GetReports)
-            .await
-            .map_err(|_| FlushError::Unavailable)?;
+        let last = lock(&self.inner.final_reports).clone();
+        let emitters = match last {
+            Some(emitters) => emitters,
+            None => self
+                .inner
+                .fanout
+                .send(GetReports)
+                .await
+                .map_err(|_| FlushError::Unavailable)?,
+        };
         Ok(TrackerStats {
             tracked: self.inner.tracked.load(Ordering::Relaxed),
             refused: self.inner.refused.load(Ordering::Relaxed),
@@ -507,8 +525,13 @@ impl Tracker {
     }
 
     /// Stops the flush timers, flushes every emitter with `timeout`, counts what is left as
-    /// dropped (`shutdown`), stops the emitters and the tracker's arbiters, and reports.
-    /// Tracking afterwards returns [`TrackError::ShutDown`].
+    /// dropped (`shutdown`), stops the emitters and the tracker's threads, and reports.
+    /// Tracking afterwards returns [`TrackError::ShutDown`]; [`stats`](Self::stats) returns
+    /// the final figures.
+    ///
+    /// It works after the application's actix `System` has stopped (as actix-server stops
+    /// it after a signal): the tracker's actors run on threads of their own.
+    /// [`cut_shutdown`](Self::cut_shutdown) ends it early (a second signal).
     ///
     /// # Errors
     ///
@@ -523,8 +546,14 @@ impl Tracker {
             emitter.cancel_flush_timer();
         }
         let report = self.inner.fanout.send(Shutdown { timeout }).await;
-        for arbiter in lock(&self.inner.arbiters).drain(..) {
-            arbiter.stop();
+        if report.is_ok() {
+            // The emitters are closed but still answer: their final figures, for `stats`.
+            if let Ok(reports) = self.inner.fanout.send(GetReports).await {
+                *lock(&self.inner.final_reports) = Some(reports);
+            }
+        }
+        for runtime in lock(&self.inner.runtimes).drain(..) {
+            runtime.stop();
         }
         let report = report.map_err(|_| ShutdownError::Unavailable)?;
         tracing::info!(
@@ -534,6 +563,50 @@ impl Tracker {
             "tracker shut down"
         );
         Ok(report)
+    }
+
+    /// Cuts a [`shutdown`](Self::shutdown) in progress short: its deadline becomes now, so
+    /// it returns at once, with what is left counted as dropped (`shutdown`) and requests
+    /// still in flight abandoned. What a second signal does. Without a shutdown in progress,
+    /// it does nothing.
+    pub fn cut_shutdown(&self) {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            self.inner.fanout.do_send(Shutdown {
+                timeout: Duration::ZERO,
+            });
+        }
+    }
+}
+
+/// A tracker dropped without a shutdown loses what it buffers: one WARN says so, and its
+/// threads stop (each emitter counts what it held as dropped, `shutdown`).
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let waiting = self.inbox.close().event_count() as u64;
+        let held: u64 = lock(&self.emitters)
+            .iter()
+            .map(|emitter| emitter.held.load(Ordering::Relaxed))
+            .sum();
+        let lost = waiting + held;
+        if lost > 0 {
+            self.loss_reported.store(true, Ordering::Release);
+            tracing::warn!(
+                namespace = %self.settings.namespace(),
+                lost,
+                tracked = self.tracked.load(Ordering::Relaxed),
+                "tracker dropped without a shutdown: its buffered events are lost; build it \
+                 once (outside the HttpServer factory) and await tracker.shutdown(..) before \
+                 the process ends"
+            );
+        } else {
+            tracing::debug!(namespace = %self.settings.namespace(), "tracker dropped without a shutdown, with nothing buffered");
+        }
+        for runtime in lock(&self.runtimes).drain(..) {
+            runtime.stop();
+        }
     }
 }
 
@@ -566,6 +639,8 @@ pub struct EmitterHandle {
     addr: Addr<Emitter>,
     timer: Addr<FlushTimer>,
     final_stats: FinalStats,
+    /// Events it holds (queued and in flight), as it last said.
+    held: Arc<AtomicU64>,
 }
 
 impl EmitterHandle {
@@ -602,10 +677,13 @@ impl EmitterHandle {
             .map_err(|_| FlushError::Unavailable)
     }
 
-    /// This emitter's counters, or `None` when it is gone (see
-    /// [`final_stats`](Self::final_stats)).
+    /// This emitter's counters; once it is gone, the ones it left
+    /// ([`final_stats`](Self::final_stats)); `None` when it left none.
     pub async fn stats(&self) -> Option<EmitterStats> {
-        self.addr.send(crate::messages::GetStats).await.ok()
+        match self.addr.send(crate::messages::GetStats).await {
+            Ok(stats) => Some(stats),
+            Err(_) => self.final_stats.get(),
+        }
     }
 
     /// The counters the emitter left when it shut down or stopped.

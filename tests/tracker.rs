@@ -97,8 +97,15 @@ async fn one_emitter_down_does_not_slow_the_others() {
     ))
     .await;
     let healthy = TestCollector::start(CollectorConfig::default()).await;
+    let (failed, mut failures) = tokio::sync::mpsc::unbounded_channel();
     let tracker = Tracker::builder("test")
-        .emitter(EmitterBuilder::new(down.endpoint()).max_retry_delay(Duration::from_secs(30)))
+        .emitter(
+            EmitterBuilder::new(down.endpoint())
+                .max_retry_delay(Duration::from_secs(30))
+                .on_failure(move |_| {
+                    let _ = failed.send(());
+                }),
+        )
         .emitter(EmitterBuilder::new(healthy.endpoint()))
         .no_flush_timer()
         .build()
@@ -117,6 +124,10 @@ async fn one_emitter_down_does_not_slow_the_others() {
     // The healthy emitter settles at once; the one down keeps everything for later.
     let healthy_flush = tracker.emitters()[1].flush().await.unwrap();
     assert_eq!((healthy_flush.queued, healthy_flush.timed_out), (0, false));
+    // The one down has had an answer (the healthy one may well have been faster).
+    tokio::time::timeout(SOON, failures.recv())
+        .await
+        .expect("a failure within 10 s");
     let stats = balanced_stats(&tracker).await;
     let down_stats = stats.emitters[0].stats.as_ref().unwrap();
     assert_eq!(down_stats.sent, 0);

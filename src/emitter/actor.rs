@@ -6,18 +6,20 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 use futures::channel::oneshot;
 
-use super::config::{EmitterConfig, Failure, Settings};
+use super::config::{EmitterConfig, Failure, Owner, Settings};
 use super::delivery::{Command, Delivery, Now};
 use super::stats::{FinalStats, FlushReport};
 use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
+use crate::runtime::Runtime;
 use crate::stamp::StampedEvent;
-use crate::store::{Disposal, StoredEvent};
+use crate::store::StoredEvent;
 use crate::transport::Transport;
 
 /// An emitter actor. Build one with [`EmitterBuilder`](crate::EmitterBuilder) and start it
@@ -35,12 +37,12 @@ pub struct Emitter {
     replies: HashMap<u64, oneshot::Sender<FlushReport>>,
     /// The wake-up the armed timer is for.
     armed: Option<Instant>,
-    /// The arbiter the emitter owns, if it was started on one of its own.
-    own_arbiter: Option<ArbiterHandle>,
+    /// The thread the emitter owns, if it was started on one of its own.
+    own_runtime: Option<Runtime>,
     /// Where the last stats go when the emitter stops or is dropped.
     final_stats: FinalStats,
-    /// Where sent events are freed (see [`EmitterConfig::release_to`]).
-    release: Option<Arc<Disposal>>,
+    /// The tracker owning the emitter, if any (see [`Owner`]).
+    owner: Option<Owner>,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -53,7 +55,7 @@ impl std::fmt::Debug for Emitter {
 }
 
 impl Emitter {
-    pub(crate) fn new(config: EmitterConfig, own_arbiter: Option<ArbiterHandle>) -> Self {
+    pub(crate) fn new(config: EmitterConfig, own_runtime: Option<Runtime>) -> Self {
         let settings = config.settings;
         Self {
             core: Delivery::new(settings.clone(), config.store, Now::real()),
@@ -61,9 +63,9 @@ impl Emitter {
             transport: None,
             replies: HashMap::new(),
             armed: None,
-            own_arbiter,
+            own_runtime,
             final_stats: config.final_stats,
-            release: config.release,
+            owner: config.owner,
         }
     }
 
@@ -71,6 +73,9 @@ impl Emitter {
     fn execute(&mut self, ctx: &mut Context<Self>) {
         for command in self.core.take_commands() {
             self.carry_out(command, ctx);
+        }
+        if let Some(owner) = &self.owner {
+            owner.held.store(self.core.held(), Ordering::Relaxed);
         }
         self.arm(ctx);
     }
@@ -145,7 +150,7 @@ impl Emitter {
 
     /// Frees settled events: through the disposal given for it, or here.
     fn release(&self, events: Vec<StoredEvent>) {
-        if let Some(disposal) = &self.release {
+        if let Some(Owner { disposal, .. }) = &self.owner {
             // Handed back when too many wait: freed here then.
             let _ = disposal.put(events);
         }
@@ -203,10 +208,10 @@ impl Actor for Emitter {
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         // With addresses still connected the supervisor restarts the emitter; without, it
-        // is gone for good and so is the arbiter it owns.
+        // is gone for good and so is the thread it owns.
         if !ctx.connected() {
-            if let Some(arbiter) = self.own_arbiter.take() {
-                arbiter.stop();
+            if let Some(runtime) = self.own_runtime.take() {
+                runtime.stop();
             }
         }
     }
@@ -270,9 +275,21 @@ impl Drop for Emitter {
     fn drop(&mut self) {
         if !self.core.is_closed() {
             let left = self.core.settle_left_over();
-            if left > 0 {
+            let reported = self
+                .owner
+                .as_ref()
+                .is_some_and(|owner| owner.loss_reported.load(Ordering::Acquire));
+            if left > 0 && reported {
+                tracing::debug!(
+                    emitter = %self.settings.name,
+                    method = %self.settings.method,
+                    dropped = left,
+                    "emitter stopped with its tracker: unsent events dropped as shutdown"
+                );
+            } else if left > 0 {
                 tracing::warn!(
-                    endpoint = %self.settings.endpoint,
+                    emitter = %self.settings.name,
+                    method = %self.settings.method,
                     dropped = left,
                     "emitter stopped without a shutdown: unsent events dropped as shutdown"
                 );

@@ -594,7 +594,7 @@ impl EmitterBuilder {
             }),
             store,
             final_stats: FinalStats::default(),
-            release: None,
+            owner: None,
         })
     }
 }
@@ -604,8 +604,20 @@ pub struct EmitterConfig {
     pub(crate) settings: Arc<Settings>,
     pub(crate) store: Box<dyn EventStore>,
     pub(crate) final_stats: FinalStats,
-    /// Where sent events are left to be freed off the emitter's arbiter (by the fan-out).
-    pub(crate) release: Option<Arc<crate::store::Disposal>>,
+    /// What the tracker owning the emitter shares with it.
+    pub(crate) owner: Option<Owner>,
+}
+
+/// What a tracker shares with an emitter it owns.
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    /// Where sent events are left to be freed off the emitter's thread (by the fan-out), so
+    /// the emitter's thread spends its time sending.
+    pub(crate) disposal: Arc<crate::store::Disposal>,
+    /// Events the emitter holds (queued and in flight), for the tracker's drop warning.
+    pub(crate) held: Arc<std::sync::atomic::AtomicU64>,
+    /// Set once the tracker has warned about what its emitters lose: they stop quietly.
+    pub(crate) loss_reported: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for EmitterConfig {
@@ -617,10 +629,9 @@ impl fmt::Debug for EmitterConfig {
 }
 
 impl EmitterConfig {
-    /// Leaves sent events in `disposal` to be freed by another thread, so the emitter's
-    /// thread spends its time sending (a tracker passes its fan-out's).
-    pub(crate) fn release_to(mut self, disposal: Arc<crate::store::Disposal>) -> Self {
-        self.release = Some(disposal);
+    /// Makes the emitter one of a tracker's (see [`Owner`]).
+    pub(crate) fn owned_by(mut self, owner: Owner) -> Self {
+        self.owner = Some(owner);
         self
     }
 

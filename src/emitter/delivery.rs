@@ -464,6 +464,11 @@ impl Delivery {
         self.closed
     }
 
+    /// Events queued or in flight: what a stop without a shutdown loses.
+    pub(crate) fn held(&self) -> u64 {
+        self.queued() + self.in_flight_events
+    }
+
     /// Queued events, including those waiting for a retry.
     fn queued(&self) -> u64 {
         self.store.len() as u64 + self.retry_events
@@ -950,12 +955,18 @@ impl Delivery {
 
     /// Replies to one flush; a shutdown first closes the emitter.
     fn resolve(&mut self, id: u64) {
+        self.resolve_as(id, None);
+    }
+
+    /// Replies to one flush: `done` when the closing emitter settled it, found out here
+    /// otherwise.
+    fn resolve_as(&mut self, id: u64, settled: Option<bool>) {
         let Some(at) = self.waiters.iter().position(|w| w.id == id) else {
             return;
         };
         let waiter = self.waiters.remove(at);
-        let done = self.is_done(&waiter);
-        if !done {
+        let done = settled.unwrap_or_else(|| self.is_done(&waiter));
+        if !done && settled.is_none() {
             tracing::warn!(
                 endpoint = %self.settings.endpoint,
                 queued = self.queued() + self.in_flight_events,
@@ -980,6 +991,13 @@ impl Delivery {
         if self.closed {
             return;
         }
+        // Whether each flush still waiting got its events delivered, before what is left
+        // is settled as dropped.
+        let others: Vec<(u64, bool)> = self
+            .waiters
+            .iter()
+            .map(|waiter| (waiter.id, self.is_done(waiter)))
+            .collect();
         let left = self.settle_left_over();
         if left > 0 {
             tracing::warn!(
@@ -990,9 +1008,8 @@ impl Delivery {
         }
         self.commands.push(Command::Closed);
         // Flushes still waiting can only get what is now final.
-        let others: Vec<u64> = self.waiters.iter().map(|w| w.id).collect();
-        for id in others {
-            self.resolve(id);
+        for (id, done) in others {
+            self.resolve_as(id, Some(done));
         }
     }
 

@@ -34,6 +34,16 @@ pub enum Method {
     Post,
 }
 
+/// `GET` or `POST`, as logs name it.
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+        })
+    }
+}
+
 /// A validated collector endpoint: `scheme://host[:port][/path]`, without trailing `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {

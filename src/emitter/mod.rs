@@ -21,6 +21,7 @@ mod limit;
 mod stats;
 
 pub use actor::Emitter;
+pub(crate) use config::Owner;
 pub use config::{
     EmitterBuilder, EmitterConfig, Failure, FailureCallback, RequestTimeout, SuccessCallback,
     DEFAULT_FLUSH_TIMEOUT, DEFAULT_GET_BATCH_SIZE, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT,
@@ -37,16 +38,25 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use actix::dev::ContextFut;
-use actix::{Addr, Arbiter, ArbiterHandle, Context};
+use actix::{Addr, ArbiterHandle, Context};
+
+use crate::runtime::Runtime;
 
 impl EmitterConfig {
-    /// Starts the emitter on a new arbiter of its own, under a supervisor.
+    /// Starts the emitter on a thread of its own, under a supervisor.
     ///
-    /// Must be called inside a running actix `System` (an actix-web app, `#[actix_rt::main]`).
+    /// The thread runs an actix `System` of its own, so the emitter outlives the
+    /// application's (`System::stop`, as actix-server calls after a signal): a
+    /// [`Shutdown`](crate::Shutdown) sent once the server has stopped still delivers. It
+    /// stops once shut down and no address to it remains.
+    ///
+    /// # Panics
+    ///
+    /// When the operating system cannot start a thread.
     pub fn start(self) -> Addr<Emitter> {
-        let arbiter = Arbiter::new();
-        let handle = arbiter.handle();
-        self.start_on(&handle, Some(handle.clone()))
+        let runtime = Runtime::start("snowplow-emitter").expect("start the emitter's thread");
+        let arbiter = runtime.arbiter().clone();
+        self.start_on(&arbiter, Some(runtime))
     }
 
     /// Starts the emitter on `arbiter`, under a supervisor (several emitters may share one).
@@ -56,7 +66,7 @@ impl EmitterConfig {
 
     /// What `actix::Supervisor::start_in_arbiter` does, but with the mailbox at its full
     /// capacity from the first message (see [`crate::mailbox`]).
-    fn start_on(self, arbiter: &ArbiterHandle, own: Option<ArbiterHandle>) -> Addr<Emitter> {
+    fn start_on(self, arbiter: &ArbiterHandle, own: Option<Runtime>) -> Addr<Emitter> {
         let (addr, mailbox) = crate::mailbox::sized(self.settings.mailbox_capacity);
         arbiter.spawn_fn(move || {
             let ctx = mailbox.into_context();

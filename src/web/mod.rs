@@ -64,7 +64,11 @@ mod extractor;
 mod middleware;
 mod proxy;
 mod request;
+mod serve;
 
 pub use extractor::{RequestTracker, RequestTrackerError};
 pub use middleware::{default_decision, Decision, SnowplowTracking, SnowplowTrackingMiddleware};
 pub use proxy::{InvalidIpRange, IpRange};
+pub use serve::{
+    Serve, ServeError, ServeReport, StopSignal, DEFAULT_SERVER_DRAIN, DEFAULT_SHUTDOWN_BUDGET,
+};
