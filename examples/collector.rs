@@ -7,7 +7,8 @@
 //!
 //! It prints `listening on ADDR` first, then a line of stats every second while events
 //! arrive (unless `--quiet`), and the final stats as one JSON object on Ctrl-C (or
-//! SIGTERM). Then point a tracker or the load generator at it:
+//! SIGTERM); with `--print`, these go to stderr and stdout has each accepted event. Then
+//! point a tracker or the load generator at it:
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --endpoint http://127.0.0.1:9090 --events 100000
@@ -15,22 +16,33 @@
 //! curl -s -X POST http://127.0.0.1:9090/reset
 //! ```
 //!
-//! Routes:
+//! Routes, at the paths of a real Snowplow collector (the endpoint to give a tracker is
+//! `http://ADDR`, without a path):
 //!
-//! * `POST {prefix}/com.snowplowanalytics.snowplow/tp2`: a `payload_data` 1-0-4 envelope of
-//!   events, each an object of string values with `e`, `p` and `tv` (200, or 400);
-//! * `GET {prefix}/i?{query}`: one event (200, or 400);
+//! * `POST /com.snowplowanalytics.snowplow/tp2`: a `payload_data` 1-0-4 envelope of events,
+//!   each an object of string values with `e`, `p` and `tv` (200, or 400);
+//! * `GET /i?{query}` or `GET /com.snowplowanalytics.snowplow/i?{query}`: one event (200,
+//!   or 400);
+//! * `GET /health`: 200 `OK`;
 //! * `GET /stats`: the counters as JSON: `requests`, `events`, `bad_requests`, `duplicates`
 //!   (events whose `eid` was seen before), `unique_eids`, `post_requests`, `get_requests`,
-//!   `post_events`, `get_events`, and the requests refused by the faults below:
+//!   `post_events`, `get_events`, the requests refused by the faults below:
 //!   `too_large` (413), `unavailable` (503), `resets` (no answer), `failures`
-//!   (`--fail-status`);
+//!   (`--fail-status`), and `not_found`, the requests to any other path (404), such as
+//!   those of an endpoint with a path a real collector would refuse too;
 //! * `POST /reset`: clears them (and the seen ids), restarts the `--down-first-ms` period
 //!   and the seeded random stream, and answers the counters as they were.
 //!
 //! Options: `--addr ADDR` (default `127.0.0.1:0`, a free port), `--workers N` (actix-web
-//! worker threads, default 1), `--quiet` (no per-second stats). Exit code 2 for bad
+//! worker threads, default 1), `--quiet` (no per-second stats), `--print` (each accepted
+//! event as one JSON line on stdout, its fields as received, in order:
+//! `{"e":"pv","eid":"…",…}`, one line per element of a POST's `data` and one per GET; the
+//! other lines then go to stderr, so stdout can be piped to `jq`). Exit code 2 for bad
 //! arguments.
+//!
+//! ```text
+//! cargo run --example collector -- --addr 127.0.0.1:9090 --print | jq -c '{e, eid}'
+//! ```
 //!
 //! Faults, to try a tracker against a bad collector (none by default). Each event request
 //! is decided in this order, the first that applies wins:
@@ -58,19 +70,25 @@
 //! ```
 
 #[path = "common/collector.rs"]
-mod collector;
+pub(crate) mod collector;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use collector::{Collector, CollectorConfig, Faults, Stats};
+use collector::{Collector, CollectorConfig, EventSink, Faults, Stats};
 
 const USAGE: &str = "\
-usage: collector [--addr 127.0.0.1:9090] [--workers N] [--quiet] [faults]
+usage: collector [--addr 127.0.0.1:9090] [--workers N] [--quiet] [--print] [faults]
 
   --addr ADDR          address to listen on (default 127.0.0.1:0: a free port)
   --workers N          actix-web worker threads (default 1)
   --quiet              no stats line every second, only the final stats
+  --print              print each accepted event on stdout as one JSON line of its
+                       fields ({\"e\":\"pv\",\"eid\":...}); the other lines go to stderr
+
+Endpoint: http://ADDR, without a path. Only the collector paths are served
+(POST /com.snowplowanalytics.snowplow/tp2, GET /i); other paths answer 404 and
+count as not_found in /stats.
 
 Faults (none by default), decided per event request in this order:
   --max-body BYTES     answer 413 to a POST body over BYTES
@@ -88,19 +106,22 @@ unavailable, resets and failures.
 ";
 
 /// The command line.
-struct Options {
-    addr: SocketAddr,
-    workers: usize,
-    quiet: bool,
-    faults: Faults,
+pub(crate) struct Options {
+    pub(crate) addr: SocketAddr,
+    pub(crate) workers: usize,
+    pub(crate) quiet: bool,
+    /// Each accepted event on stdout, one JSON line each.
+    pub(crate) print: bool,
+    pub(crate) faults: Faults,
 }
 
 impl Options {
-    fn parse(args: &[String]) -> Result<Self, String> {
+    pub(crate) fn parse(args: &[String]) -> Result<Self, String> {
         let mut options = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             workers: 1,
             quiet: false,
+            print: false,
             faults: Faults::default(),
         };
         let mut args = args.iter();
@@ -132,6 +153,7 @@ impl Options {
                     };
                 }
                 "--quiet" if inline.is_none() => options.quiet = true,
+                "--print" if inline.is_none() => options.print = true,
                 "--max-body" => options.faults.max_body = Some(number(name, &value()?)?),
                 "--down-first-ms" => options.faults.down_first = millis(name, &value()?)?,
                 "--reset-rate" => options.faults.reset_rate = share(name, &value()?)?,
@@ -192,8 +214,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A sink only counts: keeping every event would grow memory over a load test.
         keep_events: false,
         faults: options.faults.clone(),
+        print: options.print.then(EventSink::stdout),
     })?;
-    println!("listening on {}", collector.addr());
+    // With --print, stdout carries the events alone.
+    let say: fn(&str) = if options.print {
+        |line| eprintln!("{line}")
+    } else {
+        |line| println!("{line}")
+    };
+    say(&format!("listening on {}", collector.addr()));
     if options.faults.any() {
         eprintln!("faults: {:?}", options.faults);
     }
@@ -207,8 +236,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ticks.tick().await;
                 let now = (stats(), Instant::now());
                 // Quiet while nothing arrives; `/reset` makes the counters go down.
-                if now.0.requests != last.0.requests {
-                    println!("{}", progress(&last, &now));
+                if (now.0.requests, now.0.not_found) != (last.0.requests, last.0.not_found) {
+                    say(&progress(&last, &now));
                 }
                 last = now;
             }
@@ -218,7 +247,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     stop_signal().await?;
     let stats = collector.stats();
     collector.stop().await?;
-    println!("{}", serde_json::to_string(&stats)?);
+    say(&serde_json::to_string(&stats)?);
     Ok(())
 }
 
@@ -244,6 +273,9 @@ fn progress(last: &(Stats, Instant), now: &(Stats, Instant)) -> String {
             " refused: too_large={} unavailable={} resets={} failures={}",
             stats.too_large, stats.unavailable, stats.resets, stats.failures,
         );
+    }
+    if stats.not_found > 0 {
+        line += &format!(" not_found={}", stats.not_found);
     }
     line
 }

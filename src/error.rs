@@ -94,6 +94,18 @@ pub enum BuildError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The endpoint's path already ends in a collector path
+    /// ([`POST_PATH`](crate::wire::POST_PATH) or [`GET_PATH`](crate::wire::GET_PATH)): the emitter adds the path for its method, so the endpoint
+    /// is the collector's base URL. The message does not repeat the endpoint, which may
+    /// carry a secret.
+    #[error(
+        "the collector endpoint already ends in the collector path `{path}`: give the \
+         collector's base URL; the emitter adds the path for its method"
+    )]
+    EndpointHasCollectorPath {
+        /// The collector path found at the end of the endpoint, as the emitter writes it.
+        path: &'static str,
+    },
     /// A POST request byte cap (`max_request_bytes`, or `byte_limit` when lower) too small
     /// to hold the envelope of one event.
     #[error("a request byte cap of {bytes} cannot hold one event: it must be at least {min}")]

@@ -100,6 +100,18 @@ fn bad_endpoints() -> Vec<(&'static str, BuildError)> {
             invalid("http://[zz::1]:80", "invalid host"),
         ),
         ("host\u{200b}", invalid("host\u{200b}", "invalid host")),
+        (
+            "https://c.example/com.snowplowanalytics.snowplow/tp2",
+            BuildError::EndpointHasCollectorPath {
+                path: snowplow_actix::wire::POST_PATH,
+            },
+        ),
+        (
+            "http://127.0.0.1:9090/I/",
+            BuildError::EndpointHasCollectorPath {
+                path: snowplow_actix::wire::GET_PATH,
+            },
+        ),
     ]
 }
 

@@ -396,6 +396,66 @@ async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
     assert_eq!(room_again(&endpoint).len(), 1);
 }
 
+#[cfg(feature = "web")]
+#[actix_rt::test]
+async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
+    use actix_web::http::StatusCode;
+    use actix_web::test::{self as web_test, TestRequest};
+    use actix_web::{web, App, HttpResponse};
+    use snowplow_actix::web::RequestTracker;
+
+    const ROUTE: &str = "/logging-orders/{order}";
+    const OPTIONAL_ROUTE: &str = "/logging-optional/{order}";
+    capture();
+    let marker = format!("personal-{}", uuid_like());
+    let app = web_test::init_service(
+        App::new()
+            .route(
+                ROUTE,
+                web::post().to(|_: RequestTracker| async { HttpResponse::Ok().finish() }),
+            )
+            .route(
+                OPTIONAL_ROUTE,
+                web::post().to(|tracking: Option<RequestTracker>| async move {
+                    assert!(tracking.is_none());
+                    HttpResponse::Ok().finish()
+                }),
+            ),
+    )
+    .await;
+    let call = |path: &str| {
+        TestRequest::post()
+            .uri(&format!("{path}?email={marker}"))
+            .to_request()
+    };
+    let extractor_lines = || -> Vec<Line> {
+        lines()
+            .iter()
+            .filter(|line| line.target == "snowplow_actix::web::extractor")
+            .cloned()
+            .collect()
+    };
+
+    let failed = web_test::call_service(&app, call(&format!("/logging-orders/{marker}"))).await;
+    let optional = web_test::call_service(&app, call(&format!("/logging-optional/{marker}"))).await;
+
+    assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(optional.status(), StatusCode::OK);
+    // One line, for the failed extraction only; its route is the pattern, not the path.
+    let logged = extractor_lines();
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    let line = &logged[0];
+    assert_eq!(line.level, Level::ERROR);
+    assert!(
+        line.message
+            .starts_with("no snowplow tracker for this request"),
+        "{line:#?}"
+    );
+    assert_eq!(line.get("method"), Some("POST"));
+    assert_eq!(line.get("route"), Some(ROUTE));
+    assert!(!line.mentions(&marker), "path or query logged: {line:#?}");
+}
+
 /// A marker unique to this run, without a UUID dependency in the test.
 fn uuid_like() -> String {
     let settings = common::support::settings();

@@ -1,21 +1,24 @@
 //! A minimal Snowplow collector embedded in the examples: an actix-web server on 127.0.0.1
 //! that validates and counts the events it receives.
 //!
-//! Routes (`{prefix}` is any path or none, so an endpoint such as
-//! `http://127.0.0.1:PORT/mirror` works too):
+//! Routes, at the paths a real Snowplow collector serves, so an emitter whose endpoint
+//! would miss a real collector misses this one too:
 //!
-//! * `POST {prefix}/com.snowplowanalytics.snowplow/tp2`: a `payload_data` 1-0-4 envelope whose
+//! * `POST /com.snowplowanalytics.snowplow/tp2`: a `payload_data` 1-0-4 envelope whose
 //!   `data` is a non-empty array of events, each an object of string values with `e`, `p`
 //!   and `tv`. Answered 200, or 400 for an invalid body.
-//! * `GET {prefix}/i?{query}`: one form-encoded event with `e`, `p` and `tv`. Answered 200
-//!   (a 1x1 GIF), or 400.
+//! * `GET /i?{query}` (or `GET /com.snowplowanalytics.snowplow/i?{query}`): one
+//!   form-encoded event with `e`, `p` and `tv`. Answered 200 (a 1x1 GIF), or 400.
+//! * `GET /health`: 200 `OK`.
 //! * `GET /stats`: the counters as JSON ([`Stats`]); `POST /reset`: clears the counters, the
 //!   seen event ids and the kept events, and answers the counters as they were.
 //!
-//! Other paths are answered 404 and other methods 405, and are not counted. Events are
-//! counted only when their request is accepted; an event whose `eid` was seen before is
-//! counted as a duplicate. The handlers parse outside the one lock they take per request
-//! and log nothing, so the collector can be the sink of a load test.
+//! Any other path is answered 404 and counted as `not_found`; another method on one of
+//! these paths is answered 405 and not counted. Events are counted only when their request
+//! is accepted; an event whose `eid` was seen before is counted as a duplicate. The
+//! handlers parse outside the one lock they take per request and log nothing, so the
+//! collector can be the sink of a load test. [`CollectorConfig::print`] hands each
+//! accepted event, as one JSON line ([`event_line`]), to an [`EventSink`].
 //!
 //! [`Faults`] (none by default) make it a bad collector, to watch a tracker cope. Each event
 //! request is decided in this order: a POST body over `max_body` bytes is answered 413;
@@ -45,7 +48,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -61,10 +64,12 @@ use tokio::sync::Notify;
 /// Schema of the POST envelope.
 const PAYLOAD_DATA_SCHEMA: &str =
     "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
-/// Path of POST requests, after any prefix.
+/// Path of POST requests.
 const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
-/// Path of GET requests, after any prefix.
+/// Path of GET requests.
 const GET_PATH: &str = "/i";
+/// The other path of GET requests a Snowplow collector serves.
+const VENDOR_GET_PATH: &str = "/com.snowplowanalytics.snowplow/i";
 /// Fields every event must have.
 const REQUIRED: [&str; 3] = ["e", "p", "tv"];
 /// The largest POST body read.
@@ -88,6 +93,8 @@ pub(crate) struct CollectorConfig {
     pub(crate) keep_events: bool,
     /// What goes wrong on purpose (default nothing).
     pub(crate) faults: Faults,
+    /// Where each accepted event goes as one JSON line, in arrival order (default nowhere).
+    pub(crate) print: Option<EventSink>,
 }
 
 impl Default for CollectorConfig {
@@ -97,8 +104,52 @@ impl Default for CollectorConfig {
             workers: 1,
             keep_events: true,
             faults: Faults::default(),
+            print: None,
         }
     }
+}
+
+/// Receives each accepted event as one JSON line ([`event_line`]), without its newline. It
+/// is called outside the collector's lock, from the worker that accepted the event.
+#[derive(Clone)]
+pub(crate) struct EventSink(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl EventSink {
+    /// A sink calling `write` with each line.
+    pub(crate) fn new(write: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(write))
+    }
+
+    /// A sink writing each line to stdout (a write error, such as a closed pipe, is ignored).
+    pub(crate) fn stdout() -> Self {
+        Self::new(|line| {
+            let _ = writeln!(io::stdout().lock(), "{line}");
+        })
+    }
+}
+
+impl fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
+/// One event as a JSON object of its fields, as the collector received them: in wire
+/// order, values as strings (`{"e":"pv","eid":"…",…}`).
+pub(crate) fn event_line<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let mut line = String::with_capacity(16 * pairs.len() + 2);
+    line.push('{');
+    for (idx, (key, value)) in pairs.iter().enumerate() {
+        if idx > 0 {
+            line.push(',');
+        }
+        let quoted = |text: &str| serde_json::to_string(text).expect("a str is valid JSON");
+        line += &quoted(key.as_ref());
+        line.push(':');
+        line += &quoted(value.as_ref());
+    }
+    line.push('}');
+    line
 }
 
 /// The faults a [`Collector`] injects into event requests; the default injects none. See
@@ -180,6 +231,8 @@ pub(crate) struct Stats {
     pub(crate) resets: u64,
     /// Event requests answered [`Faults::fail_status`] ([`Faults::fail_rate`]).
     pub(crate) failures: u64,
+    /// Requests answered 404: a path the collector does not serve.
+    pub(crate) not_found: u64,
 }
 
 /// One accepted event: how it came, and its name/value pairs in wire order.
@@ -187,7 +240,7 @@ pub(crate) struct Stats {
 pub(crate) struct ReceivedEvent {
     /// `"POST"` or `"GET"`.
     pub(crate) method: &'static str,
-    /// The request path, prefix included.
+    /// The request path.
     pub(crate) path: String,
     /// The pairs, in the order they were sent (`stm` included).
     pub(crate) pairs: Vec<(String, String)>,
@@ -234,6 +287,7 @@ impl Collector {
         let resets = config.faults.reset_rate > 0.0;
         let shared = Arc::new(Shared {
             keep_events: config.keep_events,
+            print: config.print,
             state: Mutex::new(State::new(config.faults.seed)),
             faults: config.faults,
             waiters: AtomicUsize::new(0),
@@ -352,6 +406,7 @@ impl Drop for Collector {
 
 struct Shared {
     keep_events: bool,
+    print: Option<EventSink>,
     faults: Faults,
     state: Mutex<State>,
     /// Tasks in [`Collector::wait_for_events`]: requests notify only when there are some.
@@ -470,9 +525,13 @@ impl Shared {
         } else {
             state.counts.get_events += accepted;
         }
+        let mut lines = Vec::new();
         for event in events {
             if !state.see(event.get("eid")) {
                 state.counts.duplicates += 1;
+            }
+            if self.print.is_some() {
+                lines.push(event_line(&event.0));
             }
             if self.keep_events {
                 state.events.push(ReceivedEvent {
@@ -483,10 +542,21 @@ impl Shared {
             }
         }
         drop(guard);
+        if let Some(print) = &self.print {
+            for line in &lines {
+                (print.0)(line);
+            }
+        }
         if self.waiters.load(Ordering::SeqCst) > 0 {
             self.changed.notify_waiters();
         }
         Answer::Accepted
+    }
+
+    /// Counts a request to a path the collector does not serve.
+    fn not_found(&self) -> HttpResponse {
+        self.lock().counts.not_found += 1;
+        HttpResponse::NotFound().finish()
     }
 }
 
@@ -531,37 +601,37 @@ enum Answer {
 async fn handle(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let path = request.path();
     let method = request.method();
-    if path.ends_with(POST_PATH) {
-        if method != Method::POST {
-            return HttpResponse::MethodNotAllowed().finish();
+    match path {
+        POST_PATH if method == Method::POST => {
+            let too_large = shared.faults.max_body.is_some_and(|max| body.len() > max);
+            let parsed = if too_large {
+                Err(String::new())
+            } else {
+                parse_post(&body)
+            };
+            let answer = shared.record("POST", path, too_large, parsed);
+            respond(&shared, answer, || {
+                HttpResponse::Ok().content_type("text/plain").body("ok")
+            })
+            .await
         }
-        let too_large = shared.faults.max_body.is_some_and(|max| body.len() > max);
-        let parsed = if too_large {
-            Err(String::new())
-        } else {
-            parse_post(&body)
-        };
-        let answer = shared.record("POST", path, too_large, parsed);
-        respond(&shared, answer, || {
-            HttpResponse::Ok().content_type("text/plain").body("ok")
-        })
-        .await
-    } else if path.ends_with(GET_PATH) {
-        if method != Method::GET {
-            return HttpResponse::MethodNotAllowed().finish();
+        GET_PATH | VENDOR_GET_PATH if method == Method::GET => {
+            let parsed = parse_get(request.query_string()).map(|event| vec![event]);
+            let answer = shared.record("GET", path, false, parsed);
+            respond(&shared, answer, || {
+                HttpResponse::Ok().content_type("image/gif").body(PIXEL_GIF)
+            })
+            .await
         }
-        let parsed = parse_get(request.query_string()).map(|event| vec![event]);
-        let answer = shared.record("GET", path, false, parsed);
-        respond(&shared, answer, || {
-            HttpResponse::Ok().content_type("image/gif").body(PIXEL_GIF)
-        })
-        .await
-    } else if path == "/stats" && method == Method::GET {
-        HttpResponse::Ok().json(shared.lock().stats())
-    } else if path == "/reset" && method == Method::POST {
-        HttpResponse::Ok().json(shared.reset())
-    } else {
-        HttpResponse::NotFound().finish()
+        "/health" if method == Method::GET => {
+            HttpResponse::Ok().content_type("text/plain").body("OK")
+        }
+        "/stats" if method == Method::GET => HttpResponse::Ok().json(shared.lock().stats()),
+        "/reset" if method == Method::POST => HttpResponse::Ok().json(shared.reset()),
+        POST_PATH | GET_PATH | VENDOR_GET_PATH | "/health" | "/stats" | "/reset" => {
+            HttpResponse::MethodNotAllowed().finish()
+        }
+        _ => shared.not_found(),
     }
 }
 

@@ -59,6 +59,9 @@ impl Endpoint {
     ///
     /// A [`BuildError`] for an empty endpoint, whitespace or control characters, a scheme
     /// other than http(s), a missing host, an invalid port, or a query or fragment.
+    /// [`BuildError::EndpointHasCollectorPath`] for a path that already ends in the POST or
+    /// GET collector path (`…/com.snowplowanalytics.snowplow/tp2` or `…/i`, in any case):
+    /// the emitter adds the path for its method, so the endpoint is the collector's base URL.
     pub fn parse(
         endpoint: &str,
         protocol: Protocol,
@@ -106,6 +109,9 @@ impl Endpoint {
         if !host_ok {
             return Err(invalid("invalid host"));
         }
+        if let Some(path) = collector_path_suffix(path) {
+            return Err(BuildError::EndpointHasCollectorPath { path });
+        }
         let port = match port.or(own_port) {
             Some(0) => return Err(invalid("port 0")),
             Some(port) => format!(":{port}"),
@@ -139,6 +145,16 @@ impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.base)
     }
+}
+
+/// The collector path `path` ends in (compared without regard to case), if any: the whole
+/// last segment or segments, so `/items` or `/tp2x` are not one.
+fn collector_path_suffix(path: &str) -> Option<&'static str> {
+    [POST_PATH, GET_PATH].into_iter().find(|collector_path| {
+        path.len() >= collector_path.len()
+            && path.as_bytes()[path.len() - collector_path.len()..]
+                .eq_ignore_ascii_case(collector_path.as_bytes())
+    })
 }
 
 /// Splits `host:port`; `None` when a port is present but invalid.
@@ -183,6 +199,19 @@ mod tests {
             ("http://127.0.0.1:9090/", "http://127.0.0.1:9090"),
             ("https://host/sub///", "https://host/sub"),
             ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+            // The collector paths inside the path, or as part of a longer last segment.
+            ("https://c.example/i/x", "https://c.example/i/x"),
+            ("https://c.example/items", "https://c.example/items"),
+            ("https://c.example/xi", "https://c.example/xi"),
+            (
+                "https://c.example/com.snowplowanalytics.snowplow/tp2x",
+                "https://c.example/com.snowplowanalytics.snowplow/tp2x",
+            ),
+            (
+                "https://c.example/com.snowplowanalytics.snowplow/tp2/x",
+                "https://c.example/com.snowplowanalytics.snowplow/tp2/x",
+            ),
+            ("https://c.example/tp2", "https://c.example/tp2"),
             ("HTTP://host", "http://host"),
             ("Https://host:1", "https://host:1"),
         ];
@@ -224,5 +253,50 @@ mod tests {
                 parse(bad)
             );
         }
+    }
+
+    #[test]
+    fn endpoints_ending_in_a_collector_path_are_refused() {
+        let has = |path| Err(BuildError::EndpointHasCollectorPath { path });
+        let cases = [
+            (
+                "https://c.example/com.snowplowanalytics.snowplow/tp2",
+                POST_PATH,
+            ),
+            (
+                "https://c.example/com.snowplowanalytics.snowplow/tp2/",
+                POST_PATH,
+            ),
+            (
+                "c.example:8080/sub/com.snowplowanalytics.snowplow/tp2//",
+                POST_PATH,
+            ),
+            (
+                "https://c.example/COM.SnowplowAnalytics.Snowplow/TP2",
+                POST_PATH,
+            ),
+            ("https://c.example/i", GET_PATH),
+            ("https://c.example/i/", GET_PATH),
+            ("http://[::1]:8080/sub/I", GET_PATH),
+            (
+                "https://c.example/com.snowplowanalytics.snowplow/i",
+                GET_PATH,
+            ),
+        ];
+        for (endpoint, path) in cases {
+            assert_eq!(parse(endpoint), has(path), "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn the_collector_path_error_names_the_path_not_the_endpoint() {
+        let error = parse("https://secret-token.c.example/i").unwrap_err();
+        let message = error.to_string();
+        assert_eq!(
+            message,
+            "the collector endpoint already ends in the collector path `/i`: give the \
+             collector's base URL; the emitter adds the path for its method"
+        );
+        assert!(!message.contains("secret-token"), "{message}");
     }
 }

@@ -5,7 +5,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest, ResponseError};
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
 use uuid::Uuid;
 
 use super::middleware::RequestScope;
@@ -28,8 +29,8 @@ use crate::tracker::Tracker;
 ///    or a plain `Tracker` (`.app_data(tracker)`): the subject then has the peer's address
 ///    (no proxy is trusted), the user agent and the language, and no user ids.
 ///
-/// With neither, extraction fails with [`RequestTrackerError`] (a 500 response); extract
-/// `Option<RequestTracker>` where tracking is optional.
+/// With neither, extraction fails with [`RequestTrackerError`] (a plain 500 response, the
+/// explanation logged); extract `Option<RequestTracker>` where tracking is optional.
 ///
 /// Tracking never waits on the network: the event is stamped and handed over.
 ///
@@ -79,15 +80,42 @@ pub struct RequestTracker {
 }
 
 /// No tracker for the request: neither the middleware nor app data provides one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+///
+/// Its message is for the app's developers. As a response it is a plain
+/// `500 Internal Server Error` with an empty body, and the message is logged at ERROR with
+/// the request's method and route pattern (never its path or query, which may hold personal
+/// data) when the response is made: once per failed request, and not at all when the
+/// handler extracts `Option<RequestTracker>` or handles the error itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "no snowplow tracker for this request: wrap the app in SnowplowTracking or add a \
      web::Data<Tracker> to its app data"
 )]
-pub struct RequestTrackerError;
+pub struct RequestTrackerError {
+    method: Method,
+    route: Option<String>,
+}
 
-/// A 500 Internal Server Error: a configuration mistake of the app.
-impl ResponseError for RequestTrackerError {}
+impl RequestTrackerError {
+    fn for_request(request: &HttpRequest) -> Self {
+        Self {
+            method: request.method().clone(),
+            route: request.match_pattern(),
+        }
+    }
+}
+
+/// A configuration mistake of the app: the explanation goes to the log, not to the client.
+impl ResponseError for RequestTrackerError {
+    fn error_response(&self) -> HttpResponse {
+        tracing::error!(
+            method = %self.method,
+            route = self.route.as_deref(),
+            "{self}"
+        );
+        HttpResponse::InternalServerError().finish()
+    }
+}
 
 impl RequestTracker {
     /// A tracker that tracks with `subject` (the extractor builds it from the request).
@@ -115,7 +143,7 @@ impl RequestTracker {
             .app_data::<web::Data<Tracker>>()
             .map(|data| Tracker::clone(data))
             .or_else(|| request.app_data::<Tracker>().cloned())
-            .ok_or(RequestTrackerError)?;
+            .ok_or_else(|| RequestTrackerError::for_request(request))?;
         Ok(Self::new(tracker, SubjectRules::default().subject(request)))
     }
 
