@@ -223,13 +223,13 @@ impl Route {
         match refused {
             None => {
                 if self.burst > 0 {
-                    tracing::warn!(emitter = %self.name, refused = self.burst, "emitter takes events again after refusing some");
+                    tracing::warn!(emitter = %self.name, method = self.method.map(tracing::field::display), refused = self.burst, "emitter takes events again after refusing some");
                     self.burst = 0;
                 }
             }
             Some(why) => {
                 if self.burst == 0 {
-                    tracing::warn!(emitter = %self.name, why, "emitter cannot take events: dropping them as capacity");
+                    tracing::warn!(emitter = %self.name, method = self.method.map(tracing::field::display), why, "emitter cannot take events: dropping them as capacity");
                 }
                 self.burst += count;
                 self.refused += count;

@@ -74,6 +74,7 @@ mod emitter;
 mod error;
 mod event;
 mod fanout;
+pub mod health;
 mod mailbox;
 mod messages;
 mod payload;

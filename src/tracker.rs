@@ -27,6 +27,7 @@ use crate::emitter::{
 use crate::error::{AddEmitterError, BuildError, FlushError, ShutdownError, TrackError};
 use crate::event::Event;
 use crate::fanout::{EmitterReport, Fanout, GetReports, Inbox, Pushed, Route, Wake};
+use crate::health::{EmitterHealth, Health, HealthReason};
 use crate::messages::{Flush, Shutdown, Track};
 use crate::runtime::Runtime;
 use crate::stamp::TrackerSettings;
@@ -524,6 +525,30 @@ impl Tracker {
         })
     }
 
+    /// Whether the emitters deliver: healthy, degraded or down, with the reasons and the
+    /// figures behind them (see [`crate::health`]; do not fail readiness on it).
+    pub async fn health(&self) -> Health {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Health::new(vec![HealthReason::ShutDown], Vec::new());
+        }
+        let Ok(stats) = self.stats().await else {
+            return Health::new(vec![HealthReason::Stopped], Vec::new());
+        };
+        let built_in: Vec<String> = self.emitters().iter().map(|e| e.name.clone()).collect();
+        let emitters = stats
+            .emitters
+            .iter()
+            .filter_map(|report| match &report.stats {
+                Some(stats) => Some(EmitterHealth::from_stats(report.name.clone(), stats)),
+                None if built_in.contains(&report.name) => {
+                    Some(EmitterHealth::stopped(report.name.clone()))
+                }
+                None => None,
+            })
+            .collect();
+        Health::new(Vec::new(), emitters)
+    }
+
     /// Stops the flush timers, flushes every emitter with `timeout`, counts what is left as
     /// dropped (`shutdown`), stops the emitters and the tracker's threads, and reports.
     /// Tracking afterwards returns [`TrackError::ShutDown`]; [`stats`](Self::stats) returns
@@ -683,6 +708,14 @@ impl EmitterHandle {
         match self.addr.send(crate::messages::GetStats).await {
             Ok(stats) => Some(stats),
             Err(_) => self.final_stats.get(),
+        }
+    }
+
+    /// Whether this emitter delivers (see [`crate::health`]).
+    pub async fn health(&self) -> EmitterHealth {
+        match self.stats().await {
+            Some(stats) => EmitterHealth::from_stats(self.name.clone(), &stats),
+            None => EmitterHealth::stopped(self.name.clone()),
         }
     }
 

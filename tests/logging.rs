@@ -132,11 +132,11 @@ fn capture() {
     });
 }
 
-/// The lines at `level` or above whose `endpoint` field is `endpoint`.
-fn lines_of(endpoint: &str, level: Level) -> Vec<Line> {
+/// The lines at `level` or above of the emitter called `name` (by default its endpoint).
+fn lines_of(name: &str, level: Level) -> Vec<Line> {
     lines()
         .iter()
-        .filter(|line| line.level <= level && line.get("endpoint") == Some(endpoint))
+        .filter(|line| line.level <= level && line.get("emitter") == Some(name))
         .cloned()
         .collect()
 }
@@ -241,10 +241,11 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
     assert_eq!(dropped(|d| d.rejected), [2, 1, 0, 0]);
     assert_eq!(dropped(|d| d.capacity), [0, 0, 0, 9]);
     assert!(left.dropped.shutdown > 0, "{left:#?}");
+    // Emitters are named after their endpoints (GET ones with " (GET)").
     for endpoint in [
         statuses.endpoint(),
-        get_statuses.endpoint(),
-        garbage.endpoint(),
+        format!("{} (GET)", get_statuses.endpoint()),
+        format!("{} (GET)", garbage.endpoint()),
         refused.clone(),
     ] {
         assert!(
@@ -312,6 +313,7 @@ async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
     .await;
     let endpoint = collector.endpoint();
     let emitter = EmitterBuilder::new(endpoint.as_str())
+        .name(endpoint.as_str())
         .method(Method::Get)
         .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(20))
@@ -454,6 +456,233 @@ async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
     assert_eq!(line.get("method"), Some("POST"));
     assert_eq!(line.get("route"), Some(ROUTE));
     assert!(!line.mentions(&marker), "path or query logged: {line:#?}");
+}
+
+#[actix_rt::test]
+async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
+    capture();
+    let posts = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([500, 400]),
+    ))
+    .await;
+    let gets = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([503, 422]),
+    ))
+    .await;
+    let quick = |builder: EmitterBuilder| {
+        builder
+            .jitter(fixed_jitter(0.01))
+            .max_retry_delay(Duration::from_millis(20))
+            .max_in_flight(1)
+    };
+    let tracker = Tracker::builder("logging")
+        .emitter(quick(EmitterBuilder::new(posts.endpoint()).name("primary")))
+        .emitter(quick(
+            EmitterBuilder::new(gets.endpoint())
+                .name("mirror")
+                .method(Method::Get),
+        ))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    let page = "/private/account?email=someone@example.com";
+    tracker
+        .track(PageView::new(format!("https://shop.example{page}")).unwrap())
+        .unwrap();
+    tracker.flush().await.unwrap();
+    tracker.track(Structured::new("a", "b").unwrap()).unwrap();
+    tracker.flush().await.unwrap();
+    tracker.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    for (name, method, url) in [
+        ("primary", "POST", posts.post_url()),
+        ("mirror", "GET", gets.get_url()),
+    ] {
+        let all = lines_of(name, Level::TRACE);
+        assert!(all.len() >= 3, "{name}: {all:#?}");
+        assert!(
+            all.iter().all(|line| line.get("method") == Some(method)),
+            "{all:#?}"
+        );
+        let failed: Vec<&Line> = all
+            .iter()
+            .filter(|line| line.level == Level::WARN)
+            .collect();
+        assert_eq!(
+            failed.len(),
+            2,
+            "a retried and a rejected request: {failed:#?}"
+        );
+        for line in failed {
+            assert_eq!(line.get("url"), Some(url.as_str()), "{line:#?}");
+            assert!(
+                !line.mentions(page) && !line.mentions("someone"),
+                "{line:#?}"
+            );
+        }
+    }
+    // Two emitters, two names: no line of either is anonymous.
+    let anonymous: Vec<Line> = lines()
+        .iter()
+        .filter(|line| line.target.starts_with("snowplow_actix::emitter"))
+        .filter(|line| line.mentions(&posts.endpoint()) || line.mentions(&gets.endpoint()))
+        .filter(|line| line.get("emitter").is_none())
+        .cloned()
+        .collect();
+    assert!(anonymous.is_empty(), "{anonymous:#?}");
+}
+
+#[actix_rt::test]
+async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
+    capture();
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    // `host:port` without a scheme is https; this collector speaks plain HTTP.
+    let endpoint = collector.addr().to_string();
+    let emitter = EmitterBuilder::new(endpoint.as_str())
+        .name("scheme-hint")
+        .jitter(fixed_jitter(0.01))
+        .max_retry_delay(Duration::from_millis(20))
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(1));
+
+    let report = emitter
+        .send(Flush::with_timeout(Duration::from_millis(300)))
+        .await
+        .unwrap();
+
+    assert_eq!((report.sent, report.timed_out), (0, true));
+    let failed: Vec<Line> = lines_of("scheme-hint", Level::WARN)
+        .into_iter()
+        .filter(|line| line.message.starts_with("request failed"))
+        .collect();
+    assert!(!failed.is_empty());
+    for line in &failed {
+        let hint = line.get("hint").unwrap_or_default();
+        assert!(hint.contains("http://"), "{line:#?}");
+    }
+    // A failure with nothing to hint carries no hint.
+    let refused = format!("http://{}", closed_port());
+    let plain = EmitterBuilder::new(refused.as_str())
+        .jitter(fixed_jitter(0.01))
+        .build()
+        .unwrap()
+        .start();
+    track_all(&plain, events(1));
+    plain
+        .send(Flush::with_timeout(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    let lines: Vec<Line> = lines_of(&refused, Level::WARN)
+        .into_iter()
+        .filter(|line| line.message.starts_with("request failed"))
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(
+        lines.iter().all(|line| line.get("hint").is_none()),
+        "{lines:#?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_404_is_one_error_with_the_url_and_a_hint_then_one_line_per_burst() {
+    capture();
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_sequence([404, 404, 404, 200, 404, 200]),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .name("wrong-path")
+        .jitter(fixed_jitter(0.01))
+        .max_retry_delay(Duration::from_millis(20))
+        .max_in_flight(1)
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(2));
+    let first = emitter.send(Flush::default()).await.unwrap();
+    track_all(&emitter, events(2));
+    let second = emitter.send(Flush::default()).await.unwrap();
+
+    assert_eq!((first.sent, second.sent), (2, 2));
+    assert_eq!(collector.statuses(), [404, 404, 404, 200, 404, 200]);
+    let lines = lines_of("wrong-path", Level::WARN);
+    let errors: Vec<&Line> = lines
+        .iter()
+        .filter(|line| line.level == Level::ERROR)
+        .collect();
+    assert_eq!(errors.len(), 2, "one per burst: {lines:#?}");
+    for error in &errors {
+        assert_eq!(error.get("url"), Some(collector.post_url().as_str()));
+        assert!(
+            error.get("hint").unwrap().contains("base URL"),
+            "{error:#?}"
+        );
+    }
+    // No WARN per 404; one line at the end of each burst, with its size.
+    let warnings: Vec<&Line> = lines
+        .iter()
+        .filter(|line| line.level == Level::WARN)
+        .collect();
+    let sizes: Vec<Option<&str>> = warnings.iter().map(|line| line.get("not_found")).collect();
+    assert_eq!(sizes, [Some("3"), Some("1")], "{warnings:#?}");
+}
+
+#[actix_rt::test]
+async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
+    capture();
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let namespace = format!("dropped-{}", uuid_like());
+    let tracker = Tracker::builder(namespace.as_str())
+        .emitter(EmitterBuilder::new(collector.endpoint()).name(namespace.as_str()))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    for _ in 0..4 {
+        tracker.track(Structured::new("a", "b").unwrap()).unwrap();
+    }
+    // Every event has reached the emitter (what it holds is what the warning counts).
+    let held = tracker.stats().await.unwrap().emitters[0]
+        .stats
+        .clone()
+        .unwrap();
+    assert_eq!(held.queued + held.in_flight, 4);
+    let handle = tracker.emitters().remove(0);
+
+    drop(tracker);
+
+    let ours: Vec<Line> = lines()
+        .iter()
+        .filter(|line| line.level <= Level::WARN && line.mentions(&namespace))
+        .cloned()
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:#?}");
+    assert_eq!(ours[0].get("lost"), Some("4"), "{ours:#?}");
+    assert!(ours[0].message.contains("shutdown"), "{ours:#?}");
+    // The emitter stops and counts them, quietly: the tracker has said it.
+    let mut last = handle.stats().await;
+    for _ in 0..200 {
+        if last
+            .as_ref()
+            .is_some_and(|stats| stats.dropped.shutdown == 4)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        last = handle.stats().await;
+    }
+    let last = last.expect("the emitter left its stats");
+    assert_eq!(last.dropped.shutdown, 4, "{last:#?}");
+    assert!(last.is_balanced(), "{last:#?}");
+    let warned = lines()
+        .iter()
+        .filter(|line| line.level <= Level::WARN && line.mentions(&namespace))
+        .count();
+    assert_eq!(warned, 1);
 }
 
 /// A marker unique to this run, without a UUID dependency in the test.

@@ -161,7 +161,7 @@ impl Emitter {
         if catch_unwind(AssertUnwindSafe(callback)).is_err() {
             self.core.count_callback_panic();
             tracing::error!(
-                endpoint = %self.settings.endpoint,
+                emitter = %self.settings.name, method = %self.settings.method,
                 callback = name,
                 "callback panicked; its events are accounted for as usual"
             );
@@ -201,7 +201,7 @@ impl Actor for Emitter {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.transport = Some((self.settings.transport)());
-        tracing::debug!(endpoint = %self.settings.endpoint, "emitter started");
+        tracing::debug!(emitter = %self.settings.name, method = %self.settings.method, "emitter started");
         self.core.set_ready(true, Now::real());
         self.execute(ctx);
     }

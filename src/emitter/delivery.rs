@@ -63,6 +63,14 @@ pub const BRAKE_AFTER: u64 = 5;
 /// that a down collector is not sent more than a few dozen requests.
 pub const BRAKE_MIN_QUIET: Duration = Duration::from_millis(250);
 
+/// What a TLS client says when the server answers in plain HTTP.
+const PLAIN_HTTP_SIGNS: [&str; 2] = ["InvalidContentType", "corrupt message"];
+const PLAIN_HTTP_HINT: &str = "the collector answered in plain HTTP: use an http:// endpoint \
+     (an endpoint without a scheme is https)";
+const NOT_FOUND_HINT: &str = "give the collector's base URL as the endpoint: the emitter adds \
+     /com.snowplowanalytics.snowplow/tp2 (POST) or /i (GET); check that a proxy in front \
+     of the collector forwards these paths";
+
 /// A moment, on both clocks the core needs: monotonic for schedules, wall-clock
 /// milliseconds for event ages and `stm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +180,9 @@ pub(crate) struct Delivery {
     hold_until: Option<Instant>,
     braked: bool,
     failed_in_row: u64,
+    /// Answers of 404 in a row: the first is an ERROR, the rest of the burst one line at its
+    /// end.
+    not_found_in_row: u64,
     last_success: Instant,
     /// The request byte cap, lowered by 413 answers.
     request_bytes: usize,
@@ -221,6 +232,7 @@ impl Delivery {
             hold_until: None,
             braked: false,
             failed_in_row: 0,
+            not_found_in_row: 0,
             last_success: now.at,
             request_bytes: settings.request_bytes,
             draining: store.recovered() > 0,
@@ -285,7 +297,7 @@ impl Delivery {
         if self.closed {
             self.stats.dropped.add(DropReason::Shutdown, 1);
             if self.refused_after_close == 0 {
-                tracing::warn!(endpoint = %self.settings.endpoint, "emitter is shut down: dropping events tracked after the shutdown");
+                tracing::warn!(emitter = %self.settings.name, method = %self.settings.method, "emitter is shut down: dropping events tracked after the shutdown");
             }
             self.refused_after_close += 1;
             return;
@@ -304,7 +316,7 @@ impl Delivery {
                 self.queued_bytes += cost as u64;
                 if self.capacity_burst > 0 {
                     tracing::warn!(
-                        endpoint = %self.settings.endpoint,
+                        emitter = %self.settings.name, method = %self.settings.method,
                         dropped = self.capacity_burst,
                         "emitter buffer has room again after dropping events"
                     );
@@ -315,7 +327,7 @@ impl Delivery {
                 self.stats.dropped.add(DropReason::Capacity, 1);
                 if self.capacity_burst == 0 {
                     tracing::warn!(
-                        endpoint = %self.settings.endpoint,
+                        emitter = %self.settings.name, method = %self.settings.method,
                         queued = self.queued(),
                         in_flight = self.in_flight_events,
                         "emitter buffer full: dropping new events until it has room"
@@ -325,7 +337,7 @@ impl Delivery {
             }
             Err(error) => {
                 self.stats.dropped.add(DropReason::Store, 1);
-                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store refused an event");
+                tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store refused an event");
             }
         }
     }
@@ -390,6 +402,7 @@ impl Delivery {
         self.in_flight_events -= flight.events.len() as u64;
         let (reason, retry_after) = match result {
             Ok(response) if (200..300).contains(&response.status) => {
+                self.watch_not_found(None);
                 self.on_sent(flight, now);
                 self.after_change(now);
                 return;
@@ -401,6 +414,7 @@ impl Delivery {
             Err(TransportError::Invalid(error)) => (FailureReason::Invalid(error), None),
         };
         let fatal = matches!(reason, FailureReason::Fatal(_));
+        self.watch_not_found(Some(&reason));
         match self.verdict(&reason, flight.events.len()) {
             Verdict::Split => self.split(flight, &reason),
             Verdict::Drop(dropped_as) => self.drop_flight(flight, &reason, dropped_as),
@@ -409,7 +423,7 @@ impl Delivery {
             }
         }
         if fatal {
-            tracing::error!(endpoint = %self.settings.endpoint, "transport failed fatally: restarting the emitter");
+            tracing::error!(emitter = %self.settings.name, method = %self.settings.method, "transport failed fatally: restarting the emitter");
             self.commands.push(Command::Restart);
         }
         self.after_change(now);
@@ -426,11 +440,11 @@ impl Delivery {
             self.in_flight_events -= flight.events.len() as u64;
             self.queued_bytes += cost_of(&flight.events);
             if let Err(error) = self.store.requeue(flight.lease, flight.events) {
-                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue in-flight events");
+                tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to requeue in-flight events");
             }
         }
         self.draining = true;
-        tracing::warn!(endpoint = %self.settings.endpoint, "emitter restarting; in-flight events requeued");
+        tracing::warn!(emitter = %self.settings.name, method = %self.settings.method, "emitter restarting; in-flight events requeued");
     }
 
     /// A user callback panicked (caught by the actor).
@@ -455,6 +469,12 @@ impl Delivery {
             retry_requests: self.retries.len() as u64,
             braked: self.braked,
             request_bytes_cap: self.request_bytes as u64,
+            buffer_capacity: self.store.capacity().map(|capacity| capacity as u64),
+            buffer_full: self
+                .store
+                .capacity()
+                .is_some_and(|capacity| self.store.len() + self.store.leased() >= capacity),
+            shut_down: self.closed,
             ..self.stats.clone()
         }
     }
@@ -554,7 +574,7 @@ impl Delivery {
                     Ok(lease) if !lease.events.is_empty() => lease,
                     Ok(_) => break,
                     Err(error) => {
-                        tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to hand out a batch");
+                        tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to hand out a batch");
                         break;
                     }
                 };
@@ -645,7 +665,7 @@ impl Delivery {
             events: events.len(),
         };
         tracing::debug!(
-            endpoint = %self.settings.endpoint,
+            emitter = %self.settings.name, method = %self.settings.method,
             method = ?request.method,
             events = request.events,
             bytes,
@@ -673,6 +693,46 @@ impl Delivery {
 
     // ------------------------------------------------------------------------- answers
 
+    /// A 404 says the endpoint is wrong, not that the collector is down: the first of a
+    /// burst is an ERROR with the URL and what to check, the others are counted, and the
+    /// burst's end (any other answer) is one line.
+    fn watch_not_found(&mut self, reason: Option<&FailureReason>) {
+        if reason == Some(&FailureReason::Status(404)) {
+            self.not_found_in_row += 1;
+            if self.not_found_in_row == 1 {
+                tracing::error!(
+                    emitter = %self.settings.name,
+                    method = %self.settings.method,
+                    url = %self.settings.url,
+                    hint = NOT_FOUND_HINT,
+                    "the collector answers 404 Not Found: the endpoint is probably wrong; the events are kept and retried"
+                );
+            }
+        } else if self.not_found_in_row > 0 {
+            tracing::warn!(
+                emitter = %self.settings.name,
+                method = %self.settings.method,
+                url = %self.settings.url,
+                not_found = self.not_found_in_row,
+                "the collector answers something else than 404 again"
+            );
+            self.not_found_in_row = 0;
+        }
+    }
+
+    /// What to check for a failure whose message alone would not say it.
+    fn hint(&self, reason: &FailureReason) -> Option<&'static str> {
+        match reason {
+            FailureReason::Connection(error) | FailureReason::Fatal(error)
+                if self.settings.endpoint.is_https()
+                    && PLAIN_HTTP_SIGNS.iter().any(|sign| error.contains(sign)) =>
+            {
+                Some(PLAIN_HTTP_HINT)
+            }
+            _ => None,
+        }
+    }
+
     fn verdict(&self, reason: &FailureReason, events: usize) -> Verdict {
         let policy = &self.settings.retry;
         match reason {
@@ -699,7 +759,7 @@ impl Delivery {
     fn on_sent(&mut self, flight: Flight, now: Now) {
         let count = flight.events.len() as u64;
         if let Err(error) = self.store.acknowledge(flight.lease) {
-            tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove sent events");
+            tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to remove sent events");
         }
         self.stats.sent += count;
         self.failed_in_row = 0;
@@ -709,7 +769,7 @@ impl Delivery {
             self.braked = false;
             self.hold_until = None;
             self.limiter.restart();
-            tracing::info!(endpoint = %self.settings.endpoint, "collector answers again: brake released");
+            tracing::info!(emitter = %self.settings.name, method = %self.settings.method, "collector answers again: brake released");
         } else {
             self.limiter.on_success(
                 now.at.saturating_duration_since(flight.sent_at),
@@ -727,7 +787,7 @@ impl Delivery {
                 }
             }
         }
-        tracing::debug!(endpoint = %self.settings.endpoint, events = count, "request accepted");
+        tracing::debug!(emitter = %self.settings.name, method = %self.settings.method, events = count, "request accepted");
         self.commands.push(Command::Sent(flight.events));
     }
 
@@ -744,7 +804,8 @@ impl Delivery {
             self.request_bytes = lowered;
         }
         tracing::warn!(
-            endpoint = %self.settings.endpoint,
+            emitter = %self.settings.name, method = %self.settings.method,
+            url = %self.settings.url,
             %reason,
             events = events.len(),
             bytes = flight.bytes,
@@ -753,7 +814,7 @@ impl Delivery {
         );
         self.queued_bytes += cost_of(&events);
         if let Err(error) = self.store.requeue(flight.lease, events) {
-            tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue events");
+            tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to requeue events");
         }
         self.draining = true;
     }
@@ -761,13 +822,15 @@ impl Delivery {
     fn drop_flight(&mut self, flight: Flight, reason: &FailureReason, dropped_as: DropReason) {
         let count = flight.events.len() as u64;
         if let Err(error) = self.store.acknowledge(flight.lease) {
-            tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove dropped events");
+            tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to remove dropped events");
         }
         self.stats.dropped.add(dropped_as, count);
         self.failed_in_row = 0;
         tracing::warn!(
-            endpoint = %self.settings.endpoint,
+            emitter = %self.settings.name, method = %self.settings.method,
+            url = %self.settings.url,
             %reason,
+            hint = self.hint(reason),
             events = count,
             dropped_as = %dropped_as,
             "request failed and is not retried: events dropped"
@@ -833,7 +896,7 @@ impl Delivery {
         if engaged {
             self.braked = true;
             tracing::warn!(
-                endpoint = %self.settings.endpoint,
+                emitter = %self.settings.name, method = %self.settings.method,
                 failed_in_row = self.failed_in_row,
                 quiet_ms = millis(quiet),
                 "collector unavailable: braking to one request at a time until it answers"
@@ -852,13 +915,13 @@ impl Delivery {
         if one_at_a_time {
             self.queued_bytes += cost_of(&retry);
             if let Err(error) = self.store.requeue(flight.lease, retry) {
-                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue events");
+                tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to requeue events");
             }
             // Sent again once the hold ends, whatever the queue's length.
             self.draining = true;
         } else if retry.is_empty() {
             if let Err(error) = self.store.acknowledge(flight.lease) {
-                tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove dropped events");
+                tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to remove dropped events");
             }
         } else {
             let delay = self.backoff.delay_after(flight.delay);
@@ -872,16 +935,26 @@ impl Delivery {
                 delay,
             });
         }
-        tracing::warn!(
-            endpoint = %self.settings.endpoint,
-            %reason,
-            events = count,
-            retried,
-            attempts_exhausted = exhausted.len(),
-            expired = expired.len(),
-            hold_ms = millis(retry_in),
-            "request failed"
-        );
+        if self.not_found_in_row > 0 {
+            // A 404: the first of its burst was an ERROR, the burst's end is one line.
+            tracing::debug!(
+                emitter = %self.settings.name, method = %self.settings.method,
+                %reason, events = count, retried, "request failed"
+            );
+        } else {
+            tracing::warn!(
+                emitter = %self.settings.name, method = %self.settings.method,
+                url = %self.settings.url,
+                %reason,
+                hint = self.hint(&reason),
+                events = count,
+                retried,
+                attempts_exhausted = exhausted.len(),
+                expired = expired.len(),
+                hold_ms = millis(retry_in),
+                "request failed"
+            );
+        }
         if let Some(reported) = reported {
             self.report(reported, reason.clone(), true, None);
         }
@@ -968,7 +1041,7 @@ impl Delivery {
         let done = settled.unwrap_or_else(|| self.is_done(&waiter));
         if !done && settled.is_none() {
             tracing::warn!(
-                endpoint = %self.settings.endpoint,
+                emitter = %self.settings.name, method = %self.settings.method,
                 queued = self.queued() + self.in_flight_events,
                 "flush deadline passed with events still unsent"
             );
@@ -1001,7 +1074,7 @@ impl Delivery {
         let left = self.settle_left_over();
         if left > 0 {
             tracing::warn!(
-                endpoint = %self.settings.endpoint,
+                emitter = %self.settings.name, method = %self.settings.method,
                 dropped = left,
                 "emitter shut down with events unsent: dropped as shutdown"
             );
@@ -1030,12 +1103,12 @@ impl Delivery {
                 // Kept for the next start: back in the queue, where `queued` counts them.
                 self.queued_bytes += cost_of(&events);
                 if let Err(error) = self.store.requeue(lease, events) {
-                    tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to requeue events at shutdown");
+                    tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to requeue events at shutdown");
                 }
             } else {
                 left += events.len() as u64;
                 if let Err(error) = self.store.acknowledge(lease) {
-                    tracing::error!(endpoint = %self.settings.endpoint, %error, "event store failed to remove events at shutdown");
+                    tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to remove events at shutdown");
                 }
             }
         }

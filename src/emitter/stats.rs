@@ -193,6 +193,13 @@ pub struct EmitterStats {
     pub callback_panics: u64,
     /// Times the emitter was restarted by its supervisor.
     pub restarts: u64,
+    /// The most events its buffer holds, queued and in flight (`None` for a store without
+    /// a bound).
+    pub buffer_capacity: Option<u64>,
+    /// Whether the buffer is full: a new event would be dropped (`capacity`).
+    pub buffer_full: bool,
+    /// Whether it has shut down (it takes no more events).
+    pub shut_down: bool,
 }
 
 impl EmitterStats {

@@ -72,6 +72,10 @@ impl Default for InMemoryStore {
 }
 
 impl EventStore for InMemoryStore {
+    fn capacity(&self) -> Option<usize> {
+        Some(self.capacity)
+    }
+
     fn add(&mut self, event: StoredEvent) -> Result<Added, StoreError> {
         if self.is_full() {
             return Ok(Added::Full);

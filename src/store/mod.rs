@@ -164,6 +164,12 @@ pub trait EventStore: Send + 'static {
     /// Events in unsettled leases.
     fn leased(&self) -> usize;
 
+    /// The most events it holds, queued and leased together, when it has such a bound
+    /// (health reports how full it is).
+    fn capacity(&self) -> Option<usize> {
+        None
+    }
+
     /// The `seq` of the oldest queued event.
     fn oldest_seq(&self) -> Option<u64>;
 

@@ -412,6 +412,10 @@ impl SqliteStore {
 }
 
 impl EventStore for SqliteStore {
+    fn capacity(&self) -> Option<usize> {
+        Some(self.mirror.capacity())
+    }
+
     fn add(&mut self, event: StoredEvent) -> Result<Added, StoreError> {
         if self.mirror.is_full() {
             return Ok(Added::Full);
