@@ -1,80 +1,177 @@
-//! An actix-web app tracked with snowplow-actix: the tracking middleware, a handler that
-//! tracks a structured event through the request-scoped tracker, and a graceful shutdown that
-//! drains the tracker once the server has stopped.
+//! An actix-web app tracked with snowplow-actix, run the way it runs in production: the
+//! tracking middleware, a handler that tracks a structured event through the
+//! request-scoped tracker, a status route showing the tracker's health, and
+//! [`Serve`](snowplow_actix::web::Serve), which serves until SIGTERM or SIGINT and then
+//! drains the server and the tracker within one budget.
 //!
-//! Everything runs on 127.0.0.1: an embedded collector (a tiny actix-web server answering
-//! `POST /com.snowplowanalytics.snowplow/tp2` and `GET /i`), the app, and a client that
-//! browses the app, then stops it. The example exits by itself.
+//! Without arguments it runs by itself on 127.0.0.1: an embedded collector (a tiny
+//! actix-web server answering `POST /com.snowplowanalytics.snowplow/tp2` and `GET /i`),
+//! the app, and a client that browses the app and then sends the process SIGTERM, as
+//! Kubernetes would (on unix; elsewhere it stops the server through its handle). It checks
+//! that the collector received every event and exits.
 //!
 //! ```text
 //! cargo run --example actix_web
 //! ```
+//!
+//! Serve mode: `--bind HOST:PORT --collector URL` serves until SIGTERM or SIGINT (Ctrl-C):
+//! `GET /` is an HTML page and a page view, `POST /buy` (any body) a structured event,
+//! `GET /health` answers 200 untracked and `GET /status` the tracker's health as JSON. The
+//! last line on stdout is the shutdown report as one JSON object (`sent`, `dropped` by
+//! reason, `queued`, `timed_out`, …). `RUST_LOG=snowplow_actix=debug` shows the crate's
+//! logs (INFO and above by default).
+//!
+//! ```text
+//! cargo run --release --example collector -- --addr 127.0.0.1:9090 &
+//! cargo run --release --example actix_web -- --bind 127.0.0.1:8080 --collector http://127.0.0.1:9090
+//! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use serde_json::{Map, Value};
-use snowplow_actix::web::{RequestTracker, SnowplowTracking};
-use snowplow_actix::{EmitterBuilder, Structured, Tracker};
+use serde_json::{json, Map, Value};
+use snowplow_actix::web::{RequestTracker, Serve, ServeReport, SnowplowTracking};
+use snowplow_actix::{DropCounts, EmitterBuilder, Structured, Tracker};
 
 type Error = Box<dyn std::error::Error>;
 
-#[actix_web::main]
-async fn main() -> Result<(), Error> {
-    let collector = Collector::start()?;
-    println!("collector listening on http://{}", collector.addr);
+const USAGE: &str = "usage: actix_web [--bind HOST:PORT --collector URL]
 
-    // Batches of 10 and a flush every 10 s: the few events below stay buffered until the
-    // shutdown drains them.
-    let tracker = Tracker::builder("example")
+Without arguments: runs by itself against an embedded collector on 127.0.0.1 and exits.
+  --bind HOST:PORT   serve on this address until SIGTERM or SIGINT
+  --collector URL    the Snowplow collector's endpoint (e.g. http://127.0.0.1:9090)";
+
+/// How the example runs.
+enum Mode {
+    SelfContained,
+    Serve { bind: SocketAddr, collector: String },
+}
+
+fn parse(args: &[String]) -> Result<Mode, String> {
+    let mut bind = None;
+    let mut collector = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--bind" => {
+                let text = value()?;
+                bind = Some(
+                    text.parse()
+                        .map_err(|error| format!("--bind {text}: {error}"))?,
+                );
+            }
+            "--collector" => collector = Some(value()?.clone()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    match (bind, collector) {
+        (None, None) => Ok(Mode::SelfContained),
+        (Some(bind), Some(collector)) => Ok(Mode::Serve { bind, collector }),
+        _ => Err("--bind and --collector go together".to_owned()),
+    }
+}
+
+fn main() {
+    // The crate's logs, as an application turns them on: INFO and above unless RUST_LOG
+    // says otherwise (on stderr: stdout ends with the report).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+        println!("{USAGE}");
+        return;
+    }
+    let mode = match parse(&args) {
+        Ok(mode) => mode,
+        Err(error) => {
+            eprintln!("error: {error}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let outcome = actix_web::rt::System::new().block_on(async move {
+        match mode {
+            Mode::SelfContained => self_contained().await,
+            Mode::Serve { bind, collector } => serve(bind, &collector).await,
+        }
+    });
+    if let Err(error) = outcome {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// The tracker, built once, outside the server's factory: every worker shares it.
+fn tracker(collector: &str) -> Result<Tracker, Error> {
+    Ok(Tracker::builder("example")
         .app_id("shop")
-        .emitter(EmitterBuilder::new(format!("http://{}", collector.addr)))
-        .build()?;
+        .emitter(EmitterBuilder::new(collector).name("collector"))
+        .build()?)
+}
 
+/// The app: its routes, behind the tracking middleware.
+fn server(tracker: &Tracker, bind: SocketAddr) -> Result<(Server, SocketAddr), Error> {
     // 127.0.0.1 is trusted as a reverse proxy here, so its `X-Forwarded-For` counts.
     let tracking = SnowplowTracking::new(tracker.clone())
         .trusted_proxy(IpAddr::V4(Ipv4Addr::LOCALHOST))
         .exclude_path("/health")
+        .exclude_path("/status")
         .user_id(|request| {
             let user = request.headers().get("x-user-id")?;
             user.to_str().ok().map(str::to_owned)
         });
+    let status = web::Data::new(tracker.clone());
     let server = HttpServer::new(move || {
         App::new()
+            .app_data(status.clone())
             .wrap(tracking.clone())
             .route("/", web::get().to(home))
             .route("/shoes", web::get().to(shoes))
+            .route("/buy", web::post().to(buy))
             .route("/basket/{item}", web::post().to(add_to_basket))
             .route("/health", web::get().to(HttpResponse::Ok))
+            .route("/status", web::get().to(health))
     })
     .workers(2)
-    .bind(("127.0.0.1", 0))?;
-    let app_addr = server.addrs()[0];
-    let server = server.run();
-    println!("app listening on http://{app_addr}");
+    // `Serve` owns the signals and the shutdown budget.
+    .disable_signals()
+    .bind(bind)?;
+    let addr = server.addrs()[0];
+    Ok((server.run(), addr))
+}
 
-    // A client browses the app, then stops the server, as a signal would.
-    let traffic = actix_rt::spawn(browse(app_addr, server.handle()));
+/// Serve mode: until SIGTERM or SIGINT, then the report as the last line.
+async fn serve(bind: SocketAddr, collector: &str) -> Result<(), Error> {
+    let tracker = tracker(collector)?;
+    let (server, addr) = server(&tracker, bind)?;
+    eprintln!("app listening on http://{addr}, tracking to {collector}");
+    let report = Serve::new(tracker).run(server).await?;
+    println!("{}", summary(&report));
+    Ok(())
+}
 
-    // Runs until the server stops, with in-flight requests completed.
-    server.await?;
+/// The self-contained run: an embedded collector, the app, a client browsing it and a
+/// SIGTERM at the end.
+async fn self_contained() -> Result<(), Error> {
+    let collector = Collector::start()?;
+    println!("collector listening on http://{}", collector.addr);
+    // Batches of 10 and a flush every 10 s: the few events below stay buffered until the
+    // shutdown drains them.
+    let tracker = tracker(&format!("http://{}", collector.addr))?;
+    let (server, addr) = server(&tracker, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    println!("app listening on http://{addr}");
+    let traffic = actix_rt::spawn(browse(addr, server.handle()));
+
+    let report = Serve::new(tracker).run(server).await?;
     traffic.await??;
-
-    println!(
-        "server stopped; the collector has {} events so far",
-        collector.events().len()
-    );
-    let report = tracker.shutdown(Duration::from_secs(5)).await?;
-    println!(
-        "tracker shut down: {} sent, {} dropped, {} still queued, timed out: {}",
-        report.sent,
-        report.dropped.total(),
-        report.queued,
-        report.timed_out
-    );
 
     let events = collector.events();
     println!("the collector received {} events:", events.len());
@@ -82,41 +179,80 @@ async fn main() -> Result<(), Error> {
         println!("  {}", describe(event));
     }
     collector.handle.stop(true).await;
-
-    if events.len() != 6 || report.dropped.total() != 0 {
-        return Err(format!("expected 6 events, the collector has {}", events.len()).into());
+    let sent: u64 = sent(&report);
+    if events.len() != 7 || sent != 7 || report.shutdown.dropped.total() != 0 {
+        return Err(format!(
+            "expected 7 events sent and received; sent {sent}, received {}",
+            events.len()
+        )
+        .into());
     }
+    println!("{}", summary(&report));
     Ok(())
 }
 
 async fn home() -> HttpResponse {
-    HttpResponse::Ok().body("home")
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body("<!doctype html><title>shop</title><h1>shop</h1><form method=post action=/buy><button>buy</button></form>")
 }
 
 async fn shoes() -> HttpResponse {
     HttpResponse::Ok().body("shoes")
 }
 
-/// Tracks `shop/add-to-basket` with the request's subject. A tracking error never fails
-/// the request.
+/// `GET /status`: the tracker's health (for a status page and alerts, not readiness).
+async fn health(tracker: web::Data<Tracker>) -> HttpResponse {
+    HttpResponse::Ok().json(tracker.health().await)
+}
+
+/// Tracks `shop/buy` with the request's subject. A tracking error never fails the
+/// request.
+async fn buy(tracking: RequestTracker) -> HttpResponse {
+    track(&tracking, Structured::new("shop", "buy"));
+    HttpResponse::Ok().body("thank you")
+}
+
+/// Tracks `shop/add-to-basket` with the request's subject.
 async fn add_to_basket(tracking: RequestTracker, item: web::Path<String>) -> HttpResponse {
-    match Structured::new("shop", "add-to-basket") {
-        Ok(event) => {
-            if let Err(error) = tracking.track(event.label(item.as_str())) {
-                eprintln!("not tracked: {error}");
-            }
-        }
-        Err(error) => eprintln!("invalid event: {error}"),
-    }
+    track(
+        &tracking,
+        Structured::new("shop", "add-to-basket").map(|event| event.label(item.as_str())),
+    );
     HttpResponse::Created().finish()
 }
 
-/// Browses the app: 4 page views (one forwarded by the "proxy"), 2 structured events from the
-/// basket handler, an excluded health check; then stops the server.
+fn track(tracking: &RequestTracker, event: Result<Structured, snowplow_actix::EventError>) {
+    match event {
+        Ok(event) => {
+            if let Err(error) = tracking.track(event) {
+                tracing::warn!(%error, "not tracked");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "invalid event"),
+    }
+}
+
+/// Browses the app: 4 page views (one forwarded by the "proxy"), 3 structured events, an
+/// excluded health check and a status check; then stops the process as a deploy does.
 async fn browse(app: SocketAddr, server: ServerHandle) -> Result<(), String> {
     let result = requests(app).await;
-    server.stop(true).await;
+    stop(server);
     result
+}
+
+/// SIGTERM to this process (what Kubernetes, systemd and `docker stop` send).
+#[cfg(unix)]
+fn stop(_: ServerHandle) {
+    use nix::sys::signal::{kill, Signal};
+    if let Err(error) = kill(nix::unistd::Pid::this(), Signal::SIGTERM) {
+        eprintln!("cannot signal this process: {error}");
+    }
+}
+
+#[cfg(not(unix))]
+fn stop(server: ServerHandle) {
+    drop(server.stop(true));
 }
 
 async fn requests(app: SocketAddr) -> Result<(), String> {
@@ -145,7 +281,12 @@ async fn requests(app: SocketAddr) -> Result<(), String> {
             .post(format!("{base}/basket/blue-shoes"))
             .insert_header(ua)
             .insert_header(("x-user-id", "user-42")),
+        client
+            .post(format!("{base}/buy"))
+            .insert_header(ua)
+            .insert_header(("x-user-id", "user-42")),
         client.get(format!("{base}/health")),
+        client.get(format!("{base}/status")),
         client.get(format!("{base}/")).insert_header(lang),
     ];
     for request in requests {
@@ -160,6 +301,41 @@ async fn requests(app: SocketAddr) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Events every emitter sent since the start.
+fn sent(report: &ServeReport) -> u64 {
+    report
+        .stats
+        .emitters
+        .iter()
+        .filter_map(|emitter| emitter.stats.as_ref())
+        .map(|stats| stats.sent)
+        .sum()
+}
+
+/// The shutdown report as one JSON line: what was tracked, sent and dropped since the start
+/// (by reason), what was left, and how the shutdown went.
+fn summary(report: &ServeReport) -> Value {
+    let dropped = report
+        .stats
+        .emitters
+        .iter()
+        .filter_map(|emitter| emitter.stats.as_ref())
+        .fold(DropCounts::default(), |sum, stats| sum.plus(&stats.dropped));
+    json!({
+        "signal": report.signal,
+        "tracked": report.stats.tracked,
+        "refused": report.stats.refused,
+        "sent": sent(report),
+        "dropped": dropped,
+        "queued": report.shutdown.queued,
+        "timed_out": report.shutdown.timed_out,
+        "sent_while_draining": report.shutdown.sent,
+        "server_drained": report.server_drained,
+        "cut": report.cut,
+        "shutdown_ms": report.shutdown_ms,
+    })
 }
 
 /// One line per event: its type and the fields this example sets.
