@@ -1,12 +1,12 @@
 //! A Snowplow-compatible event tracker for actix and actix-web applications.
 //!
 //! Events are built and validated as plain values, stamped by a [`Tracker`], and delivered
-//! to a Snowplow collector by emitters that are actix actors, each on its own supervised
-//! arbiter.
+//! to a Snowplow collector by emitters that are actix actors, each supervised on a thread
+//! of its own (outside the application's actix `System`, so that they outlive its stop).
 //!
 //! ```text
-//! Tracker::track ─Track─▶ Fanout ─Track─▶ Emitter(s) ─HTTP─▶ collector(s)
-//! Tracker::flush ─Flush─▶ Fanout ─Flush─▶ …  ◀── FlushReport (request-reply)
+//! Tracker::track ─Inbox─▶ Fanout ─TrackBatch─▶ Emitter(s) ─HTTP─▶ collector(s)
+//! Tracker::flush ─Flush─▶ Fanout ─Flush─────▶ …  ◀── FlushReport (request-reply)
 //! ```
 //!
 //! - [`Tracker`]: the `Clone + Send + Sync` handle; `track` never waits.
@@ -61,14 +61,85 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Running in production
+//!
+//! - **Signals and deadlines.** Servers are stopped with SIGTERM (Kubernetes, systemd,
+//!   `docker stop`) and, by hand, Ctrl-C. Run the server with
+//!   [`web::Serve`]: on the first signal the server finishes the
+//!   requests it is serving, then the tracker delivers what they tracked, both within one
+//!   budget ([`DEFAULT_SHUTDOWN_BUDGET`](crate::web::DEFAULT_SHUTDOWN_BUDGET), 25 s, under
+//!   Kubernetes' default 30 s grace period; set it below yours); a second signal ends at
+//!   once, and the report says what was dropped. Build the server with `disable_signals()`
+//!   so that `Serve` owns them. Without `Serve`, awaiting `tracker.shutdown(..)` after
+//!   `server.run().await` works too (the tracker's threads outlive the `System::stop` that
+//!   actix-server does after a signal), but actix-server's own `shutdown_timeout` (30 s by
+//!   default) then comes on top of the tracker's deadline: lower it so that both fit.
+//! - **One tracker per process.** Build it once, before `HttpServer::new`, and move clones
+//!   into the factory: a tracker built inside the factory is one per worker, each with its
+//!   own buffer, lost when the worker stops. A tracker dropped without a shutdown logs one
+//!   WARN with the events it loses.
+//! - **Trusted proxies.** Behind a load balancer or reverse proxy, declare its addresses
+//!   with [`SnowplowTracking::trusted_proxy`](crate::web::SnowplowTracking::trusted_proxy),
+//!   or every event carries the proxy's IP; never trust addresses a client can reach
+//!   directly, or clients choose their own IP.
+//! - **Readiness.** [`Tracker::health`] says whether the collector takes the events; show
+//!   it on a status route and alert on it, but do not fail readiness on it (see
+//!   [`health`]): the collector is shared, so when it is down every replica would be taken
+//!   out of the load balancer at once, while the tracker keeps the events for later.
+//! - **A durable store.** Events buffered in memory are lost if the process is killed
+//!   (SIGKILL, out of memory, a node lost). The `sqlite` feature's
+//!   [`SqliteStore`](crate::store::SqliteStore) keeps them on disk, on a volume that
+//!   outlives the container, and a restarted emitter sends them.
+//! - **The endpoint** is the collector's base URL (`https://collector.example.com`): the
+//!   emitter adds `/com.snowplowanalytics.snowplow/tp2` (POST) or `/i` (GET). Without a
+//!   scheme it is https.
+//!
+//! # Logging
+//!
+//! The crate logs through [`tracing`](https://docs.rs/tracing), under targets starting
+//! with `snowplow_actix` (`snowplow_actix::emitter::delivery` for requests, drops and the
+//! brake, `snowplow_actix::tracker`, `snowplow_actix::fanout`, `snowplow_actix::web::…`,
+//! `snowplow_actix::store::sqlite`). Nothing is printed until the application installs a
+//! subscriber; with `tracing-subscriber` and its `env-filter` feature:
+//!
+//! ```no_run
+//! use tracing_subscriber::EnvFilter;
+//!
+//! // RUST_LOG=snowplow_actix=debug shows every request; INFO and above otherwise.
+//! tracing_subscriber::fmt()
+//!     .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+//!     .init();
+//! ```
+//!
+//! An application on the `log` crate sees the same lines through `tracing`'s `log`
+//! feature (`tracing = { version = "0.1", features = ["log"] }` in its own manifest).
+//!
+//! Levels: **ERROR** for what needs a fix (the collector answers 404 — the first of each
+//! burst —, the event store fails, a callback panics, a handler extracts a
+//! `RequestTracker` without a tracker); **WARN** for each failed request (retried or
+//! dropped), a burst of drops (once per burst, not per event), the brake engaging, a
+//! shutdown or drop with events left; **INFO** for a stop signal, the brake released and
+//! the tracker's shutdown report; **DEBUG** for each accepted request. No payload
+//! contents (URLs, user ids, event fields) are logged at INFO or above.
+//!
+//! Fields: every line of an emitter carries `emitter` (its name: given with
+//! [`EmitterBuilder::name`], or its endpoint) and `method` (`GET`, `POST`); a failed
+//! request's line carries `url` (the collector URL it went to, without a query), `reason`
+//! (`status 503`, `timeout`, `connection error: …`), `events`, `retried` or `dropped_as`,
+//! and a `hint` when the reason alone would not say what to check (a TLS endpoint
+//! answered in plain HTTP). Tracker lines carry `namespace`; drop summaries `dropped`;
+//! the drop warning `lost`.
+//!
 //! # Features
 //!
-//! - `web` (default): the actix-web middleware and request-scoped tracker ([`web`]).
+//! - `web` (default): the actix-web middleware, request-scoped tracker and [`web::Serve`]
+//!   ([`web`]).
 //! - `sqlite`: a durable event store ([`store::SqliteStore`]).
 //!
 //! # Minimum supported Rust version
 //!
 //! Rust 1.89.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod emitter;
 mod error;
@@ -87,6 +158,7 @@ mod timer;
 mod tracker;
 pub mod transport;
 #[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
 pub mod web;
 pub mod wire;
 
@@ -122,6 +194,7 @@ pub use tracker::{
     CustomEmitter, EmitterHandle, Tracker, TrackerBuilder, TrackerStats, DEFAULT_FLUSH_INTERVAL,
 };
 #[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
 pub use web::{RequestTracker, SnowplowTracking};
 
 /// The names most programs need: `use snowplow_actix::prelude::*;` (it brings the [`Event`]

@@ -16,6 +16,7 @@ mod sqlite;
 
 pub use memory::{InMemoryStore, DEFAULT_BUFFER_CAPACITY};
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
 use std::fmt;

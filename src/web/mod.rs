@@ -22,10 +22,8 @@
 //! # Using it in actix-web
 //!
 //! ```no_run
-//! use std::time::Duration;
-//!
 //! use actix_web::{web, App, HttpResponse, HttpServer};
-//! use snowplow_actix::web::{RequestTracker, SnowplowTracking};
+//! use snowplow_actix::web::{RequestTracker, Serve, SnowplowTracking};
 //! use snowplow_actix::{EmitterBuilder, Structured, Tracker};
 //!
 //! async fn buy(tracking: RequestTracker) -> HttpResponse {
@@ -37,13 +35,14 @@
 //!
 //! #[actix_web::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Once, outside the factory: every worker shares it.
 //!     let tracker = Tracker::builder("web")
 //!         .app_id("shop")
 //!         .emitter(EmitterBuilder::new("https://collector.example.com"))
 //!         .build()?;
 //!     let tracking = SnowplowTracking::new(tracker.clone()).exclude_path("/health");
 //!
-//!     HttpServer::new(move || {
+//!     let server = HttpServer::new(move || {
 //!         App::new()
 //!             .wrap(tracking.clone())
 //!             .route("/", web::get().to(HttpResponse::Ok))
@@ -51,14 +50,17 @@
 //!             .route("/health", web::get().to(HttpResponse::Ok))
 //!     })
 //!     .bind(("127.0.0.1", 8080))?
-//!     .run()
-//!     .await?;
+//!     .disable_signals()
+//!     .run();
 //!
-//!     // The server has stopped: send what is still buffered.
-//!     tracker.shutdown(Duration::from_secs(5)).await?;
+//!     // Until SIGTERM or Ctrl-C; then the server and the tracker drain in one budget.
+//!     Serve::new(tracker).run(server).await?;
 //!     Ok(())
 //! }
 //! ```
+//!
+//! See the crate's "Running in production" section for the deadlines, proxies and
+//! readiness.
 
 mod extractor;
 mod middleware;

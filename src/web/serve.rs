@@ -14,9 +14,9 @@ use crate::emitter::FlushReport;
 use crate::error::ShutdownError;
 use crate::tracker::{Tracker, TrackerStats};
 
-/// The whole shutdown's default budget, server drain and tracker drain together: it fits
-/// the 30 s grace period Kubernetes (and `docker stop`, 10 s, does not: set a smaller
-/// budget there) gives before SIGKILL, with room for the process to exit.
+/// The whole shutdown's default budget, server drain and tracker drain together: under the
+/// 30 s Kubernetes gives before SIGKILL, with room for the process to exit (`docker stop`
+/// gives 10 s: set a smaller budget there).
 pub const DEFAULT_SHUTDOWN_BUDGET: Duration = Duration::from_secs(25);
 
 /// The default share of the budget the server has to finish the requests it is serving;
