@@ -608,8 +608,15 @@ impl Tracker {
 impl Drop for Inner {
     fn drop(&mut self) {
         if self.shut_down.swap(true, Ordering::AcqRel) {
+            // Shut down; the threads are stopped already unless the shutdown was abandoned
+            // half-way (its future dropped): then the emitters say what they lose.
+            for runtime in lock(&self.runtimes).drain(..) {
+                runtime.stop();
+            }
             return;
         }
+        // Events on their way from the fan-out to an emitter when the last handle goes
+        // are not in these counts: the emitters' own lines (DEBUG) have the exact ones.
         let waiting = self.inbox.close().event_count() as u64;
         let held: u64 = lock(&self.emitters)
             .iter()
