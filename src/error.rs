@@ -80,17 +80,19 @@ pub enum BuildError {
     /// The collector endpoint was empty.
     #[error("the collector endpoint must not be empty")]
     EmptyEndpoint,
-    /// The endpoint contains whitespace or control characters.
-    #[error("the collector endpoint `{0}` contains whitespace or control characters")]
-    EndpointWhitespace(String),
-    /// The endpoint names a scheme other than `http` or `https`.
-    #[error("the collector endpoint `{0}` has an unsupported scheme: use http or https")]
+    /// The endpoint contains whitespace or a control character (at this byte offset). No
+    /// endpoint error repeats the endpoint: it may carry secrets, and errors end up in logs.
+    #[error("the collector endpoint contains whitespace or a control character at byte {at}")]
+    EndpointWhitespace {
+        /// The byte offset of the first one.
+        at: usize,
+    },
+    /// The endpoint names a scheme other than `http` or `https` (the scheme given).
+    #[error("the collector endpoint's scheme `{0}` is not supported: use http or https")]
     UnsupportedScheme(String),
     /// The endpoint cannot be read as `[scheme://]host[:port][/path]`.
-    #[error("the collector endpoint `{endpoint}` is invalid: {reason}")]
+    #[error("the collector endpoint is invalid: {reason}")]
     InvalidEndpoint {
-        /// The endpoint as given.
-        endpoint: String,
         /// What is wrong with it.
         reason: &'static str,
     },
@@ -114,6 +116,14 @@ pub enum BuildError {
         bytes: usize,
         /// The smallest usable cap.
         min: usize,
+    },
+    /// A setting above the most it can be.
+    #[error("{setting} must be at most {max}")]
+    TooLarge {
+        /// The setting.
+        setting: &'static str,
+        /// Its largest value.
+        max: usize,
     },
     /// A setting that must be positive was zero.
     #[error("{0} must be greater than zero")]

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::emitter::{
     Emitter, EmitterBuilder, EmitterConfig, EmitterStats, FinalStats, FlushReport, Owner,
-    DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAILBOX_CAPACITY,
+    DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAILBOX_CAPACITY, MAX_MAILBOX_CAPACITY,
 };
 use crate::error::{AddEmitterError, BuildError, FlushError, ShutdownError, TrackError};
 use crate::event::Event;
@@ -195,6 +195,12 @@ impl TrackerBuilder {
         });
         if capacity == 0 {
             return Err(BuildError::Zero("mailbox_capacity"));
+        }
+        if capacity > MAX_MAILBOX_CAPACITY {
+            return Err(BuildError::TooLarge {
+                setting: "mailbox_capacity",
+                max: MAX_MAILBOX_CAPACITY,
+            });
         }
         let runtime = Runtime::start("snowplow-tracker").map_err(BuildError::spawn)?;
         let home = runtime.arbiter().clone();

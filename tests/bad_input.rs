@@ -22,15 +22,18 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 // Endpoints
 // ---------------------------------------------------------------------------------------------
 
+/// The error for `endpoint`: where its first whitespace or control character is.
 fn whitespace(endpoint: &str) -> BuildError {
-    BuildError::EndpointWhitespace(endpoint.to_owned())
+    let (at, _) = endpoint
+        .char_indices()
+        .find(|(_, c)| c.is_whitespace() || c.is_control())
+        .unwrap();
+    BuildError::EndpointWhitespace { at }
 }
 
-fn invalid(endpoint: &str, reason: &'static str) -> BuildError {
-    BuildError::InvalidEndpoint {
-        endpoint: endpoint.to_owned(),
-        reason,
-    }
+/// The error for an invalid endpoint: the reason, never the endpoint.
+fn invalid(_endpoint: &str, reason: &'static str) -> BuildError {
+    BuildError::InvalidEndpoint { reason }
 }
 
 /// Each endpoint and the exact error building an emitter for it gives.
@@ -57,19 +60,13 @@ fn bad_endpoints() -> Vec<(&'static str, BuildError)> {
         ("host\u{0}", whitespace("host\u{0}")),
         ("host\u{7f}", whitespace("host\u{7f}")),
         ("host\u{a0}", whitespace("host\u{a0}")),
-        (
-            "ftp://host",
-            BuildError::UnsupportedScheme("ftp://host".into()),
-        ),
-        (
-            "ws://host",
-            BuildError::UnsupportedScheme("ws://host".into()),
-        ),
+        ("ftp://host", BuildError::UnsupportedScheme("ftp".into())),
+        ("ws://host", BuildError::UnsupportedScheme("ws".into())),
         (
             "file:///etc/passwd",
-            BuildError::UnsupportedScheme("file:///etc/passwd".into()),
+            BuildError::UnsupportedScheme("file".into()),
         ),
-        ("://host", BuildError::UnsupportedScheme("://host".into())),
+        ("://host", BuildError::UnsupportedScheme("".into())),
         ("http://", invalid("http://", "missing host")),
         ("https:///path", invalid("https:///path", "missing host")),
         ("http://:80", invalid("http://:80", "missing host")),

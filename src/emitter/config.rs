@@ -51,6 +51,10 @@ pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// mailbox, while an emitter that cannot keep up at all refuses (and counts) events instead
 /// of growing memory without bound (at most the buffer plus the mailbox).
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 10_000;
+/// The largest mailbox: an emitter's or a tracker's. A larger buffer does not grow its
+/// mailbox beyond it (a message carries many events), and a larger `mailbox_capacity` is a
+/// [`BuildError::TooLarge`].
+pub const MAX_MAILBOX_CAPACITY: usize = 1 << 20;
 /// The smallest request byte cap: the POST envelope around one empty event object.
 pub const MIN_REQUEST_BYTES: usize =
     crate::wire::BODY_PREFIX.len() + crate::wire::BODY_SUFFIX.len() + 2;
@@ -511,10 +515,19 @@ impl EmitterBuilder {
         }
         let buffer_capacity = nonzero(self.buffer_capacity, "buffer_capacity")?;
         let mailbox_capacity = nonzero(
-            self.mailbox_capacity
-                .unwrap_or(DEFAULT_MAILBOX_CAPACITY.max(buffer_capacity)),
+            self.mailbox_capacity.unwrap_or(
+                DEFAULT_MAILBOX_CAPACITY
+                    .max(buffer_capacity)
+                    .min(MAX_MAILBOX_CAPACITY),
+            ),
             "mailbox_capacity",
         )?;
+        if mailbox_capacity > MAX_MAILBOX_CAPACITY {
+            return Err(BuildError::TooLarge {
+                setting: "mailbox_capacity",
+                max: MAX_MAILBOX_CAPACITY,
+            });
+        }
         if self.max_attempts == Some(0) {
             return Err(BuildError::Zero("max_attempts"));
         }
@@ -558,7 +571,6 @@ impl EmitterBuilder {
         // later on every attempt (a non-ASCII path, for one).
         if awc::http::Uri::try_from(url.as_str()).is_err() {
             return Err(BuildError::InvalidEndpoint {
-                endpoint: self.endpoint.clone(),
                 reason: "not a valid URI (percent-encode characters outside ASCII)",
             });
         }

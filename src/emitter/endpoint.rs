@@ -67,24 +67,33 @@ impl Endpoint {
         protocol: Protocol,
         port: Option<u16>,
     ) -> Result<Self, BuildError> {
-        let invalid = |reason| BuildError::InvalidEndpoint {
-            endpoint: endpoint.to_owned(),
-            reason,
-        };
+        let invalid = |reason| BuildError::InvalidEndpoint { reason };
         if endpoint.is_empty() {
             return Err(BuildError::EmptyEndpoint);
         }
-        if endpoint
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
+        if let Some((at, _)) = endpoint
+            .char_indices()
+            .find(|(_, c)| c.is_whitespace() || c.is_control())
         {
-            return Err(BuildError::EndpointWhitespace(endpoint.to_owned()));
+            return Err(BuildError::EndpointWhitespace { at });
         }
         // Schemes are case-insensitive (RFC 3986); the URL is written in lower case.
         let (protocol, rest) = match endpoint.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (Protocol::Http, rest),
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (Protocol::Https, rest),
-            Some(_) => return Err(BuildError::UnsupportedScheme(endpoint.to_owned())),
+            Some((scheme, _)) => {
+                // Echoed only when it looks like a scheme (RFC 3986), never anything else.
+                let looks_like_one = scheme.len() <= 16
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+                let shown = if looks_like_one {
+                    scheme
+                } else {
+                    "(not shown)"
+                };
+                return Err(BuildError::UnsupportedScheme(shown.to_owned()));
+            }
             None => (protocol, endpoint),
         };
         let rest = rest.trim_end_matches('/');
@@ -231,11 +240,14 @@ mod tests {
     fn rejected_forms() {
         assert_eq!(parse(""), Err(BuildError::EmptyEndpoint));
         for bad in ["host name", "host\r\n", "host\t"] {
-            assert_eq!(parse(bad), Err(BuildError::EndpointWhitespace(bad.into())));
+            assert!(matches!(
+                parse(bad),
+                Err(BuildError::EndpointWhitespace { .. })
+            ));
         }
         assert_eq!(
             parse("ftp://host"),
-            Err(BuildError::UnsupportedScheme("ftp://host".into()))
+            Err(BuildError::UnsupportedScheme("ftp".into()))
         );
         for bad in [
             "http://",

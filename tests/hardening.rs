@@ -1,0 +1,175 @@
+//! Hardening: settings at their extremes and inputs nobody should send never end an
+//! emitter or the tracker; each test names the finding it pins.
+
+mod common;
+
+use std::time::Duration;
+
+use common::collector::{CollectorConfig, Faults, TestCollector};
+use common::support::{events, stats, track_all, SOON};
+use snowplow_actix::{EmitterBuilder, Flush, Shutdown, Structured, Tracker};
+
+fn structured() -> Structured {
+    Structured::new("a", "b").unwrap()
+}
+
+/// `flush_with_timeout(Duration::MAX)`, `shutdown(Duration::MAX)` and `Flush { timeout:
+/// MAX }` panicked ("overflow when adding duration to instant"): a deadline that far
+/// means "no deadline".
+#[actix_rt::test]
+async fn finding_duration_max_deadlines_do_not_panic() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("hardening")
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    tracker.track(structured()).unwrap();
+    let report = tracker.flush_with_timeout(Duration::MAX).await.unwrap();
+    assert_eq!((report.sent, report.timed_out), (1, false));
+
+    let emitter = tracker.emitters()[0].addr().clone();
+    let direct = emitter
+        .send(Flush::with_timeout(Duration::MAX))
+        .await
+        .unwrap();
+    assert!(!direct.timed_out);
+
+    tracker.track(structured()).unwrap();
+    let last = tracker.shutdown(Duration::MAX).await.unwrap();
+    assert_eq!((last.sent, last.queued, last.timed_out), (1, 0, false));
+    let stats = tracker.stats().await.unwrap();
+    assert_eq!(stats.emitters[0].stats.as_ref().unwrap().sent, 2);
+}
+
+/// Every duration setting at `Duration::MAX` builds and delivers (a timer that far is
+/// "never").
+#[actix_rt::test]
+async fn finding_duration_max_settings_do_not_panic() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = Tracker::builder("hardening")
+        .emitter(
+            EmitterBuilder::new(collector.endpoint())
+                .request_timeout(Duration::MAX)
+                .max_retry_delay(Duration::MAX)
+                .max_event_age(Duration::MAX),
+        )
+        .emitter(
+            EmitterBuilder::new(collector.endpoint())
+                .name("split")
+                .request_timeouts(Duration::MAX, Duration::MAX),
+        )
+        .flush_interval(Duration::MAX)
+        .build()
+        .unwrap();
+    tracker.emitters()[0].set_flush_timer(Duration::MAX);
+    tracker.set_flush_timer(Duration::MAX);
+    tracker.track(structured()).unwrap();
+    let report = tracker.flush().await.unwrap();
+    assert_eq!((report.sent, report.timed_out), (2, false));
+    let report = tracker.shutdown(SOON).await.unwrap();
+    assert!(!report.timed_out);
+}
+
+/// `byte_limit(usize::MAX)` computed `limit + 1`: a panic with overflow checks, and
+/// without them a limit of 0 that made every event oversize.
+#[actix_rt::test]
+async fn finding_byte_limit_usize_max_does_not_overflow() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .byte_limit(usize::MAX)
+        .max_request_bytes(usize::MAX)
+        .buffer_capacity(usize::MAX)
+        .batch_size(usize::MAX)
+        .max_request_events(usize::MAX)
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(3));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!((report.sent, report.dropped.total()), (3, 0));
+    let now = stats(&emitter).await;
+    assert_eq!(now.dropped.oversize, 0);
+    emitter.send(Shutdown { timeout: SOON }).await.unwrap();
+}
+
+/// A collector that is down, a deadline of `Duration::MAX` on a standalone flush cut by a
+/// shutdown: the flush resolves with the shutdown.
+#[actix_rt::test]
+async fn finding_a_flush_without_deadline_ends_with_the_shutdown() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .max_retry_delay(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(2));
+    let pending = emitter.send(Flush::with_timeout(Duration::MAX));
+    let shutdown = emitter
+        .send(Shutdown {
+            timeout: Duration::from_millis(100),
+        })
+        .await
+        .unwrap();
+    let flush = tokio::time::timeout(SOON, pending).await.unwrap().unwrap();
+    assert_eq!(shutdown.dropped.shutdown, 2);
+    assert!(flush.timed_out);
+}
+
+/// A mailbox larger than actix allows panicked the emitter at start (`buffer_capacity`
+/// large enough sized it): the buffer no longer sizes it past `MAX_MAILBOX_CAPACITY`, and
+/// asking for more is a typed error.
+#[actix_rt::test]
+async fn finding_a_huge_mailbox_is_a_build_error_not_a_panic() {
+    use snowplow_actix::{BuildError, MAX_MAILBOX_CAPACITY};
+    let too_large = BuildError::TooLarge {
+        setting: "mailbox_capacity",
+        max: MAX_MAILBOX_CAPACITY,
+    };
+    let emitter = EmitterBuilder::new("http://127.0.0.1:9")
+        .mailbox_capacity(MAX_MAILBOX_CAPACITY + 1)
+        .build();
+    assert_eq!(emitter.err(), Some(too_large.clone()));
+    let tracker = Tracker::builder("hardening")
+        .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
+        .mailbox_capacity(usize::MAX)
+        .build();
+    assert_eq!(tracker.err(), Some(too_large));
+    let sized = EmitterBuilder::new("http://127.0.0.1:9")
+        .buffer_capacity(usize::MAX)
+        .build()
+        .unwrap();
+    assert_eq!(sized.mailbox_capacity(), MAX_MAILBOX_CAPACITY);
+}
+
+/// Build errors echoed the whole endpoint, credentials and query included, into messages
+/// that end up in logs.
+#[test]
+fn finding_build_errors_never_echo_an_endpoints_secrets() {
+    for endpoint in [
+        "https://user:s3cret@collector.example",
+        "https://collector.example/?key=s3cret",
+        "https://collector.example/#s3cret",
+        "https://collector.example/s3cret path",
+        "https://collector.example/s3cret\u{1}",
+        "s3cret://collector.example",
+        "s3cret-and-more-than-a-scheme://collector.example",
+        "https://s3cret:99999",
+        "https://collector.example/s3cret/com.snowplowanalytics.snowplow/tp2",
+        "https://collector.example/s3cr\u{e9}t",
+    ] {
+        let error = EmitterBuilder::new(endpoint)
+            .build()
+            .expect_err(endpoint)
+            .to_string();
+        if endpoint.starts_with("s3cret://") {
+            // A scheme alone is echoed: it is no secret to say `s3cret` is not http(s).
+            assert!(error.contains("scheme"), "{endpoint}: {error}");
+            continue;
+        }
+        assert!(!error.contains("s3cr"), "{endpoint}: {error}");
+    }
+}
