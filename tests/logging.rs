@@ -686,6 +686,141 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
     assert_eq!(warned, 1);
 }
 
+/// An event store that refuses every event while `failing` is set.
+#[derive(Debug)]
+struct FlakyStore {
+    inner: snowplow_actix::store::InMemoryStore,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl snowplow_actix::store::EventStore for FlakyStore {
+    fn add(
+        &mut self,
+        event: snowplow_actix::store::StoredEvent,
+    ) -> Result<snowplow_actix::store::Added, snowplow_actix::StoreError> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(snowplow_actix::StoreError::Backend("disk full".into()));
+        }
+        self.inner.add(event)
+    }
+    fn lease(
+        &mut self,
+        max_events: usize,
+        max_cost: usize,
+    ) -> Result<snowplow_actix::store::Lease, snowplow_actix::StoreError> {
+        self.inner.lease(max_events, max_cost)
+    }
+    fn acknowledge(
+        &mut self,
+        lease: snowplow_actix::store::LeaseId,
+    ) -> Result<(), snowplow_actix::StoreError> {
+        self.inner.acknowledge(lease)
+    }
+    fn requeue(
+        &mut self,
+        lease: snowplow_actix::store::LeaseId,
+        retry: Vec<snowplow_actix::store::StoredEvent>,
+    ) -> Result<(), snowplow_actix::StoreError> {
+        self.inner.requeue(lease, retry)
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn leased(&self) -> usize {
+        self.inner.leased()
+    }
+    fn oldest_seq(&self) -> Option<u64> {
+        self.inner.oldest_seq()
+    }
+}
+
+/// Hardening finding: store failures were logged once per event at ERROR (2,000 lines for
+/// 2,000 events), not once per burst as documented.
+#[actix_rt::test]
+async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
+    capture();
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .name("flaky-store")
+        .event_store(FlakyStore {
+            inner: snowplow_actix::store::InMemoryStore::new(10_000),
+            failing: failing.clone(),
+        })
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(200));
+    let burst = stats(&emitter).await;
+    assert_eq!(burst.dropped.store, 200);
+    failing.store(false, Ordering::Relaxed);
+    track_all(&emitter, events(3));
+    let report = emitter.send(Flush::default()).await.unwrap();
+    assert_eq!(report.sent, 3);
+
+    let lines = lines_of("flaky-store", Level::WARN);
+    let errors = lines
+        .iter()
+        .filter(|line| line.level == Level::ERROR)
+        .count();
+    assert_eq!(errors, 1, "{lines:#?}");
+    let again: Vec<&Line> = lines
+        .iter()
+        .filter(|line| line.message.contains("takes events again"))
+        .collect();
+    assert_eq!(again.len(), 1, "{lines:#?}");
+    assert_eq!(again[0].get("dropped"), Some("200"));
+}
+
+/// Hardening finding: the middleware logged the request path at WARN when the decision
+/// function panicked (paths carry ids and personal data); it logs the route pattern.
+#[actix_rt::test]
+async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
+    use actix_web::test::{self as web_test, TestRequest};
+    use actix_web::{web, App, HttpResponse};
+    use snowplow_actix::web::SnowplowTracking;
+
+    const ROUTE: &str = "/logging-decide/{user}";
+    capture();
+    let marker = format!("personal-{}", uuid_like());
+    let tracker = Tracker::builder("logging")
+        .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    let tracking = SnowplowTracking::new(tracker.clone())
+        .decide(|_, _| panic!("the decision function panics"));
+    let app = web_test::init_service(
+        App::new()
+            .wrap(tracking)
+            .route(ROUTE, web::get().to(HttpResponse::Ok)),
+    )
+    .await;
+
+    let response = web_test::call_service(
+        &app,
+        TestRequest::get()
+            .uri(&format!("/logging-decide/{marker}?email={marker}"))
+            .to_request(),
+    )
+    .await;
+
+    assert!(response.status().is_success());
+    let logged: Vec<Line> = lines()
+        .iter()
+        .filter(|line| line.message.contains("decision function panicked"))
+        .filter(|line| line.get("route") == Some(ROUTE))
+        .cloned()
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    assert!(!logged[0].mentions(&marker), "{logged:#?}");
+    assert!(lines()
+        .iter()
+        .filter(|line| line.level <= Level::WARN)
+        .all(|line| !line.mentions(&marker)));
+    tracker.shutdown(Duration::from_millis(10)).await.unwrap();
+}
+
 /// A marker unique to this run, without a UUID dependency in the test.
 fn uuid_like() -> String {
     let settings = common::support::settings();

@@ -273,6 +273,48 @@ fn a_file_held_by_another_store_is_a_typed_error() {
     assert_eq!(open(&dir.db(), 10).recovered(), 1);
 }
 
+/// Hardening finding: the `cost` column was trusted and later sized an allocation, so a
+/// row with `i64::MAX` panicked the emitter and one with 2^40 aborted the process, on every
+/// restart. An implausible cost now sets the row aside like any unreadable one.
+#[test]
+fn finding_a_forged_cost_is_set_aside_and_sizes_nothing() {
+    let dir = TempDir::new("forged-cost");
+    let mut store = open(&dir.db(), 10);
+    add_all(&mut store, stored_events(4));
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(dir.db()).unwrap();
+        conn.execute(
+            "UPDATE events SET cost = 9223372036854775807 WHERE seq = 0",
+            [],
+        )
+        .unwrap();
+        conn.execute("UPDATE events SET cost = 1099511627776 WHERE seq = 1", [])
+            .unwrap();
+        conn.execute("UPDATE events SET cost = 0 WHERE seq = 2", [])
+            .unwrap();
+    }
+
+    let mut reopened = open(&dir.db(), 10);
+
+    assert_eq!((reopened.recovered(), reopened.unreadable()), (1, 3));
+    assert_eq!(seqs(&reopened.lease(10, usize::MAX).unwrap().events), [3]);
+    drop(reopened);
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let reasons: Vec<String> = conn
+        .prepare("SELECT reason FROM unreadable_events ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(reasons.len(), 3);
+    assert!(
+        reasons.iter().all(|reason| reason.contains("cost")),
+        "{reasons:?}"
+    );
+}
+
 #[test]
 fn rows_that_cannot_be_read_back_are_set_aside_counted_and_not_sent() {
     let dir = TempDir::new("unreadable");

@@ -203,6 +203,8 @@ pub(crate) struct Delivery {
     waiters: Vec<Waiter>,
     stats: EmitterStats,
     capacity_burst: u64,
+    /// Events the store refused since it last took one (logged once per burst).
+    store_burst: u64,
     refused_after_close: u64,
     commands: Vec<Command>,
 }
@@ -249,6 +251,7 @@ impl Delivery {
             waiters: Vec::new(),
             stats,
             capacity_burst: 0,
+            store_burst: 0,
             refused_after_close: 0,
             commands: Vec::new(),
             settings,
@@ -314,6 +317,14 @@ impl Delivery {
         match self.store.add(stored) {
             Ok(Added::Stored) => {
                 self.queued_bytes += cost as u64;
+                if self.store_burst > 0 {
+                    tracing::warn!(
+                        emitter = %self.settings.name, method = %self.settings.method,
+                        dropped = self.store_burst,
+                        "event store takes events again after refusing some"
+                    );
+                    self.store_burst = 0;
+                }
                 if self.capacity_burst > 0 {
                     tracing::warn!(
                         emitter = %self.settings.name, method = %self.settings.method,
@@ -337,7 +348,10 @@ impl Delivery {
             }
             Err(error) => {
                 self.stats.dropped.add(DropReason::Store, 1);
-                tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store refused an event");
+                if self.store_burst == 0 {
+                    tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store refused an event: dropping events as store until it takes them again");
+                }
+                self.store_burst += 1;
             }
         }
     }
@@ -640,7 +654,11 @@ impl Delivery {
         for event in &mut events {
             event.attempts += 1;
         }
-        let cost = cost_of(&events) as usize;
+        // Sized from the events themselves, never from costs a durable store read back.
+        let cost: usize = events
+            .iter()
+            .map(|e| self.cost(&e.event))
+            .fold(0, usize::saturating_add);
         let stm = Stm::new(now.wall_ms);
         let (url, body) = match self.settings.method {
             Method::Post => {

@@ -540,6 +540,9 @@ fn encode_payload(payload: &Payload, out: &mut String) {
     out.push(']');
 }
 
+/// The longest GET URL a request can have (the awc transport refuses longer ones).
+const MAX_URL_BYTES: usize = 64 * 1024;
+
 /// Rebuilds a stored event, and whether it was leased; `Err` says why it cannot be.
 fn read_row(row: &rusqlite::Row<'_>) -> Result<(StoredEvent, bool), String> {
     fn column<T: rusqlite::types::FromSql>(
@@ -560,6 +563,19 @@ fn read_row(row: &rusqlite::Row<'_>) -> Result<(StoredEvent, bool), String> {
     let attempts = unsigned(column(row, 4, "attempts")?, "attempts")?;
     let received_ms = unsigned(column(row, 5, "received_ms")?, "received_ms")?;
     let leased = !matches!(column::<i64>(row, 6, "leased"), Ok(0));
+    // The most an event of this payload can cost as sent: a GET query percent-encodes each
+    // byte into at most 3, behind a URL of at most 64 KiB. A cost beyond is not this event's
+    // (a damaged or forged row) and would size memory from the file.
+    let most = payload
+        .len()
+        .saturating_mul(3)
+        .saturating_add(MAX_URL_BYTES);
+    if cost == 0 || cost > most {
+        return Err(format!(
+            "column cost: {cost} is implausible for a payload of {} bytes",
+            payload.len()
+        ));
+    }
     let event = decode_event(&eid, &payload)?;
     Ok((
         StoredEvent {

@@ -105,8 +105,10 @@ impl Config {
             return default_decision(request, status);
         };
         catch_unwind(AssertUnwindSafe(|| decide(request, status))).unwrap_or_else(|_| {
+            // The route pattern, never the path: it may carry ids or personal data.
             tracing::warn!(
-                path = request.path(),
+                method = %request.method(),
+                route = request.match_pattern().as_deref().unwrap_or("(no route)"),
                 "snowplow: the decision function panicked; nothing tracked for this request"
             );
             Decision::Skip
