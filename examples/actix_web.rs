@@ -330,6 +330,7 @@ fn summary(report: &ServeReport) -> Value {
         "sent": sent(report),
         "dropped": dropped,
         "queued": report.shutdown.queued,
+        "outcome_unknown": report.shutdown.outcome_unknown,
         "timed_out": report.shutdown.timed_out,
         "sent_while_draining": report.shutdown.sent,
         "server_drained": report.server_drained,

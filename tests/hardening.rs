@@ -173,3 +173,93 @@ fn finding_build_errors_never_echo_an_endpoints_secrets() {
         assert!(!error.contains("s3cr"), "{endpoint}: {error}");
     }
 }
+
+/// Hardening finding: events in a request still awaiting its answer at the shutdown
+/// deadline were reported as dropped, though the collector had stored them. Their outcome
+/// is unknown, and the report says so.
+#[actix_rt::test]
+async fn finding_events_in_flight_at_the_deadline_are_outcome_unknown_not_dropped() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_delay(Duration::from_secs(3)),
+    ))
+    .await;
+    let tracker = Tracker::builder("hardening")
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        tracker.track(structured()).unwrap();
+    }
+    tracker.request_flush();
+    collector.wait_for_requests(1, SOON).await.unwrap();
+
+    let report = tracker.shutdown(Duration::from_millis(200)).await.unwrap();
+
+    assert_eq!(
+        (report.sent, report.dropped.total(), report.outcome_unknown),
+        (0, 0, 3),
+        "{report:#?}"
+    );
+    assert!(report.timed_out);
+    let last = tracker.emitters()[0].final_stats().unwrap();
+    assert_eq!((last.outcome_unknown, last.dropped.shutdown), (3, 0));
+    assert!(last.is_balanced(), "{last:#?}");
+    // The collector did store them.
+    assert_eq!(collector.event_ids().len(), 3);
+}
+
+/// Hardening finding: a standalone emitter with a durable store kept sending after its
+/// `Shutdown`, and a flush sent to it afterwards waited for its whole deadline. A closed
+/// emitter sends nothing and answers at once; what it kept waits for the next start.
+#[cfg(feature = "sqlite")]
+#[actix_rt::test]
+async fn finding_a_shut_down_emitter_with_a_durable_store_sends_nothing_more() {
+    use snowplow_actix::store::SqliteStore;
+    let dir = std::env::temp_dir().join(format!("snowplow-hardening-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("events.db");
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(2)
+        .max_retry_delay(Duration::from_millis(20))
+        .event_store(SqliteStore::open(&path, 100).unwrap())
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(4));
+    collector.wait_for_requests(1, SOON).await.unwrap();
+    let report = tokio::time::timeout(
+        SOON,
+        emitter.send(Shutdown {
+            timeout: Duration::from_millis(100),
+        }),
+    )
+    .await
+    .expect("shutdown answers")
+    .unwrap();
+    assert_eq!(report.sent, 0);
+    let requests_at_shutdown = collector.request_count();
+    collector.clear_faults();
+    // A flush and a stats request after the shutdown: answered, nothing sent.
+    let after = tokio::time::timeout(SOON, emitter.send(Flush::default()))
+        .await
+        .expect("a flush after the shutdown answers")
+        .unwrap();
+    let now = stats(&emitter).await;
+    assert_eq!(after.sent, 0);
+    assert!(now.shut_down);
+    assert_eq!(collector.request_count(), requests_at_shutdown);
+    assert_eq!(collector.accepted_count(), 0);
+    drop(emitter);
+    // Kept for the next start.
+    let reopened = SqliteStore::open(&path, 100).unwrap();
+    use snowplow_actix::store::EventStore as _;
+    assert_eq!(reopened.recovered(), 4);
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -216,7 +216,7 @@ async fn the_report_carries_the_concurrency_limit() {
 #[actix_rt::test]
 async fn settings_the_library_refuses_are_bad_arguments() {
     for (bad, expected) in [
-        (vec!["--endpoint", "ftp://h"], "unsupported scheme"),
+        (vec!["--endpoint", "ftp://h"], "is not supported"),
         (
             vec!["--endpoint", "http://127.0.0.1:9", "--batch-size", "0"],
             "batch_size must be greater than zero",

@@ -156,6 +156,7 @@ struct Waiter {
     since: Instant,
     start_sent: u64,
     start_dropped: DropCounts,
+    start_unknown: u64,
     shutdown: bool,
 }
 
@@ -400,8 +401,16 @@ impl Delivery {
             since: now.at,
             start_sent: self.stats.sent,
             start_dropped: self.stats.dropped,
+            start_unknown: self.stats.outcome_unknown,
             shutdown,
         });
+        if self.closed {
+            // A closed emitter sends nothing more: what it holds is final (kept by a
+            // durable store for the next start), so the flush is answered now.
+            let done = self.waiters.last().is_some_and(|w| self.is_done(w));
+            self.resolve_as(id, Some(done));
+            return id;
+        }
         self.draining = true;
         self.resolve_waiters(now);
         self.pump(now);
@@ -1070,6 +1079,7 @@ impl Delivery {
         let report = FlushReport {
             sent: self.stats.sent - waiter.start_sent,
             dropped: self.stats.dropped.since(&waiter.start_dropped),
+            outcome_unknown: self.stats.outcome_unknown - waiter.start_unknown,
             queued: self.queued() + self.in_flight_events,
             timed_out: !done,
         };
@@ -1112,11 +1122,15 @@ impl Delivery {
         self.hold_until = None;
         let durable = self.store.is_durable();
         let mut left = 0;
-        let flights = self.in_flight.drain().map(|(_, f)| (f.lease, f.events));
-        let retries = self.retries.drain(..).map(|r| (r.lease, r.events));
-        let mut leases: Vec<(LeaseId, Vec<StoredEvent>)> = flights.chain(retries).collect();
-        leases.sort_by_key(|(_, events)| std::cmp::Reverse(first_seq(events)));
-        for (lease, events) in leases {
+        let mut unknown = 0;
+        let flights = self
+            .in_flight
+            .drain()
+            .map(|(_, f)| (f.lease, f.events, true));
+        let retries = self.retries.drain(..).map(|r| (r.lease, r.events, false));
+        let mut leases: Vec<(LeaseId, Vec<StoredEvent>, bool)> = flights.chain(retries).collect();
+        leases.sort_by_key(|(_, events, _)| std::cmp::Reverse(first_seq(events)));
+        for (lease, events, awaiting_answer) in leases {
             if durable {
                 // Kept for the next start: back in the queue, where `queued` counts them.
                 self.queued_bytes += cost_of(&events);
@@ -1124,7 +1138,12 @@ impl Delivery {
                     tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to requeue events at shutdown");
                 }
             } else {
-                left += events.len() as u64;
+                // A request awaiting its answer may have been stored by the collector.
+                if awaiting_answer {
+                    unknown += events.len() as u64;
+                } else {
+                    left += events.len() as u64;
+                }
                 if let Err(error) = self.store.acknowledge(lease) {
                     tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to remove events at shutdown");
                 }
@@ -1147,6 +1166,15 @@ impl Delivery {
         }
         self.queued_bytes = 0;
         self.stats.dropped.add(DropReason::Shutdown, left);
+        self.stats.outcome_unknown += unknown;
+        if unknown > 0 {
+            tracing::warn!(
+                emitter = %self.settings.name, method = %self.settings.method,
+                url = %self.settings.url,
+                outcome_unknown = unknown,
+                "emitter closed with requests awaiting their answer: the collector may or may not have those events"
+            );
+        }
         left
     }
 }

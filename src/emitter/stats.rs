@@ -149,7 +149,8 @@ impl fmt::Display for FailureReason {
 
 /// An emitter's counters, in events unless named otherwise.
 ///
-/// At every moment `received + recovered = sent + dropped.total() + queued + in_flight`.
+/// At every moment `received + recovered = sent + dropped.total() + queued + in_flight +
+/// outcome_unknown`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct EmitterStats {
     /// Events handed to this emitter.
@@ -166,6 +167,9 @@ pub struct EmitterStats {
     pub queued: u64,
     /// Events in requests awaiting an answer.
     pub in_flight: u64,
+    /// Events whose request was still awaiting its answer when the emitter shut down or
+    /// stopped: the collector may have stored them or not. Neither sent nor dropped.
+    pub outcome_unknown: u64,
     /// Bytes of the queued events as they will be sent.
     pub queued_bytes: u64,
     /// Requests awaiting an answer.
@@ -208,10 +212,15 @@ impl EmitterStats {
         self.received - self.dropped.capacity
     }
 
-    /// Whether `received + recovered = sent + Σ dropped + queued + in_flight` holds.
+    /// Whether `received + recovered = sent + Σ dropped + queued + in_flight +
+    /// outcome_unknown` holds.
     pub fn is_balanced(&self) -> bool {
         self.received + self.recovered
-            == self.sent + self.dropped.total() + self.queued + self.in_flight
+            == self.sent
+                + self.dropped.total()
+                + self.queued
+                + self.in_flight
+                + self.outcome_unknown
     }
 }
 
@@ -224,6 +233,9 @@ pub struct FlushReport {
     pub dropped: DropCounts,
     /// Events still queued or in flight when it returned.
     pub queued: u64,
+    /// Events whose request was still awaiting its answer when a shutdown ended: the
+    /// collector may have stored them (see [`EmitterStats::outcome_unknown`]).
+    pub outcome_unknown: u64,
     /// Whether it returned at its deadline with events tracked before it still unsent.
     pub timed_out: bool,
 }
@@ -234,6 +246,7 @@ impl FlushReport {
         self.sent += other.sent;
         self.dropped = self.dropped.plus(&other.dropped);
         self.queued += other.queued;
+        self.outcome_unknown += other.outcome_unknown;
         self.timed_out |= other.timed_out;
     }
 }
