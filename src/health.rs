@@ -55,7 +55,7 @@ pub enum HealthReason {
     /// The emitter takes the collector as unavailable (the brake): degraded.
     Braked,
     /// Queued and in-flight events hold at least [`DEGRADED_QUEUE_PERCENT`] of the
-    /// buffer: degraded.
+    /// buffer, in events or in bytes: degraded.
     QueueHigh,
     /// The buffer is full: new events are dropped (`capacity`): down.
     BufferFull,
@@ -124,7 +124,10 @@ impl EmitterHealth {
             reasons.push(HealthReason::BufferFull);
         } else if stats.buffer_capacity.is_some_and(|capacity| {
             held.saturating_mul(100) >= capacity.saturating_mul(DEGRADED_QUEUE_PERCENT)
-        }) {
+        }) || (stats.buffer_bytes > 0
+            && (stats.queued_bytes + stats.in_flight_bytes).saturating_mul(100)
+                >= stats.buffer_bytes.saturating_mul(DEGRADED_QUEUE_PERCENT))
+        {
             reasons.push(HealthReason::QueueHigh);
         }
         Self {

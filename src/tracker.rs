@@ -492,7 +492,14 @@ impl Tracker {
             held,
         };
         lock(&self.inner.emitters).push(handle.clone());
-        lock(&self.inner.runtimes).push(runtime);
+        let mut runtimes = lock(&self.inner.runtimes);
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            // A shutdown began meanwhile (it stops the threads it finds, later): this one
+            // would be left running.
+            runtime.stop();
+        } else {
+            runtimes.push(runtime);
+        }
         Ok(handle)
     }
 

@@ -51,6 +51,10 @@ pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// mailbox, while an emitter that cannot keep up at all refuses (and counts) events instead
 /// of growing memory without bound (at most the buffer plus the mailbox).
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 10_000;
+/// The default byte capacity of an emitter's buffer: the summed size (as sent) of the
+/// events it holds, queued and in flight. With the event capacity, it bounds memory
+/// whatever the events' size (10,000 events of 100 KB would otherwise hold 1 GB).
+pub const DEFAULT_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// The largest mailbox: an emitter's or a tracker's. A larger buffer does not grow its
 /// mailbox beyond it (a message carries many events), and a larger `mailbox_capacity` is a
 /// [`BuildError::TooLarge`].
@@ -175,6 +179,8 @@ pub(crate) struct Settings {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) max_event_age: Option<Duration>,
     pub(crate) mailbox_capacity: usize,
+    /// Bytes of events buffered at most (queued and in flight).
+    pub(crate) buffer_bytes: u64,
     pub(crate) on_success: Option<SuccessCallback>,
     pub(crate) on_failure: Option<FailureCallback>,
     pub(crate) transport: TransportFactory,
@@ -234,6 +240,7 @@ pub struct EmitterBuilder {
     request_timeout: RequestTimeout,
     max_retry_delay: Duration,
     buffer_capacity: usize,
+    buffer_bytes: usize,
     custom_retry_codes: BTreeMap<u16, bool>,
     retry_connection_errors: bool,
     retry_timeouts: bool,
@@ -275,6 +282,7 @@ impl EmitterBuilder {
             request_timeout: RequestTimeout::Total(DEFAULT_REQUEST_TIMEOUT),
             max_retry_delay: DEFAULT_MAX_RETRY_DELAY,
             buffer_capacity: DEFAULT_BUFFER_CAPACITY,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
             custom_retry_codes: BTreeMap::new(),
             retry_connection_errors: true,
             retry_timeouts: true,
@@ -375,6 +383,14 @@ impl EmitterBuilder {
     /// [`DEFAULT_BUFFER_CAPACITY`]); ignored when a store is supplied, which has its own.
     pub fn buffer_capacity(mut self, capacity: usize) -> Self {
         self.buffer_capacity = capacity;
+        self
+    }
+
+    /// Bytes buffered at most: the summed size, as sent, of the events queued and in flight
+    /// (default [`DEFAULT_BUFFER_BYTES`]). An event that does not fit is dropped and counted
+    /// as `capacity`, as one beyond the event capacity is. Applies with any store.
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes;
         self
     }
 
@@ -514,6 +530,7 @@ impl EmitterBuilder {
             });
         }
         let buffer_capacity = nonzero(self.buffer_capacity, "buffer_capacity")?;
+        let buffer_bytes = nonzero(self.buffer_bytes, "buffer_bytes")? as u64;
         let mailbox_capacity = nonzero(
             self.mailbox_capacity.unwrap_or(
                 DEFAULT_MAILBOX_CAPACITY
@@ -585,6 +602,7 @@ impl EmitterBuilder {
                 method: self.method,
                 url,
                 batch_size: batch_size.min(buffer_capacity),
+                buffer_bytes,
                 byte_limit,
                 max_request_events,
                 request_bytes,
@@ -725,6 +743,10 @@ mod tests {
         assert_eq!(
             build(new().buffer_capacity(0)),
             BuildError::Zero("buffer_capacity")
+        );
+        assert_eq!(
+            build(new().buffer_bytes(0)),
+            BuildError::Zero("buffer_bytes")
         );
         assert_eq!(
             build(new().max_in_flight(0)),

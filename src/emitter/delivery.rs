@@ -197,6 +197,8 @@ pub(crate) struct Delivery {
     next_waiter: u64,
     in_flight: HashMap<u64, Flight>,
     in_flight_events: u64,
+    /// Bytes (costs) of the events in flight.
+    in_flight_bytes: u64,
     retries: Vec<Retry>,
     retry_events: u64,
     /// Bytes of the events queued and waiting for a retry.
@@ -246,6 +248,7 @@ impl Delivery {
             next_waiter: 0,
             in_flight: HashMap::new(),
             in_flight_events: 0,
+            in_flight_bytes: 0,
             retries: Vec::new(),
             retry_events: 0,
             queued_bytes: store.recovered_cost(),
@@ -307,6 +310,10 @@ impl Delivery {
             return;
         }
         let cost = self.cost(&event);
+        if self.queued_bytes + self.in_flight_bytes + cost as u64 > self.settings.buffer_bytes {
+            self.refuse_full();
+            return;
+        }
         let stored = StoredEvent {
             seq: self.next_seq,
             event,
@@ -335,18 +342,7 @@ impl Delivery {
                     self.capacity_burst = 0;
                 }
             }
-            Ok(Added::Full) => {
-                self.stats.dropped.add(DropReason::Capacity, 1);
-                if self.capacity_burst == 0 {
-                    tracing::warn!(
-                        emitter = %self.settings.name, method = %self.settings.method,
-                        queued = self.queued(),
-                        in_flight = self.in_flight_events,
-                        "emitter buffer full: dropping new events until it has room"
-                    );
-                }
-                self.capacity_burst += 1;
-            }
+            Ok(Added::Full) => self.refuse_full(),
             Err(error) => {
                 self.stats.dropped.add(DropReason::Store, 1);
                 if self.store_burst == 0 {
@@ -355,6 +351,23 @@ impl Delivery {
                 self.store_burst += 1;
             }
         }
+    }
+
+    /// Drops a new event that does not fit the buffer (events or bytes): `capacity`, logged
+    /// once per burst.
+    fn refuse_full(&mut self) {
+        self.stats.dropped.add(DropReason::Capacity, 1);
+        if self.capacity_burst == 0 {
+            tracing::warn!(
+                emitter = %self.settings.name, method = %self.settings.method,
+                queued = self.queued(),
+                in_flight = self.in_flight_events,
+                queued_bytes = self.queued_bytes,
+                in_flight_bytes = self.in_flight_bytes,
+                "emitter buffer full: dropping new events until it has room"
+            );
+        }
+        self.capacity_burst += 1;
     }
 
     /// Buffers events and sends what is due.
@@ -423,6 +436,7 @@ impl Delivery {
             return;
         };
         self.in_flight_events -= flight.events.len() as u64;
+        self.in_flight_bytes -= cost_of(&flight.events);
         let (reason, retry_after) = match result {
             Ok(response) if (200..300).contains(&response.status) => {
                 self.watch_not_found(None);
@@ -461,6 +475,7 @@ impl Delivery {
         flights.sort_by_key(|flight| std::cmp::Reverse(first_seq(&flight.events)));
         for flight in flights {
             self.in_flight_events -= flight.events.len() as u64;
+            self.in_flight_bytes -= cost_of(&flight.events);
             self.queued_bytes += cost_of(&flight.events);
             if let Err(error) = self.store.requeue(flight.lease, flight.events) {
                 tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store failed to requeue in-flight events");
@@ -493,6 +508,8 @@ impl Delivery {
             braked: self.braked,
             request_bytes_cap: self.request_bytes as u64,
             buffer_capacity: self.store.capacity().map(|capacity| capacity as u64),
+            in_flight_bytes: self.in_flight_bytes,
+            buffer_bytes: self.settings.buffer_bytes,
             buffer_full: self
                 .store
                 .capacity()
@@ -702,6 +719,7 @@ impl Delivery {
         self.next_request += 1;
         self.stats.requests += 1;
         self.in_flight_events += events.len() as u64;
+        self.in_flight_bytes += cost_of(&events);
         self.in_flight.insert(
             id,
             Flight {
@@ -1150,6 +1168,7 @@ impl Delivery {
             }
         }
         self.in_flight_events = 0;
+        self.in_flight_bytes = 0;
         self.retry_events = 0;
         if durable {
             // Only the retries' bytes moved back; the queue keeps its own.

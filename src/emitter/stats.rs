@@ -200,6 +200,11 @@ pub struct EmitterStats {
     /// The most events its buffer holds, queued and in flight (`None` for a store without
     /// a bound).
     pub buffer_capacity: Option<u64>,
+    /// Bytes (as sent) of the events in flight.
+    pub in_flight_bytes: u64,
+    /// The most bytes its buffer holds, queued and in flight (`queued_bytes +
+    /// in_flight_bytes`).
+    pub buffer_bytes: u64,
     /// Whether the buffer is full: a new event would be dropped (`capacity`).
     pub buffer_full: bool,
     /// Whether it has shut down (it takes no more events).

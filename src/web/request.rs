@@ -11,6 +11,37 @@ use actix_web::HttpRequest;
 use super::proxy::{client_ip, is_trusted, IpRange};
 use crate::subject::Subject;
 
+/// The longest user agent kept from a request (`ua`): the Snowplow atomic `useragent`
+/// field's length. Header-derived fields are cut to the lengths the pipeline keeps, so a
+/// client cannot make each buffered event large (headers may be up to ~128 KB each).
+pub const MAX_USERAGENT_LEN: usize = 1000;
+/// The longest page URL (`url`) or referrer (`refr`) kept from a request: the atomic
+/// `page_url` and `page_referrer` length.
+pub const MAX_URL_LEN: usize = 4096;
+/// The longest language tag (`lang`) kept from `Accept-Language`: the atomic `br_lang`.
+pub const MAX_LANG_LEN: usize = 255;
+/// The longest network user id (`tnuid`) kept from a cookie: the atomic `network_userid`.
+pub const MAX_NETWORK_USER_ID_LEN: usize = 128;
+
+/// `value` cut to at most `max` bytes, at a character boundary.
+fn truncated(value: &str, max: usize) -> &str {
+    if value.len() <= max {
+        return value;
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+/// `value` cut to at most `max` bytes, at a character boundary.
+fn truncate_owned(mut value: String, max: usize) -> String {
+    let keep = truncated(&value, max).len();
+    value.truncate(keep);
+    value
+}
+
 /// A function of the request giving its user id (`uid`).
 pub(super) type UserIdFn = Arc<dyn Fn(&HttpRequest) -> Option<String> + Send + Sync>;
 
@@ -44,10 +75,10 @@ impl SubjectRules {
             subject = subject.ip_address(&ip.to_string());
         }
         if let Some(useragent) = header(request, &USER_AGENT) {
-            subject = subject.useragent(useragent);
+            subject = subject.useragent(truncated(useragent, MAX_USERAGENT_LEN));
         }
         if let Some(lang) = header(request, &ACCEPT_LANGUAGE).and_then(first_language) {
-            subject = subject.lang(lang);
+            subject = subject.lang(truncated(lang, MAX_LANG_LEN));
         }
         if let Some(user_id) = self.user_id(request) {
             subject = subject.user_id(&user_id);
@@ -57,7 +88,7 @@ impl SubjectRules {
             .as_deref()
             .and_then(|name| cookie(request, name))
         {
-            subject = subject.network_user_id(network_user_id);
+            subject = subject.network_user_id(truncated(network_user_id, MAX_NETWORK_USER_ID_LEN));
         }
         subject
     }
@@ -125,7 +156,8 @@ pub(super) fn page_url(request: &HttpRequest, from_trusted_proxy: bool) -> Strin
         .map_or_else(|| uri.path(), |target| target.as_str());
     if from_trusted_proxy {
         let info = request.connection_info();
-        return format!("{}://{}{target}", info.scheme(), info.host());
+        let url = format!("{}://{}{target}", info.scheme(), info.host());
+        return truncate_owned(url, MAX_URL_LEN);
     }
     let config = request.app_config();
     let scheme = uri
@@ -134,12 +166,12 @@ pub(super) fn page_url(request: &HttpRequest, from_trusted_proxy: bool) -> Strin
     let host = header(request, &HOST)
         .or_else(|| uri.authority().map(|authority| authority.as_str()))
         .unwrap_or_else(|| config.host());
-    format!("{scheme}://{host}{target}")
+    truncate_owned(format!("{scheme}://{host}{target}"), MAX_URL_LEN)
 }
 
 /// The `Referer` header, if any.
 pub(super) fn referrer(request: &HttpRequest) -> Option<&str> {
-    header(request, &REFERER)
+    header(request, &REFERER).map(|referrer| truncated(referrer, MAX_URL_LEN))
 }
 
 #[cfg(test)]
@@ -147,6 +179,37 @@ mod tests {
     use actix_web::test::TestRequest;
 
     use super::*;
+
+    /// Hardening finding: the middleware copied User-Agent, Referer and URL (up to ~128 KB
+    /// each) into every event.
+    #[test]
+    fn finding_header_derived_fields_are_cut_to_the_pipelines_lengths() {
+        let long = "x".repeat(100_000);
+        let request = TestRequest::get()
+            .uri(&format!("/page?q={}", &long[..10_000]))
+            .insert_header((USER_AGENT, long.as_str()))
+            .insert_header((REFERER, format!("https://elsewhere.example/{long}")))
+            .insert_header((ACCEPT_LANGUAGE, long.as_str()))
+            .insert_header((COOKIE, format!("sp={long}")))
+            .to_http_request();
+        let rules = SubjectRules {
+            network_user_id_cookie: Some("sp".into()),
+            ..SubjectRules::default()
+        };
+        let subject = rules.subject(&request);
+        assert_eq!(subject.get("ua").map(str::len), Some(MAX_USERAGENT_LEN));
+        assert_eq!(subject.get("lang").map(str::len), Some(MAX_LANG_LEN));
+        assert_eq!(
+            subject.get("tnuid").map(str::len),
+            Some(MAX_NETWORK_USER_ID_LEN)
+        );
+        assert_eq!(page_url(&request, false).len(), MAX_URL_LEN);
+        assert!(page_url(&request, false).starts_with("http://localhost:8080/page?q=x"));
+        assert_eq!(referrer(&request).map(str::len), Some(MAX_URL_LEN));
+        // Short values are kept whole; a cut never splits a character.
+        assert_eq!(truncated("abc", 10), "abc");
+        assert_eq!(truncated("aé", 2), "a");
+    }
 
     #[test]
     fn the_first_language_tag_is_the_language() {
