@@ -38,6 +38,8 @@ use crate::store::Disposal;
 pub(crate) struct Inbox {
     state: Mutex<InboxState>,
     capacity: usize,
+    /// Bytes of events it holds at most (their pairs, as stamped).
+    max_bytes: usize,
 }
 
 impl fmt::Debug for Inbox {
@@ -51,6 +53,8 @@ impl fmt::Debug for Inbox {
 #[derive(Default)]
 struct InboxState {
     events: Vec<Arc<StampedEvent>>,
+    /// The pairs' bytes of `events`.
+    bytes: usize,
     /// Emitters added, each with the number of `events` tracked before it.
     routes: Vec<(usize, Route)>,
     /// A [`Wake`] is on its way: later pushes need not send another.
@@ -85,11 +89,12 @@ pub(crate) enum Pushed {
 }
 
 impl Inbox {
-    /// An inbox holding at most `capacity` events.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An inbox holding at most `capacity` events and `max_bytes` of them.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
             state: Mutex::new(InboxState::default()),
             capacity,
+            max_bytes,
         }
     }
 
@@ -103,9 +108,13 @@ impl Inbox {
         if state.closed {
             return Pushed::Closed;
         }
-        if state.events.len() >= self.capacity {
+        let size = event.payload().heap_bytes();
+        if state.events.len() >= self.capacity
+            || (state.bytes + size > self.max_bytes && !state.events.is_empty())
+        {
             return Pushed::Full;
         }
+        state.bytes += size;
         state.events.push(event);
         let wake = !state.woken;
         state.woken = true;
@@ -148,6 +157,7 @@ impl Inbox {
     fn take_from(state: &mut InboxState) -> Taken {
         // As much room as the last burst took: a steady stream does not regrow the vector.
         let room = state.events.len().clamp(16, 65_536);
+        state.bytes = 0;
         Taken {
             events: std::mem::replace(&mut state.events, Vec::with_capacity(room)),
             routes: std::mem::take(&mut state.routes),
@@ -499,9 +509,34 @@ mod tests {
         Arc::new(settings.stamp(page).remove(0))
     }
 
+    /// Hardening finding: the inbox was bounded in events only, so a burst of large events
+    /// grew memory before any emitter's byte bound applied.
+    #[test]
+    fn finding_the_inbox_is_bounded_in_bytes_too_and_always_takes_one_event() {
+        let size = event().payload().heap_bytes();
+        let inbox = Inbox::new(100, size * 2 + size / 2);
+
+        let pushed: Vec<Pushed> = (0..3).map(|_| inbox.push(event())).collect();
+
+        assert_eq!(
+            pushed,
+            [
+                Pushed::Queued { wake: true },
+                Pushed::Queued { wake: false },
+                Pushed::Full,
+            ]
+        );
+        assert_eq!(inbox.take().event_count(), 2);
+        // Taken: room again. An event larger than the bound alone is still taken.
+        let tiny = Inbox::new(100, 1);
+        assert_eq!(tiny.push(event()), Pushed::Queued { wake: true });
+        assert_eq!(tiny.push(event()), Pushed::Full);
+        assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
+    }
+
     #[test]
     fn the_inbox_wakes_once_per_burst_refuses_beyond_capacity_and_closes() {
-        let inbox = Inbox::new(3);
+        let inbox = Inbox::new(3, usize::MAX);
 
         let pushed: Vec<Pushed> = (0..4).map(|_| inbox.push(event())).collect();
 

@@ -192,6 +192,7 @@ pub use subject::{Platform, Subject};
 pub use timer::{FlushTimer, SetFlushInterval};
 pub use tracker::{
     CustomEmitter, EmitterHandle, Tracker, TrackerBuilder, TrackerStats, DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_QUEUE_BYTES,
 };
 #[cfg(feature = "web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "web")))]

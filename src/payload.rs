@@ -249,6 +249,11 @@ impl Payload {
         compact
     }
 
+    /// Bytes it holds on the heap: its pairs and their index.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.buf.len() + self.fields.len() * std::mem::size_of::<Field>()
+    }
+
     /// The number of pairs.
     pub fn len(&self) -> usize {
         self.fields.len()

@@ -38,6 +38,11 @@ use crate::timer::{FlushTimer, SetFlushInterval};
 /// The tracker-wide flush timer's default interval: a lone event is never stranded.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The default bytes of events (their pairs, as stamped) waiting for the fan-out before
+/// `track` refuses more ([`TrackError::QueueFull`]): with the event bound, it keeps a burst
+/// of large events from growing memory before the emitters' own byte bounds apply.
+pub const DEFAULT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
 /// A custom emitter: any actor that handles [`Track`], and optionally [`Flush`].
 ///
 /// The fan-out hands events over with `try_send` and never waits: an event the actor's
@@ -103,6 +108,7 @@ pub struct TrackerBuilder {
     custom: Vec<CustomEmitter>,
     flush_interval: Option<Duration>,
     mailbox_capacity: Option<usize>,
+    queue_bytes: usize,
 }
 
 impl TrackerBuilder {
@@ -163,6 +169,13 @@ impl TrackerBuilder {
         self
     }
 
+    /// Bytes of events (their pairs) waiting for the fan-out before `track` refuses more
+    /// (default [`DEFAULT_QUEUE_BYTES`]); one event is always taken when none waits.
+    pub fn queue_bytes(mut self, bytes: usize) -> Self {
+        self.queue_bytes = bytes;
+        self
+    }
+
     /// Validates everything and starts the actors.
     ///
     /// # Errors
@@ -204,7 +217,10 @@ impl TrackerBuilder {
         }
         let runtime = Runtime::start("snowplow-tracker").map_err(BuildError::spawn)?;
         let home = runtime.arbiter().clone();
-        let inbox = Arc::new(Inbox::new(capacity));
+        if self.queue_bytes == 0 {
+            return Err(BuildError::Zero("queue_bytes"));
+        }
+        let inbox = Arc::new(Inbox::new(capacity, self.queue_bytes));
         let disposal = Arc::new(Disposal::default());
         let fanout = Fanout::start_on(&home, inbox.clone(), disposal.clone(), capacity);
         let target = fanout.clone().recipient();
@@ -317,6 +333,7 @@ impl Tracker {
             custom: Vec::new(),
             flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
             mailbox_capacity: None,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
         }
     }
 

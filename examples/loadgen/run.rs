@@ -27,6 +27,7 @@ A flag not given leaves the library's default.
   --max-in-flight C          upper bound of the adaptive concurrency: requests outstanding
                              per emitter, starting at 1 (library default 32; 1 keeps order)
   --buffer-capacity CAP      events buffered per emitter (library default 10000)
+  --buffer-bytes B           bytes buffered per emitter (library default 64 MiB)
   --max-retry-delay-ms MS    backoff cap (library default 60000)
   --request-timeout-ms MS    request timeout (library default 10000)
   --retry-code CODE=BOOL     retry (true) or drop (false) a status; repeatable
@@ -34,6 +35,7 @@ A flag not given leaves the library's default.
   --rate EVENTS_PER_S        total tracking rate, 0 = as fast as possible (default 0)
   --producers P              threads tracking concurrently (default 1)
   --event KIND               struct | page_view | self_describing (default struct)
+  --event-bytes N            pad each event with N bytes (a long label, title or field)
   --drain-timeout-ms MS      deadline of the final flush and shutdown (default 30000)
 
 Exit code 0 when the run completed, even with drops; 2 for bad arguments, including
@@ -92,6 +94,8 @@ pub(crate) struct Options {
     pub(crate) max_request_bytes: Option<usize>,
     pub(crate) max_in_flight: Option<usize>,
     pub(crate) buffer_capacity: Option<usize>,
+    pub(crate) buffer_bytes: Option<usize>,
+    pub(crate) event_bytes: usize,
     pub(crate) max_retry_delay: Option<Duration>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) retry_codes: Vec<(u16, bool)>,
@@ -115,6 +119,8 @@ impl Options {
             max_request_bytes: None,
             max_in_flight: None,
             buffer_capacity: None,
+            buffer_bytes: None,
+            event_bytes: 0,
             max_retry_delay: None,
             request_timeout: None,
             retry_codes: Vec::new(),
@@ -149,6 +155,8 @@ impl Options {
                 "--max-request-bytes" => options.max_request_bytes = Some(number(flag, value()?)?),
                 "--max-in-flight" => options.max_in_flight = Some(number(flag, value()?)?),
                 "--buffer-capacity" => options.buffer_capacity = Some(number(flag, value()?)?),
+                "--buffer-bytes" => options.buffer_bytes = Some(number(flag, value()?)?),
+                "--event-bytes" => options.event_bytes = number(flag, value()?)?,
                 "--max-retry-delay-ms" => options.max_retry_delay = Some(millis(flag, value()?)?),
                 "--request-timeout-ms" => options.request_timeout = Some(millis(flag, value()?)?),
                 "--retry-code" => {
@@ -201,16 +209,16 @@ fn millis(flag: &str, text: &str) -> Result<Duration, String> {
 }
 
 /// Tracks one event of `kind`, numbered `idx`: what is timed per call.
-fn track_one(tracker: &Tracker, kind: EventKind, idx: u64) -> bool {
+fn track_one(tracker: &Tracker, kind: EventKind, idx: u64, padding: &str) -> bool {
     let tracked = match kind {
         EventKind::Struct => Structured::new("loadgen", "event")
-            .map(|event| event.label(idx.to_string()))
+            .map(|event| event.label(format!("{idx}{padding}")))
             .map(|event| tracker.track(event)),
         EventKind::PageView => PageView::new(format!("https://example.com/page/{idx}"))
-            .map(|event| tracker.track(event.title("Load"))),
+            .map(|event| tracker.track(event.title(format!("Load{padding}")))),
         EventKind::SelfDescribing => SelfDescribingJson::new(
             "iglu:com.example/load/jsonschema/1-0-0",
-            json!({ "idx": idx, "name": "load" }),
+            json!({ "idx": idx, "name": format!("load{padding}") }),
         )
         .map(|json| tracker.track(SelfDescribing::new(json))),
     };
@@ -275,7 +283,12 @@ impl Timings {
 /// Tracks `count` events at `rate` per second (0: as fast as possible) and times each call.
 /// A paced producer sleeps only once it is a millisecond ahead, so pacing costs few system
 /// calls of its own.
-fn produce(tracker: Tracker, kind: EventKind, first: u64, count: u64, rate: f64) -> Timings {
+fn produce(
+    tracker: Tracker,
+    kind: EventKind,
+    (first, count, rate): (u64, u64, f64),
+    padding: &str,
+) -> Timings {
     let mut timings = Timings::new();
     let started = Instant::now();
     for n in 0..count {
@@ -287,7 +300,7 @@ fn produce(tracker: Tracker, kind: EventKind, first: u64, count: u64, rate: f64)
             }
         }
         let call = Instant::now();
-        track_one(&tracker, kind, first + n);
+        track_one(&tracker, kind, first + n, padding);
         timings.record(u32::try_from(call.elapsed().as_nanos()).unwrap_or(u32::MAX));
     }
     timings
@@ -373,6 +386,7 @@ pub(crate) async fn run(options: Options) -> Result<String, RunError> {
             options.buffer_capacity,
             EmitterBuilder::buffer_capacity,
         );
+        emitter = given(emitter, options.buffer_bytes, EmitterBuilder::buffer_bytes);
         emitter = given(
             emitter,
             options.max_retry_delay,
@@ -407,7 +421,9 @@ pub(crate) async fn run(options: Options) -> Result<String, RunError> {
                 per_producer
             };
             let (tracker, kind) = (tracker.clone(), options.event);
-            std::thread::spawn(move || produce(tracker, kind, producer * per_producer, count, rate))
+            let padding = "x".repeat(options.event_bytes);
+            let share = (producer * per_producer, count, rate);
+            std::thread::spawn(move || produce(tracker, kind, share, &padding))
         })
         .collect();
     let mut timings = actix_rt::task::spawn_blocking(move || {

@@ -54,7 +54,7 @@ pub const DEFAULT_MAILBOX_CAPACITY: usize = 10_000;
 /// The default byte capacity of an emitter's buffer: the summed size (as sent) of the
 /// events it holds, queued and in flight. With the event capacity, it bounds memory
 /// whatever the events' size (10,000 events of 100 KB would otherwise hold 1 GB).
-pub const DEFAULT_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 /// The largest mailbox: an emitter's or a tracker's. A larger buffer does not grow its
 /// mailbox beyond it (a message carries many events), and a larger `mailbox_capacity` is a
 /// [`BuildError::TooLarge`].
