@@ -248,6 +248,27 @@ impl Route {
     }
 }
 
+/// How long past its own deadline an emitter's flush reply is awaited: built-in emitters
+/// answer at their deadline; a custom emitter that never answers must not hold the
+/// tracker's flush or shutdown forever.
+const REPLY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `reply`, or an error once `deadline` (and [`REPLY_GRACE`]) has passed.
+async fn bounded<R>(
+    reply: actix::dev::RecipientRequest<R>,
+    deadline: std::time::Duration,
+) -> Result<R::Result, MailboxError>
+where
+    R: Message + Send + 'static,
+    R::Result: Send,
+{
+    let wait = deadline.saturating_add(REPLY_GRACE);
+    match actix_rt::time::timeout(wait, reply).await {
+        Ok(reply) => reply,
+        Err(_) => Err(MailboxError::Timeout),
+    }
+}
+
 /// Why a mailbox refused a message, for the log.
 fn refusal<M>(error: SendError<M>) -> &'static str {
     match error {
@@ -352,6 +373,7 @@ impl Fanout {
         &mut self,
         pick: impl Fn(&Route) -> Option<Recipient<M>>,
         message: M,
+        deadline: std::time::Duration,
     ) -> ResponseActFuture<Self, FlushReport>
     where
         M: Message<Result = FlushReport> + Clone + Send + 'static,
@@ -361,7 +383,7 @@ impl Fanout {
             .routes
             .iter()
             .filter_map(&pick)
-            .map(|recipient| recipient.send(message.clone()))
+            .map(|recipient| bounded(recipient.send(message.clone()), deadline))
             .collect();
         Box::pin(
             join_all(replies)
@@ -412,7 +434,8 @@ impl Handler<Flush> for Fanout {
 
     fn handle(&mut self, flush: Flush, _: &mut Self::Context) -> Self::Result {
         self.drain();
-        self.gather(|route| route.flush.clone(), flush)
+        let deadline = flush.timeout;
+        self.gather(|route| route.flush.clone(), flush, deadline)
     }
 }
 
@@ -429,15 +452,27 @@ impl Handler<Shutdown> for Fanout {
             .iter()
             .filter(|route| route.shutdown.is_none())
             .filter_map(|route| route.flush.clone())
-            .map(|recipient| recipient.send(Flush::with_timeout(shutdown.timeout)))
+            .map(|recipient| {
+                bounded(
+                    recipient.send(Flush::with_timeout(shutdown.timeout)),
+                    shutdown.timeout,
+                )
+            })
             .collect::<Vec<_>>();
-        let shutdowns = self.gather(|route| route.shutdown.clone(), shutdown);
+        let deadline = shutdown.timeout;
+        let shutdowns = self.gather(|route| route.shutdown.clone(), shutdown, deadline);
         Box::pin(shutdowns.then(move |mut report, fanout, _| {
             join_all(flushes)
                 .into_actor(fanout)
                 .map(move |replies, _, _| {
-                    for one in replies.into_iter().flatten() {
-                        report.merge(&one);
+                    for reply in replies {
+                        match reply {
+                            Ok(one) => report.merge(&one),
+                            Err(error) => {
+                                tracing::warn!(%error, "an emitter did not answer the shutdown's flush");
+                                report.timed_out = true;
+                            }
+                        }
                     }
                     report
                 })

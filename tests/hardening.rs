@@ -312,3 +312,58 @@ async fn finding_large_events_are_bounded_by_the_buffers_byte_capacity() {
     );
     tracker.shutdown(Duration::from_millis(10)).await.unwrap();
 }
+
+/// A custom emitter that takes flushes and never answers them.
+struct Silent;
+
+impl actix::Actor for Silent {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<snowplow_actix::Track> for Silent {
+    type Result = ();
+
+    fn handle(&mut self, _: snowplow_actix::Track, _: &mut Self::Context) {}
+}
+
+impl actix::Handler<Flush> for Silent {
+    type Result = actix::ResponseFuture<snowplow_actix::FlushReport>;
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// Hardening finding: the fan-out waited for a custom emitter's flush reply with no
+/// timeout (`shutdown(1s)` still pending at 4 s). Its reply is awaited until the deadline
+/// (and a second of grace), then the report says it timed out.
+#[actix_rt::test]
+async fn finding_a_custom_emitter_that_never_answers_does_not_hold_a_flush_or_shutdown() {
+    use actix::Actor as _;
+    let silent = Silent.start();
+    let tracker = Tracker::builder("hardening")
+        .custom_emitter(
+            snowplow_actix::CustomEmitter::new("silent", silent.clone().recipient())
+                .flush(silent.recipient()),
+        )
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    tracker.track(structured()).unwrap();
+
+    let started = std::time::Instant::now();
+    let flush = tokio::time::timeout(SOON, tracker.flush_with_timeout(Duration::from_millis(200)))
+        .await
+        .expect("the flush returns")
+        .unwrap();
+    let shutdown = tokio::time::timeout(SOON, tracker.shutdown(Duration::from_millis(200)))
+        .await
+        .expect("the shutdown returns")
+        .unwrap();
+    let took = started.elapsed();
+
+    assert!(flush.timed_out && shutdown.timed_out);
+    // Two deadlines of 200 ms, each with a second of grace: well under 10 s.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+}
