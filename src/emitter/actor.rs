@@ -69,6 +69,35 @@ impl Emitter {
         }
     }
 
+    /// Runs `work`; a panic in it (the transport, the jitter source, a bug) is caught,
+    /// logged and counted, and the emitter restarts under its supervisor with its queue,
+    /// counters and backoff (requests in flight go back to the front of the queue).
+    fn contained<R>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        work: impl FnOnce(&mut Self, &mut Context<Self>) -> R,
+    ) -> Option<R> {
+        match catch_unwind(AssertUnwindSafe(|| work(self, ctx))) {
+            Ok(result) => Some(result),
+            Err(panic) => {
+                self.core.count_panic();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(
+                    emitter = %self.settings.name,
+                    method = %self.settings.method,
+                    panic = %message,
+                    "the emitter panicked: restarting it with its queue"
+                );
+                ctx.stop();
+                None
+            }
+        }
+    }
+
     /// Carries out the core's commands, then arms the timer for its next wake-up.
     fn execute(&mut self, ctx: &mut Context<Self>) {
         for command in self.core.take_commands() {
@@ -88,8 +117,10 @@ impl Emitter {
                 };
                 let answer = transport.send(request);
                 ctx.spawn(answer.into_actor(self).map(move |result, act, ctx| {
-                    act.core.answer(id, result, Now::real());
-                    act.execute(ctx);
+                    act.contained(ctx, |act, ctx| {
+                        act.core.answer(id, result, Now::real());
+                        act.execute(ctx);
+                    });
                 }));
             }
             Command::Sent(events) => {
@@ -142,8 +173,10 @@ impl Emitter {
                 if act.armed == Some(at) {
                     act.armed = None;
                 }
-                act.core.wake(Now::real());
-                act.execute(ctx);
+                act.contained(ctx, |act, ctx| {
+                    act.core.wake(Now::real());
+                    act.execute(ctx);
+                });
             },
         );
     }
@@ -180,9 +213,13 @@ impl Emitter {
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<FlushReport> {
         let (reply, answer) = oneshot::channel();
-        let id = self.core.flush(flush.timeout, shutdown, Now::real());
-        self.replies.insert(id, reply);
-        self.execute(ctx);
+        // After a panic while registering, `reply` is gone: the flush is answered as timed
+        // out, and the emitter restarts.
+        self.contained(ctx, |act, ctx| {
+            let id = act.core.flush(flush.timeout, shutdown, Now::real());
+            act.replies.insert(id, reply);
+            act.execute(ctx);
+        });
         Box::pin(async move {
             answer.await.unwrap_or(FlushReport {
                 timed_out: true,
@@ -200,10 +237,12 @@ impl Actor for Emitter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.transport = Some((self.settings.transport)());
         tracing::debug!(emitter = %self.settings.name, method = %self.settings.method, "emitter started");
-        self.core.set_ready(true, Now::real());
-        self.execute(ctx);
+        self.contained(ctx, |act, ctx| {
+            act.transport = Some((act.settings.transport)());
+            act.core.set_ready(true, Now::real());
+            act.execute(ctx);
+        });
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -230,8 +269,10 @@ impl Handler<Track> for Emitter {
     type Result = ();
 
     fn handle(&mut self, Track(event): Track, ctx: &mut Self::Context) {
-        self.core.accept_all([event], Now::real());
-        self.execute(ctx);
+        self.contained(ctx, |act, ctx| {
+            act.core.accept_all([event], Now::real());
+            act.execute(ctx);
+        });
     }
 }
 
@@ -239,8 +280,10 @@ impl Handler<TrackBatch> for Emitter {
     type Result = ();
 
     fn handle(&mut self, TrackBatch(events): TrackBatch, ctx: &mut Self::Context) {
-        self.core.accept_all(events, Now::real());
-        self.execute(ctx);
+        self.contained(ctx, |act, ctx| {
+            act.core.accept_all(events, Now::real());
+            act.execute(ctx);
+        });
     }
 }
 

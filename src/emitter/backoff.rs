@@ -36,14 +36,24 @@ impl Backoff {
 
     /// Advances after a retryable failure and returns the delay before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
-        self.delay = step(self.delay, (self.jitter)(), self.cap);
+        self.delay = step(self.delay, self.draw(), self.cap);
         self.delay
+    }
+
+    /// One jitter value; a jitter source that panics gives half a second, logged (it is
+    /// user code: it must not end the emitter in the middle of settling an answer).
+    fn draw(&self) -> f64 {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.jitter)()))
+            .unwrap_or_else(|_| {
+                tracing::warn!("the backoff's jitter source panicked: using 0.5 s");
+                0.5
+            })
     }
 
     /// The delay that follows `previous` (zero: the first), drawing one jitter value: what
     /// a request retried on its own schedule waits after its next failure.
     pub fn delay_after(&self, previous: Duration) -> Duration {
-        step(previous, (self.jitter)(), self.cap)
+        step(previous, self.draw(), self.cap)
     }
 
     /// The cap.

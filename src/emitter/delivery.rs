@@ -490,6 +490,10 @@ impl Delivery {
         self.stats.callback_panics += 1;
     }
 
+    pub(crate) fn count_panic(&mut self) {
+        self.stats.panics += 1;
+    }
+
     // ------------------------------------------------------------------------- reading
 
     /// The counters now.

@@ -195,6 +195,9 @@ pub struct EmitterStats {
     pub requests: u64,
     /// Callbacks that panicked (caught; nothing was lost).
     pub callback_panics: u64,
+    /// Panics inside the emitter itself (its transport, its jitter source, a bug), each
+    /// caught and followed by a restart that keeps its queue, counters and backoff.
+    pub panics: u64,
     /// Times the emitter was restarted by its supervisor.
     pub restarts: u64,
     /// The most events its buffer holds, queued and in flight (`None` for a store without
