@@ -43,11 +43,12 @@ impl Backoff {
     /// One jitter value; a jitter source that panics gives half a second, logged (it is
     /// user code: it must not end the emitter in the middle of settling an answer).
     fn draw(&self) -> f64 {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.jitter)()))
-            .unwrap_or_else(|_| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.jitter)())).unwrap_or_else(
+            |_| {
                 tracing::warn!("the backoff's jitter source panicked: using 0.5 s");
                 0.5
-            })
+            },
+        )
     }
 
     /// The delay that follows `previous` (zero: the first), drawing one jitter value: what
