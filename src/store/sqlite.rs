@@ -3,8 +3,8 @@
 //! ```text
 //!  add ──INSERT──▶ events(seq, eid, payload, cost, attempts, received_ms, leased = 0)
 //!  lease ─UPDATE──▶ leased = lease id           (advisory: who was in flight at a crash)
-//!  acknowledge ───▶ DELETE the lease's rows
-//!  requeue ───────▶ UPDATE attempts, leased = 0 (retried) and DELETE the rest, one transaction
+//!  acknowledge ───▶ DELETE the lease's rows, by seq (whatever the advisory mark says)
+//!  requeue ───────▶ UPDATE attempts, leased = 0 (retried) and DELETE the rest, by seq, one transaction
 //!  open ──────────▶ every row is queued again, in seq order (leases never settled included)
 //! ```
 //!
@@ -58,9 +58,7 @@ const INSERT: &str = "INSERT INTO events (seq, eid, payload, cost, attempts, rec
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const MARK_LEASED: &str =
     "UPDATE events SET leased = ?1 WHERE seq BETWEEN ?2 AND ?3 AND leased = 0";
-const DELETE_LEASE: &str = "DELETE FROM events WHERE seq BETWEEN ?1 AND ?2 AND leased = ?3";
-const REQUEUE_ONE: &str =
-    "UPDATE events SET attempts = ?1, leased = 0 WHERE seq = ?2 AND leased = ?3";
+const REQUEUE_ONE: &str = "UPDATE events SET attempts = ?1, leased = 0 WHERE seq = ?2";
 const SELECT_ALL: &str =
     "SELECT seq, eid, payload, cost, attempts, received_ms, leased FROM events ORDER BY seq";
 const MOVE_UNREADABLE: &str = "INSERT INTO unreadable_events \
@@ -68,11 +66,18 @@ const MOVE_UNREADABLE: &str = "INSERT INTO unreadable_events \
 const DELETE_ONE: &str = "DELETE FROM events WHERE seq = ?1";
 const CLEAR_LEASES: &str = "UPDATE events SET leased = 0 WHERE leased <> 0";
 
-/// The seq range of a lease that is not settled yet.
+/// The seq range of a lease that is not settled yet (for the advisory mark).
 #[derive(Debug, Clone, Copy)]
 struct Leased {
     first: u64,
     last: u64,
+}
+
+/// A lease not settled yet: its events' seqs, what settling deletes (the advisory mark may
+/// have failed to be written, on a full disk, and then matches nothing).
+#[derive(Debug, Clone)]
+struct Unsettled {
+    seqs: Vec<u64>,
 }
 
 /// A durable [`EventStore`] in a SQLite file: events survive a restart or a crash of the
@@ -146,7 +151,7 @@ pub struct SqliteStore {
     /// The queue and leases, as the in-memory store keeps them: only changes touch the file.
     mirror: InMemoryStore,
     /// The seq range of each unsettled lease, to mark and remove its rows.
-    ranges: HashMap<LeaseId, Leased>,
+    ranges: HashMap<LeaseId, Unsettled>,
     next_seq: u64,
     recovered: u64,
     recovered_cost: u64,
@@ -364,48 +369,29 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn delete_lease(&self, id: LeaseId, lease: Leased) -> Result<(), StoreError> {
-        let mut delete = self
-            .conn
-            .prepare_cached(DELETE_LEASE)
-            .map_err(self.fail("acknowledge"))?;
-        delete
-            .execute(params![
-                to_i64(lease.first),
-                to_i64(lease.last),
-                to_i64(id.0)
-            ])
-            .map_err(self.fail("acknowledge"))?;
-        Ok(())
-    }
-
-    fn persist_requeue(
-        &mut self,
-        id: LeaseId,
-        lease: Leased,
-        retry: &[StoredEvent],
-    ) -> Result<(), StoreError> {
-        if retry.is_empty() {
-            return self.delete_lease(id, lease);
-        }
+    /// Removes the lease's rows, except those in `retry`, which are queued again with
+    /// their attempts; one transaction, by seq.
+    fn settle(&mut self, lease: &Unsettled, retry: &[StoredEvent]) -> Result<(), StoreError> {
         let path = self.path.as_path();
-        let fail = |error| backend(path, "requeue", error);
+        let what = if retry.is_empty() {
+            "acknowledge"
+        } else {
+            "requeue"
+        };
+        let fail = |error| backend(path, what, error);
         let tx = self.conn.transaction().map_err(fail)?;
         {
             let mut update = tx.prepare_cached(REQUEUE_ONE).map_err(fail)?;
             for event in retry {
                 update
-                    .execute(params![event.attempts, to_i64(event.seq), to_i64(id.0)])
+                    .execute(params![event.attempts, to_i64(event.seq)])
                     .map_err(fail)?;
             }
-            let mut delete = tx.prepare_cached(DELETE_LEASE).map_err(fail)?;
-            delete
-                .execute(params![
-                    to_i64(lease.first),
-                    to_i64(lease.last),
-                    to_i64(id.0)
-                ])
-                .map_err(fail)?;
+            let kept: std::collections::HashSet<u64> = retry.iter().map(|e| e.seq).collect();
+            let mut delete = tx.prepare_cached(DELETE_ONE).map_err(fail)?;
+            for seq in lease.seqs.iter().filter(|seq| !kept.contains(seq)) {
+                delete.execute(params![to_i64(*seq)]).map_err(fail)?;
+            }
         }
         tx.commit().map_err(fail)
     }
@@ -438,7 +424,8 @@ impl EventStore for SqliteStore {
             if let Err(error) = self.mark_leased(lease.id, range) {
                 tracing::warn!(path = %self.path.display(), %error, "event store: could not mark a batch as in flight; sending it anyway");
             }
-            self.ranges.insert(lease.id, range);
+            let seqs = lease.events.iter().map(|event| event.seq).collect();
+            self.ranges.insert(lease.id, Unsettled { seqs });
         }
         Ok(lease)
     }
@@ -448,14 +435,14 @@ impl EventStore for SqliteStore {
         match self.ranges.remove(&lease) {
             // On failure the rows stay in the file: sent again after a restart (a
             // duplicate, never a loss).
-            Some(range) => self.delete_lease(lease, range),
+            Some(unsettled) => self.settle(&unsettled, &[]),
             None => Ok(()),
         }
     }
 
     fn requeue(&mut self, lease: LeaseId, retry: Vec<StoredEvent>) -> Result<(), StoreError> {
         let result = match self.ranges.remove(&lease) {
-            Some(range) => self.persist_requeue(lease, range, &retry),
+            Some(unsettled) => self.settle(&unsettled, &retry),
             None => Ok(()),
         };
         // The in-memory queue takes the events back whatever the file said: on failure the
@@ -637,6 +624,56 @@ mod tests {
         }
         assert_eq!(protocol_key("custom"), None);
         assert_eq!(protocol_key(""), None);
+    }
+
+    fn stored(seq: u64) -> StoredEvent {
+        let settings = TrackerSettings::new("test").unwrap();
+        let event = settings
+            .stamp(PageView::new("https://x/").unwrap())
+            .remove(0);
+        let cost = event.post_size() + 1;
+        StoredEvent {
+            seq,
+            event: Arc::new(event),
+            cost,
+            attempts: 0,
+            received_ms: 0,
+        }
+    }
+
+    /// Hardening finding: on a full disk the advisory mark of a lease is not written, and
+    /// the acknowledge `DELETE … AND leased = id` matched nothing, so sent events were
+    /// delivered again after a restart. Settling deletes the lease's rows by seq.
+    #[test]
+    fn finding_settling_a_lease_whose_mark_was_not_written_removes_its_rows() {
+        let dir = std::env::temp_dir().join(format!("snowplow-settle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.db");
+        let mut store = SqliteStore::open(&path, 10).unwrap();
+        for seq in 0..6 {
+            store.add(stored(seq)).unwrap();
+        }
+        let sent = store.lease(2, usize::MAX).unwrap();
+        let failed = store.lease(2, usize::MAX).unwrap();
+        // The marks did not reach the file.
+        store
+            .conn
+            .execute("UPDATE events SET leased = 0", [])
+            .unwrap();
+
+        store.acknowledge(sent.id).unwrap();
+        // Of the failed lease, seq 2 is retried and seq 3 dropped.
+        let mut retry = failed.events;
+        retry.truncate(1);
+        store.requeue(failed.id, retry).unwrap();
+        drop(store);
+
+        let reopened = SqliteStore::open(&path, 10).unwrap();
+        assert_eq!(reopened.recovered(), 3, "seqs 2, 4 and 5 only");
+        assert_eq!(reopened.oldest_seq(), Some(2));
+        drop(reopened);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
