@@ -607,9 +607,7 @@ impl Tracker {
                 *lock(&self.inner.final_reports) = Some(reports);
             }
         }
-        for runtime in lock(&self.inner.runtimes).drain(..) {
-            runtime.stop();
-        }
+        self.inner.stop_threads();
         let report = report.map_err(|_| ShutdownError::Unavailable)?;
         tracing::info!(
             sent = report.sent,
@@ -637,14 +635,25 @@ impl Tracker {
 /// threads stop (each emitter counts what it held as dropped, `shutdown`).
 impl Drop for Inner {
     fn drop(&mut self) {
-        if self.shut_down.swap(true, Ordering::AcqRel) {
-            // Shut down; the threads are stopped already unless the shutdown was abandoned
-            // half-way (its future dropped): then the emitters say what they lose.
-            for runtime in lock(&self.runtimes).drain(..) {
-                runtime.stop();
-            }
-            return;
+        // After a shutdown the threads are stopped already, unless it was abandoned
+        // half-way (its future dropped): then the emitters say what they lose.
+        if !self.shut_down.swap(true, Ordering::AcqRel) {
+            self.warn_of_loss();
         }
+        self.stop_threads();
+    }
+}
+
+impl Inner {
+    /// Stops the threads the tracker started (what is left of them).
+    fn stop_threads(&self) {
+        for runtime in lock(&self.runtimes).drain(..) {
+            runtime.stop();
+        }
+    }
+
+    /// The one WARN of a drop without a shutdown, with what is lost.
+    fn warn_of_loss(&self) {
         // Events on their way from the fan-out to an emitter when the last handle goes
         // are not in these counts: the emitters' own lines (DEBUG) have the exact ones.
         let waiting = self.inbox.close().event_count() as u64;
@@ -666,13 +675,8 @@ impl Drop for Inner {
         } else {
             tracing::debug!(namespace = %self.settings.namespace(), "tracker dropped without a shutdown, with nothing buffered");
         }
-        for runtime in lock(&self.runtimes).drain(..) {
-            runtime.stop();
-        }
     }
-}
 
-impl Inner {
     /// Adds an emitter to the fan-out after every event tracked so far. After a shutdown
     /// it receives nothing (the fan-out is gone).
     fn add_route(&self, route: Route) {
