@@ -15,7 +15,10 @@ use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use common::collector::{CollectorConfig, Faults, RecordedEvent, TestCollector};
 use common::support::SOON;
-use snowplow_actix::web::{default_decision, Decision, IpRange, RequestTracker, SnowplowTracking};
+use snowplow_actix::web::{
+    default_decision, Decision, IpRange, ProxyHeader, PublicOrigin, RequestTracker,
+    SnowplowTracking,
+};
 use snowplow_actix::{EmitterBuilder, PageView, Structured, Tracker};
 
 const CLIENT: &str = "203.0.113.9:51000";
@@ -304,35 +307,253 @@ async fn x_forwarded_for_from_a_trusted_proxy_gives_the_client_ip() {
     );
 }
 
+/// Hardening finding: with the peer trusted, a `Forwarded` header won over `X-Forwarded-For`
+/// and the page URL's host and scheme came from the first forwarded values; nginx, AWS ALB,
+/// HAProxy and Envoy append `X-Forwarded-For` and pass a client's own `Forwarded` through,
+/// so a client chose its IP and the page URL.
+#[actix_rt::test]
+async fn finding_a_client_sent_forwarded_header_cannot_spoof_ip_or_host_behind_an_x_forwarded_for_proxy(
+) {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = tracker_for(&collector);
+    let tracking = SnowplowTracking::new(tracker.clone()).trusted_proxy(addr(PROXY).ip());
+    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
+
+    // The client sent `Forwarded`; the proxy appended the client's address to
+    // `X-Forwarded-For` and passed `Forwarded` and `Host` on.
+    let spoofed = TestRequest::get()
+        .uri("/page")
+        .peer_addr(addr(PROXY))
+        .insert_header((header::HOST, "shop.example"))
+        .insert_header((
+            header::FORWARDED,
+            "for=6.6.6.6;host=evil.example;proto=https",
+        ))
+        .insert_header(("x-forwarded-for", "203.0.113.50"));
+    assert_eq!(call(&app, spoofed.to_request()).await, StatusCode::OK);
+    // Without `X-Forwarded-For`, `Forwarded` still counts for nothing.
+    let forwarded_only = TestRequest::get()
+        .uri("/page")
+        .peer_addr(addr(PROXY))
+        .insert_header((header::HOST, "shop.example"))
+        .insert_header((header::FORWARDED, "for=6.6.6.6;host=evil.example"));
+    assert_eq!(
+        call(&app, forwarded_only.to_request()).await,
+        StatusCode::OK
+    );
+
+    let events = flushed(&tracker, &collector).await;
+    let seen: Vec<_> = events
+        .iter()
+        .map(|event| pick(event, &["ip", "url"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            expected(&[
+                ("ip", Some("203.0.113.50")),
+                ("url", Some("http://shop.example/page"))
+            ]),
+            expected(&[
+                ("ip", Some("10.0.0.1")),
+                ("url", Some("http://shop.example/page"))
+            ]),
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn the_rightmost_forwarded_host_and_proto_from_a_trusted_proxy_make_the_page_url() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = tracker_for(&collector);
+    let tracking = SnowplowTracking::new(tracker.clone()).trusted_proxy(addr(PROXY).ip());
+    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
+
+    // The client sent its own values first; the proxy appended its own, on a second line
+    // and after a comma.
+    let appended = TestRequest::get()
+        .uri("/page?n=1")
+        .peer_addr(addr(PROXY))
+        .insert_header((header::HOST, "internal:8080"))
+        .append_header(("x-forwarded-for", "198.51.100.66"))
+        .append_header(("x-forwarded-for", "198.51.100.7"))
+        .append_header(("x-forwarded-host", "evil.example"))
+        .append_header(("x-forwarded-host", "shop.example"))
+        .insert_header(("x-forwarded-proto", "http, https"));
+    assert_eq!(call(&app, appended.to_request()).await, StatusCode::OK);
+    // An invalid forwarded host or scheme: the request's own.
+    let invalid = TestRequest::get()
+        .uri("/page?n=2")
+        .peer_addr(addr(PROXY))
+        .insert_header((header::HOST, "internal:8080"))
+        .insert_header(("x-forwarded-host", "evil.example/phish?"))
+        .insert_header(("x-forwarded-proto", "javascript"));
+    assert_eq!(call(&app, invalid.to_request()).await, StatusCode::OK);
+
+    let events = flushed(&tracker, &collector).await;
+    let seen: Vec<_> = events
+        .iter()
+        .map(|event| pick(event, &["ip", "url"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            expected(&[
+                ("ip", Some("198.51.100.7")),
+                ("url", Some("https://shop.example/page?n=1"))
+            ]),
+            expected(&[
+                ("ip", Some("10.0.0.1")),
+                ("url", Some("http://internal:8080/page?n=2"))
+            ]),
+        ]
+    );
+}
+
 #[actix_rt::test]
 async fn forwarded_for_from_a_trusted_proxy_range_gives_the_client_ip() {
     let collector = TestCollector::start(CollectorConfig::default()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
-        .trusted_proxies(["10.0.0.0/8", "fd00::/8"].map(|range| range.parse::<IpRange>().unwrap()));
+        .trusted_proxies(["10.0.0.0/8", "fd00::/8"].map(|range| range.parse::<IpRange>().unwrap()))
+        .proxy_header(ProxyHeader::Forwarded);
     let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
 
+    // The nearest proxy (fd00::2) wrote the rightmost element, host and scheme included.
     let through_two_proxies = TestRequest::get()
         .uri("/page")
         .peer_addr(addr("[fd00::2]:443"))
+        .insert_header((header::HOST, "internal:8080"))
         .insert_header((
             header::FORWARDED,
-            r#"for="[2001:db8::7]:4711";proto=https;host=shop.example, for=10.20.30.40"#,
+            r#"for="[2001:db8::7]:4711";proto=http;host=evil.example, for=10.20.30.40;proto=https;host=shop.example"#,
         ))
-        .insert_header(("x-forwarded-for", "198.51.100.66"));
+        .insert_header(("x-forwarded-for", "198.51.100.66"))
+        .insert_header(("x-forwarded-host", "evil.example"));
     assert_eq!(
         call(&app, through_two_proxies.to_request()).await,
         StatusCode::OK
     );
+    // `X-Forwarded-*` alone count for nothing once `Forwarded` is chosen.
+    let x_forwarded_only = TestRequest::get()
+        .uri("/page")
+        .peer_addr(addr("10.0.0.3:443"))
+        .insert_header((header::HOST, "internal:8080"))
+        .insert_header(("x-forwarded-for", "198.51.100.66"))
+        .insert_header(("x-forwarded-host", "evil.example"))
+        .insert_header(("x-forwarded-proto", "https"));
+    assert_eq!(
+        call(&app, x_forwarded_only.to_request()).await,
+        StatusCode::OK
+    );
 
     let events = flushed(&tracker, &collector).await;
+    let seen: Vec<_> = events
+        .iter()
+        .map(|event| pick(event, &["ip", "url"]))
+        .collect();
     assert_eq!(
-        pick(&events[0], &["ip", "url"]),
-        expected(&[
-            ("ip", Some("2001:db8::7")),
-            ("url", Some("https://shop.example/page"))
-        ])
+        seen,
+        [
+            expected(&[
+                ("ip", Some("2001:db8::7")),
+                ("url", Some("https://shop.example/page"))
+            ]),
+            expected(&[
+                ("ip", Some("10.0.0.3")),
+                ("url", Some("http://internal:8080/page"))
+            ]),
+        ]
     );
+}
+
+#[actix_rt::test]
+async fn a_public_origin_makes_the_page_url_when_no_trusted_proxy_forwards_one() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = tracker_for(&collector);
+    let origin: PublicOrigin = "https://www.shop.example".parse().unwrap();
+    let tracking = SnowplowTracking::new(tracker.clone())
+        .trusted_proxy(addr(PROXY).ip())
+        .public_origin(origin);
+    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
+
+    let requests = [
+        // A client straight in: neither its forwarding headers nor its `Host` count.
+        TestRequest::get()
+            .uri("/page?n=1")
+            .peer_addr(addr(CLIENT))
+            .insert_header((header::HOST, "evil.example"))
+            .insert_header(("x-forwarded-host", "evil.example"))
+            .insert_header(("x-forwarded-proto", "http")),
+        // The proxy forwards only the scheme (as AWS load balancers do).
+        TestRequest::get()
+            .uri("/page?n=2")
+            .peer_addr(addr(PROXY))
+            .insert_header((header::HOST, "internal:8080"))
+            .insert_header(("x-forwarded-for", "198.51.100.7"))
+            .insert_header(("x-forwarded-proto", "http")),
+        // What the proxy forwards comes first.
+        TestRequest::get()
+            .uri("/page?n=3")
+            .peer_addr(addr(PROXY))
+            .insert_header((header::HOST, "internal:8080"))
+            .insert_header(("x-forwarded-host", "shop.example")),
+    ];
+    for request in requests {
+        assert_eq!(call(&app, request.to_request()).await, StatusCode::OK);
+    }
+
+    let events = flushed(&tracker, &collector).await;
+    let seen: Vec<_> = events
+        .iter()
+        .map(|event| pick(event, &["ip", "url"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            expected(&[
+                ("ip", Some("203.0.113.9")),
+                ("url", Some("https://www.shop.example/page?n=1"))
+            ]),
+            expected(&[
+                ("ip", Some("198.51.100.7")),
+                ("url", Some("http://www.shop.example/page?n=2"))
+            ]),
+            expected(&[
+                ("ip", Some("10.0.0.1")),
+                ("url", Some("https://shop.example/page?n=3"))
+            ]),
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn a_huge_x_forwarded_for_from_a_trusted_proxy_is_read_from_the_right() {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = tracker_for(&collector);
+    let tracking = SnowplowTracking::new(tracker.clone())
+        .trusted_proxy("10.0.0.0/8".parse::<IpRange>().unwrap());
+    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
+
+    // 120 KB of client-written hops, then the client and 20 trusted proxies: past
+    // MAX_PROXY_HOPS the leftmost trusted hop read stands for the client.
+    let mut hops = vec!["6.6.6.6"; 12_000].join(", ");
+    hops.push_str(", 198.51.100.7");
+    let client_first = format!("{hops}, 10.0.0.9");
+    for idx in 0..20 {
+        hops.push_str(&format!(", 10.0.1.{idx}"));
+    }
+    for value in [client_first, hops] {
+        let request = TestRequest::get()
+            .uri("/page")
+            .peer_addr(addr(PROXY))
+            .insert_header(("x-forwarded-for", value));
+        assert_eq!(call(&app, request.to_request()).await, StatusCode::OK);
+    }
+
+    let events = flushed(&tracker, &collector).await;
+    let ips: Vec<_> = events.iter().map(|event| event.get("ip")).collect();
+    assert_eq!(ips, [Some("198.51.100.7"), Some("10.0.1.4")]);
 }
 
 // ---------------------------------------------------------------------------------------------

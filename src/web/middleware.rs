@@ -12,8 +12,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{Error, HttpMessage as _, HttpRequest};
 use futures::future::{ready, LocalBoxFuture, Ready};
 
-use super::proxy::IpRange;
-use super::request::{page_url, referrer, SubjectRules};
+use super::proxy::{IpRange, ProxyHeader, PublicOrigin};
+use super::request::{referrer, SubjectRules};
 use crate::event::{Event, PageView, SelfDescribing, Structured};
 use crate::subject::Subject;
 use crate::tracker::Tracker;
@@ -150,22 +150,48 @@ impl fmt::Debug for Config {
 ///
 /// | field   | from                                                                  |
 /// |---------|-----------------------------------------------------------------------|
-/// | `ip`    | the peer address; the forwarding headers only from a trusted proxy     |
+/// | `ip`    | the peer address; from a trusted proxy, its [forwarding header](Self::proxy_header) |
 /// | `ua`    | `User-Agent`                                                          |
 /// | `lang`  | the first tag of `Accept-Language`                                    |
 /// | `uid`   | the [`user_id`](Self::user_id) function, if set                       |
 /// | `tnuid` | the cookie named by [`network_user_id_cookie`](Self::network_user_id_cookie), if set |
 ///
-/// Client IP: when the peer is not a [trusted proxy](Self::trusted_proxy), it is the
-/// client and `Forwarded` / `X-Forwarded-For` are ignored (anyone can send them). When it
-/// is, the forwarding chain (`Forwarded: for=`, or `X-Forwarded-For` when there is no
-/// `for=`) is read from the right, skipping trusted proxies: the first address that is not
-/// one is the client; if all are, the leftmost. An entry that is not an address
-/// (`unknown`, an obfuscated name) stops the walk at the hop to its right.
+/// # Trusted proxies
 ///
-/// The page view's `url` is `scheme://host/path?query`, from the request (its `Host`
-/// header); from a trusted proxy, `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host`
-/// count too. Its `refr` is the `Referer` header.
+/// Forwarding headers are read only when the peer is a [trusted proxy](Self::trusted_proxy)
+/// (anyone else can send them), and only the one header the proxies write
+/// ([`proxy_header`](Self::proxy_header)): `X-Forwarded-For` with `X-Forwarded-Host` and
+/// `X-Forwarded-Proto` by default, or `Forwarded` (RFC 7239). The other one is ignored
+/// entirely: proxies that append `X-Forwarded-For` pass a client's own `Forwarded` through.
+///
+/// Client IP: when the peer is not a trusted proxy, it is the client. When it is, the
+/// header's entries are read from the right (the rightmost is the one the peer appended;
+/// several lines of the header make one list, the last line last), skipping trusted
+/// proxies: the first address that is not one is the client. An entry that is not an
+/// address (`unknown`, an obfuscated name, a `Forwarded` element without `for=`, one over
+/// 512 bytes) ends the walk at the hop to its right, the peer if it is the rightmost. If
+/// every entry is a trusted proxy, the leftmost; at most
+/// [`MAX_PROXY_HOPS`](super::MAX_PROXY_HOPS) (16) entries are read, so past them the
+/// leftmost of those read. Nothing further left is ever read, whatever the header's length.
+///
+/// The page view's `url` is `scheme://host/path?query`, its `refr` the `Referer` header.
+/// The scheme and the host each come from the first of:
+/// 1. from a trusted proxy, the rightmost `X-Forwarded-Proto` and `X-Forwarded-Host`
+///    values (or the `proto=` and `host=` of the rightmost `Forwarded` element, with
+///    [`ProxyHeader::Forwarded`]), that is the values the peer wrote, never a client's
+///    further left;
+/// 2. the [public origin](Self::public_origin), when set;
+/// 3. the request: its URI or the server's TLS for the scheme, its `Host` header for the
+///    host.
+///
+/// A forwarded or requested host is used only if it is a name, an IPv4 address or a
+/// bracketed IPv6 address with an optional port, at most 255 bytes (no spaces, user info,
+/// `/`, `?` or `#`), and a forwarded scheme only if it is `http` or `https` (any case);
+/// otherwise the next source counts. Your proxy must set or clear the
+/// `X-Forwarded-Host` and `X-Forwarded-Proto` it forwards: one that passes a client's
+/// through (nginx without `proxy_set_header X-Forwarded-Host …`, a load balancer that does
+/// not write it, such as AWS ALB for `X-Forwarded-Host`) makes the client's value the
+/// rightmost one, and it then wins over the public origin too.
 ///
 /// # Examples
 ///
@@ -246,17 +272,48 @@ impl SnowplowTracking {
         &self.tracker
     }
 
-    /// Trusts the proxies in `range` (one address, or a CIDR range): their `Forwarded` /
-    /// `X-Forwarded-For` headers give the client IP. No proxy is trusted by default.
+    /// Trusts the proxies in `range` (one address, or a CIDR range): their forwarding
+    /// header ([`proxy_header`](Self::proxy_header)) gives the client IP and the page URL's
+    /// scheme and host. No proxy is trusted by default.
     pub fn trusted_proxy(self, range: impl Into<IpRange>) -> Self {
         let range = range.into();
-        self.config(|config| config.subject.trusted_proxies.push(range))
+        self.config(|config| config.subject.proxies.trusted.push(range))
     }
 
     /// Trusts every proxy in `ranges`; see [`trusted_proxy`](Self::trusted_proxy).
     pub fn trusted_proxies<R: Into<IpRange>>(self, ranges: impl IntoIterator<Item = R>) -> Self {
         let ranges: Vec<IpRange> = ranges.into_iter().map(Into::into).collect();
-        self.config(|config| config.subject.trusted_proxies.extend(ranges))
+        self.config(|config| config.subject.proxies.trusted.extend(ranges))
+    }
+
+    /// The forwarding header the trusted proxies write (default
+    /// [`ProxyHeader::XForwardedFor`]); the other one is ignored entirely. See
+    /// [Trusted proxies](Self#trusted-proxies).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use snowplow_actix::web::{IpRange, ProxyHeader, PublicOrigin, SnowplowTracking};
+    /// use snowplow_actix::Tracker;
+    ///
+    /// // Behind HAProxy with `option forwarded`.
+    /// fn tracking(tracker: Tracker) -> Result<SnowplowTracking, Box<dyn std::error::Error>> {
+    ///     Ok(SnowplowTracking::new(tracker)
+    ///         .trusted_proxy("10.0.0.0/8".parse::<IpRange>()?)
+    ///         .proxy_header(ProxyHeader::Forwarded)
+    ///         .public_origin("https://shop.example".parse::<PublicOrigin>()?))
+    /// }
+    /// ```
+    pub fn proxy_header(self, header: ProxyHeader) -> Self {
+        self.config(|config| config.subject.proxies.header = header)
+    }
+
+    /// The scheme and host of page URLs when no trusted proxy forwards them: before the
+    /// request's own `Host` header and connection. Parse it with
+    /// [`PublicOrigin::from_str`](std::str::FromStr); see
+    /// [`proxy_header`](Self::proxy_header) for an example. None by default.
+    pub fn public_origin(self, origin: PublicOrigin) -> Self {
+        self.config(|config| config.subject.public_origin = Some(origin))
     }
 
     /// Tracks nothing automatically for requests to exactly `path` (e.g. `/health`). The
@@ -388,16 +445,13 @@ impl RequestScope {
         }
         match self.config.decide(request, status) {
             Decision::Skip => {}
-            Decision::PageView => {
-                let from_trusted_proxy = self.config.subject.is_from_trusted_proxy(request);
-                match PageView::new(page_url(request, from_trusted_proxy)) {
-                    Ok(view) => match referrer(request) {
-                        Some(referrer) => self.track(request, view.referrer(referrer)),
-                        None => self.track(request, view),
-                    },
-                    Err(error) => not_tracked(request, &error),
-                }
-            }
+            Decision::PageView => match PageView::new(self.config.subject.page_url(request)) {
+                Ok(view) => match referrer(request) {
+                    Some(referrer) => self.track(request, view.referrer(referrer)),
+                    None => self.track(request, view),
+                },
+                Err(error) => not_tracked(request, &error),
+            },
             Decision::CustomPageView(view) => self.track(request, *view),
             Decision::Structured(event) => self.track(request, *event),
             Decision::SelfDescribing(event) => self.track(request, *event),

@@ -70,7 +70,9 @@ mod serve;
 
 pub use extractor::{RequestTracker, RequestTrackerError};
 pub use middleware::{default_decision, Decision, SnowplowTracking, SnowplowTrackingMiddleware};
-pub use proxy::{InvalidIpRange, IpRange};
+pub use proxy::{
+    InvalidIpRange, InvalidPublicOrigin, IpRange, ProxyHeader, PublicOrigin, MAX_PROXY_HOPS,
+};
 pub use request::{MAX_LANG_LEN, MAX_NETWORK_USER_ID_LEN, MAX_URL_LEN, MAX_USERAGENT_LEN};
 pub use serve::{
     Serve, ServeError, ServeReport, StopSignal, DEFAULT_SERVER_DRAIN, DEFAULT_SHUTDOWN_BUDGET,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix_web::http::header::{HeaderName, ACCEPT_LANGUAGE, COOKIE, HOST, REFERER, USER_AGENT};
 use actix_web::HttpRequest;
 
-use super::proxy::{client_ip, is_trusted, IpRange};
+use super::proxy::{is_valid_host, ProxyRule, PublicOrigin};
 use crate::subject::Subject;
 
 /// The longest user agent kept from a request (`ua`): the Snowplow atomic `useragent`
@@ -45,10 +45,12 @@ fn truncate_owned(mut value: String, max: usize) -> String {
 /// A function of the request giving its user id (`uid`).
 pub(super) type UserIdFn = Arc<dyn Fn(&HttpRequest) -> Option<String> + Send + Sync>;
 
-/// How a request's subject is built. The default trusts no proxy and sets no user ids.
+/// How a request's subject and page URL are built. The default trusts no proxy, has no
+/// public origin and sets no user ids.
 #[derive(Clone, Default)]
 pub(super) struct SubjectRules {
-    pub(super) trusted_proxies: Vec<IpRange>,
+    pub(super) proxies: ProxyRule,
+    pub(super) public_origin: Option<PublicOrigin>,
     pub(super) user_id: Option<UserIdFn>,
     pub(super) network_user_id_cookie: Option<String>,
 }
@@ -56,7 +58,8 @@ pub(super) struct SubjectRules {
 impl fmt::Debug for SubjectRules {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubjectRules")
-            .field("trusted_proxies", &self.trusted_proxies)
+            .field("proxies", &self.proxies)
+            .field("public_origin", &self.public_origin)
             .field("user_id", &self.user_id.as_ref().map(|_| "<fn>"))
             .field("network_user_id_cookie", &self.network_user_id_cookie)
             .finish()
@@ -67,11 +70,10 @@ impl SubjectRules {
     /// The request's subject: `ip`, `ua`, `lang`, `uid` and `tnuid`, each when known.
     pub(super) fn subject(&self, request: &HttpRequest) -> Subject {
         let mut subject = Subject::new();
-        if let Some(ip) = client_ip(
-            request.peer_addr(),
-            request.headers(),
-            &self.trusted_proxies,
-        ) {
+        if let Some(ip) = self
+            .proxies
+            .client_ip(request.peer_addr(), request.headers())
+        {
             subject = subject.ip_address(&ip.to_string());
         }
         if let Some(useragent) = header(request, &USER_AGENT) {
@@ -104,12 +106,55 @@ impl SubjectRules {
         }
     }
 
-    /// Whether the request came straight from a trusted proxy (its forwarding headers count).
-    pub(super) fn is_from_trusted_proxy(&self, request: &HttpRequest) -> bool {
-        request
-            .peer_addr()
-            .is_some_and(|peer| is_trusted(&self.trusted_proxies, peer.ip()))
+    /// The page URL, `scheme://host/path?query`. The scheme and the host each come from
+    /// the first of: what the peer forwards, when it is a trusted proxy (the rightmost value
+    /// of the chosen header, when valid); the public origin, when one is configured; the
+    /// request itself (its URI and `Host` header, the server's configuration).
+    pub(super) fn page_url(&self, request: &HttpRequest) -> String {
+        let forwarded = self
+            .proxies
+            .forwarded_origin(request.peer_addr(), request.headers());
+        let public = self.public_origin.as_ref();
+        let scheme = forwarded
+            .scheme
+            .or_else(|| public.map(PublicOrigin::scheme))
+            .unwrap_or_else(|| request_scheme(request));
+        let host = forwarded
+            .host
+            .or_else(|| public.map(PublicOrigin::host))
+            .unwrap_or_else(|| request_host(request));
+        let uri = request.uri();
+        let target = uri
+            .path_and_query()
+            .map_or_else(|| uri.path(), |target| target.as_str());
+        truncate_owned(format!("{scheme}://{host}{target}"), MAX_URL_LEN)
     }
+}
+
+/// The request's own scheme: its URI's (an absolute request target, HTTP/2), else that of
+/// the server's connection.
+fn request_scheme(request: &HttpRequest) -> &'static str {
+    match request.uri().scheme_str() {
+        Some(scheme) if scheme.eq_ignore_ascii_case("https") => "https",
+        Some(scheme) if scheme.eq_ignore_ascii_case("http") => "http",
+        _ if request.app_config().secure() => "https",
+        _ => "http",
+    }
+}
+
+/// The request's own host: its `Host` header, else its URI's authority (HTTP/2), each when
+/// valid, else the server's configured host.
+fn request_host(request: &HttpRequest) -> &str {
+    header(request, &HOST)
+        .filter(|host| is_valid_host(host))
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+                .filter(|host| is_valid_host(host))
+        })
+        .unwrap_or_else(|| request.app_config().host())
 }
 
 /// A header's value, when it is present, visible ASCII and not blank.
@@ -146,29 +191,6 @@ fn cookie<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
-/// The page URL, `scheme://host/path?query`. Scheme and host come from the request (its
-/// URI, `Host` header, or the server's configuration) and, only when the peer is a trusted
-/// proxy, from `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host`.
-pub(super) fn page_url(request: &HttpRequest, from_trusted_proxy: bool) -> String {
-    let uri = request.uri();
-    let target = uri
-        .path_and_query()
-        .map_or_else(|| uri.path(), |target| target.as_str());
-    if from_trusted_proxy {
-        let info = request.connection_info();
-        let url = format!("{}://{}{target}", info.scheme(), info.host());
-        return truncate_owned(url, MAX_URL_LEN);
-    }
-    let config = request.app_config();
-    let scheme = uri
-        .scheme_str()
-        .unwrap_or(if config.secure() { "https" } else { "http" });
-    let host = header(request, &HOST)
-        .or_else(|| uri.authority().map(|authority| authority.as_str()))
-        .unwrap_or_else(|| config.host());
-    truncate_owned(format!("{scheme}://{host}{target}"), MAX_URL_LEN)
-}
-
 /// The `Referer` header, if any.
 pub(super) fn referrer(request: &HttpRequest) -> Option<&str> {
     header(request, &REFERER).map(|referrer| truncated(referrer, MAX_URL_LEN))
@@ -179,6 +201,7 @@ mod tests {
     use actix_web::test::TestRequest;
 
     use super::*;
+    use crate::web::ProxyHeader;
 
     /// Hardening finding: the middleware copied User-Agent, Referer and URL (up to ~128 KB
     /// each) into every event.
@@ -203,8 +226,10 @@ mod tests {
             subject.get("tnuid").map(str::len),
             Some(MAX_NETWORK_USER_ID_LEN)
         );
-        assert_eq!(page_url(&request, false).len(), MAX_URL_LEN);
-        assert!(page_url(&request, false).starts_with("http://localhost:8080/page?q=x"));
+        assert_eq!(rules.page_url(&request).len(), MAX_URL_LEN);
+        assert!(rules
+            .page_url(&request)
+            .starts_with("http://localhost:8080/page?q=x"));
         assert_eq!(referrer(&request).map(str::len), Some(MAX_URL_LEN));
         // Short values are kept whole; a cut never splits a character.
         assert_eq!(truncated("abc", 10), "abc");
@@ -231,18 +256,96 @@ mod tests {
         assert_eq!(cookie(&request, "missing"), None);
     }
 
+    fn trusting(header: ProxyHeader, origin: Option<&str>) -> SubjectRules {
+        SubjectRules {
+            proxies: ProxyRule {
+                trusted: vec!["10.0.0.0/8".parse().unwrap()],
+                header,
+            },
+            public_origin: origin.map(|origin| origin.parse().unwrap()),
+            ..SubjectRules::default()
+        }
+    }
+
+    fn spoofed(peer: &str) -> TestRequest {
+        TestRequest::get()
+            .uri("/a/b?x=1&y=2")
+            .peer_addr(peer.parse().unwrap())
+            .insert_header((HOST, "shop.example"))
+            .insert_header(("x-forwarded-host", "evil.example"))
+            .insert_header(("x-forwarded-proto", "https"))
+            .insert_header(("forwarded", "host=evil.example;proto=https"))
+    }
+
     #[test]
     fn the_page_url_ignores_forwarded_hosts_from_untrusted_peers() {
-        let request = TestRequest::get()
-            .uri("/a/b?x=1&y=2")
+        let rules = trusting(ProxyHeader::XForwardedFor, None);
+        let direct = spoofed("203.0.113.9:5000").to_http_request();
+        assert_eq!(rules.page_url(&direct), "http://shop.example/a/b?x=1&y=2");
+        let proxied = spoofed("10.0.0.2:5000").to_http_request();
+        assert_eq!(rules.page_url(&proxied), "https://evil.example/a/b?x=1&y=2");
+        let bare = TestRequest::get().uri("/").to_http_request();
+        assert_eq!(rules.page_url(&bare), "http://localhost:8080/");
+    }
+
+    #[test]
+    fn the_page_url_takes_each_part_from_the_proxy_then_the_public_origin_then_the_request() {
+        let origin = Some("https://www.shop.example");
+        let rules = trusting(ProxyHeader::XForwardedFor, origin);
+        // Untrusted: the public origin, never the forwarded values nor the client's `Host`.
+        let direct = spoofed("203.0.113.9:5000").to_http_request();
+        assert_eq!(
+            rules.page_url(&direct),
+            "https://www.shop.example/a/b?x=1&y=2"
+        );
+        // Trusted, forwarding only a scheme (as AWS load balancers do): the host is the
+        // public origin's.
+        let proto_only = TestRequest::get()
+            .uri("/a")
+            .peer_addr("10.0.0.2:5000".parse().unwrap())
+            .insert_header((HOST, "internal:8080"))
+            .insert_header(("x-forwarded-proto", "http"))
+            .to_http_request();
+        assert_eq!(rules.page_url(&proto_only), "http://www.shop.example/a");
+        // An invalid forwarded host is the next source's.
+        let invalid = TestRequest::get()
+            .uri("/a")
+            .peer_addr("10.0.0.2:5000".parse().unwrap())
+            .insert_header(("x-forwarded-host", "evil.example/phish?"))
+            .to_http_request();
+        assert_eq!(rules.page_url(&invalid), "https://www.shop.example/a");
+        assert_eq!(
+            trusting(ProxyHeader::XForwardedFor, None).page_url(&invalid),
+            "http://localhost:8080/a"
+        );
+        // `Forwarded` chosen: the forwarded `X-` values are nothing.
+        let rules = trusting(ProxyHeader::Forwarded, None);
+        let proxied = spoofed("10.0.0.2:5000").to_http_request();
+        assert_eq!(rules.page_url(&proxied), "https://evil.example/a/b?x=1&y=2");
+        let x_only = TestRequest::get()
+            .uri("/a")
+            .peer_addr("10.0.0.2:5000".parse().unwrap())
             .insert_header((HOST, "shop.example"))
             .insert_header(("x-forwarded-host", "evil.example"))
             .insert_header(("x-forwarded-proto", "https"))
             .to_http_request();
-        assert_eq!(page_url(&request, false), "http://shop.example/a/b?x=1&y=2");
-        assert_eq!(page_url(&request, true), "https://evil.example/a/b?x=1&y=2");
-        let bare = TestRequest::get().uri("/").to_http_request();
-        assert_eq!(page_url(&bare, false), "http://localhost:8080/");
+        assert_eq!(rules.page_url(&x_only), "http://shop.example/a");
+    }
+
+    #[test]
+    fn an_invalid_host_header_is_the_servers_host() {
+        let rules = SubjectRules::default();
+        for host in ["evil.example/phish?", "user@shop.example", "shop example"] {
+            let request = TestRequest::get()
+                .uri("/a")
+                .insert_header((HOST, host))
+                .to_http_request();
+            assert_eq!(
+                rules.page_url(&request),
+                "http://localhost:8080/a",
+                "{host}"
+            );
+        }
     }
 
     #[test]
