@@ -80,8 +80,10 @@
 //!   WARN with the events it loses.
 //! - **Trusted proxies.** Behind a load balancer or reverse proxy, declare its addresses
 //!   with [`SnowplowTracking::trusted_proxy`](crate::web::SnowplowTracking::trusted_proxy),
-//!   or every event carries the proxy's IP; never trust addresses a client can reach
-//!   directly, or clients choose their own IP.
+//!   and the header it writes with
+//!   [`proxy_header`](crate::web::SnowplowTracking::proxy_header) (default
+//!   `X-Forwarded-For`), or every event carries the proxy's IP; never trust addresses a
+//!   client can reach directly, or clients choose their own IP.
 //! - **Readiness.** [`Tracker::health`] says whether the collector takes the events; show
 //!   it on a status route and alert on it, but do not fail readiness on it (see
 //!   [`health`]): the collector is shared, so when it is down every replica would be taken
