@@ -227,3 +227,12 @@ pub enum StoreError {
     #[error("event store failure: {0}")]
     Backend(String),
 }
+
+/// The text of a panic's payload, when it has one (for the log line of a caught panic).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}

@@ -22,7 +22,10 @@
 //! their replies are gathered into one [`FlushReport`].
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use actix::prelude::*;
 use futures::future::join_all;
@@ -256,13 +259,15 @@ const REPLY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// `reply`, or an error once `deadline` (and [`REPLY_GRACE`]) has passed.
 async fn bounded<R>(
     reply: actix::dev::RecipientRequest<R>,
-    deadline: std::time::Duration,
+    deadline: Instant,
 ) -> Result<R::Result, MailboxError>
 where
     R: Message + Send + 'static,
     R::Result: Send,
 {
-    let wait = deadline.saturating_add(REPLY_GRACE);
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_add(REPLY_GRACE);
     match actix_rt::time::timeout(wait, reply).await {
         Ok(reply) => reply,
         Err(_) => Err(MailboxError::Timeout),
@@ -282,6 +287,11 @@ pub struct Fanout {
     routes: Vec<Route>,
     inbox: Arc<Inbox>,
     disposal: Arc<Disposal>,
+    /// Panics caught in its handlers (the tracker reports them).
+    panics: Arc<AtomicU64>,
+    /// Tests: the next hand-over panics.
+    #[cfg(test)]
+    panic_next: bool,
 }
 
 impl fmt::Debug for Fanout {
@@ -300,6 +310,7 @@ impl Fanout {
         inbox: Arc<Inbox>,
         disposal: Arc<Disposal>,
         mailbox_capacity: usize,
+        panics: Arc<AtomicU64>,
     ) -> Addr<Self> {
         let (addr, mailbox) = crate::mailbox::sized(mailbox_capacity);
         arbiter.spawn_fn(move || {
@@ -307,9 +318,36 @@ impl Fanout {
                 routes: Vec::new(),
                 inbox,
                 disposal,
+                panics,
+                #[cfg(test)]
+                panic_next: false,
             });
         });
         addr
+    }
+
+    /// Runs `work`; a panic in it is caught, counted and logged, and the fan-out goes on
+    /// with its emitters (its state is its list of emitters, which no handler leaves half
+    /// changed: events being handed over at the panic are counted by [`hand_over`]).
+    ///
+    /// [`hand_over`]: Self::hand_over
+    fn contained<R>(&mut self, what: &'static str, work: impl FnOnce(&mut Self) -> R) -> Option<R> {
+        match catch_unwind(AssertUnwindSafe(|| work(self))) {
+            Ok(result) => Some(result),
+            Err(panic) => {
+                self.count_panic(what, panic.as_ref());
+                None
+            }
+        }
+    }
+
+    fn count_panic(&self, what: &'static str, panic: &(dyn std::any::Any + Send)) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            during = what,
+            panic = %crate::error::panic_message(panic),
+            "the tracker's fan-out panicked: it goes on with its emitters"
+        );
     }
 
     /// Hands everything waiting in the inbox to every emitter, and frees what the emitters
@@ -346,14 +384,29 @@ impl Fanout {
     }
 
     /// Encodes `events` for the methods the emitters use, then hands them to every emitter.
+    /// Should encoding panic, the events reach no emitter and each counts them as refused
+    /// (`capacity`), so nothing is lost silently.
     fn hand_over(&mut self, mut events: Vec<Arc<StampedEvent>>) {
         if events.is_empty() {
             return;
         }
         let post = self.routes.iter().any(|r| r.method == Some(Method::Post));
         let get = self.routes.iter().any(|r| r.method == Some(Method::Get));
-        for event in &mut events {
-            StampedEvent::encode(event, post, get);
+        #[cfg(test)]
+        let panic_next = std::mem::take(&mut self.panic_next);
+        let encoded = catch_unwind(AssertUnwindSafe(|| {
+            #[cfg(test)]
+            assert!(!panic_next, "a bug while encoding");
+            for event in &mut events {
+                StampedEvent::encode(event, post, get);
+            }
+        }));
+        if let Err(panic) = encoded {
+            self.count_panic("encoding events", panic.as_ref());
+            for route in &mut self.routes {
+                route.settle(events.len() as u64, Some("the fan-out panicked"));
+            }
+            return;
         }
         if let Some((last, others)) = self.routes.split_last_mut() {
             for route in others {
@@ -373,7 +426,7 @@ impl Fanout {
         &mut self,
         pick: impl Fn(&Route) -> Option<Recipient<M>>,
         message: M,
-        deadline: std::time::Duration,
+        deadline: Instant,
     ) -> ResponseActFuture<Self, FlushReport>
     where
         M: Message<Result = FlushReport> + Clone + Send + 'static,
@@ -414,7 +467,13 @@ impl Handler<Wake> for Fanout {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        self.on_wake(ctx);
+        if self
+            .contained("taking events", |fanout| fanout.on_wake(ctx))
+            .is_none()
+        {
+            // Look again: what the panic interrupted may have left events waiting.
+            ctx.run_later(BURST_INTERVAL, |fanout, ctx| fanout.on_wake(ctx));
+        }
     }
 }
 
@@ -424,18 +483,56 @@ impl Handler<Track> for Fanout {
     type Result = ();
 
     fn handle(&mut self, Track(event): Track, _: &mut Self::Context) {
-        self.drain();
-        self.hand_over(vec![event]);
+        self.contained("handing over an event", |fanout| {
+            fanout.drain();
+            fanout.hand_over(vec![event]);
+        });
     }
 }
 
 impl Handler<Flush> for Fanout {
-    type Result = ResponseActFuture<Self, FlushReport>;
+    type Result = FanoutFlush;
 
     fn handle(&mut self, flush: Flush, _: &mut Self::Context) -> Self::Result {
-        self.drain();
-        let deadline = flush.timeout;
-        self.gather(|route| route.flush.clone(), flush, deadline)
+        self.contained("a flush", Self::drain);
+        FanoutFlush(flush)
+    }
+}
+
+/// The fan-out's answer to a [`Flush`]: sent with `send(..).await`, it gathers every
+/// emitter's report; sent with `do_send`, it starts each emitter's flush and waits for
+/// none.
+#[derive(Debug)]
+pub struct FanoutFlush(Flush);
+
+impl actix::dev::MessageResponse<Fanout, Flush> for FanoutFlush {
+    fn handle(
+        self,
+        ctx: &mut Context<Fanout>,
+        reply: Option<actix::dev::OneshotSender<FlushReport>>,
+    ) {
+        let FanoutFlush(flush) = self;
+        let Some(reply) = reply else {
+            // A flush already waiting in an emitter's mailbox does the same: a full
+            // mailbox loses nothing.
+            ctx.spawn(
+                actix::fut::ready(()).map(move |(), fanout: &mut Fanout, _| {
+                    for recipient in fanout.routes.iter().filter_map(|r| r.flush.as_ref()) {
+                        let _ = recipient.try_send(flush);
+                    }
+                }),
+            );
+            return;
+        };
+        ctx.spawn(
+            actix::fut::ready(())
+                .then(move |(), fanout: &mut Fanout, _| {
+                    fanout.gather(|route| route.flush.clone(), flush, flush.deadline())
+                })
+                .map(move |report, _, _| {
+                    let _ = reply.send(report);
+                }),
+        );
     }
 }
 
@@ -443,9 +540,11 @@ impl Handler<Shutdown> for Fanout {
     type Result = ResponseActFuture<Self, FlushReport>;
 
     fn handle(&mut self, shutdown: Shutdown, _: &mut Self::Context) -> Self::Result {
-        let left = self.inbox.close();
-        self.accept(left);
-        self.disposal.free();
+        self.contained("a shutdown", |fanout| {
+            let left = fanout.inbox.close();
+            fanout.accept(left);
+            fanout.disposal.free();
+        });
         // Emitters that cannot shut down get a flush with the same deadline.
         let flushes = self
             .routes
@@ -454,12 +553,12 @@ impl Handler<Shutdown> for Fanout {
             .filter_map(|route| route.flush.clone())
             .map(|recipient| {
                 bounded(
-                    recipient.send(Flush::with_timeout(shutdown.timeout)),
-                    shutdown.timeout,
+                    recipient.send(Flush::until(shutdown.deadline())),
+                    shutdown.deadline(),
                 )
             })
             .collect::<Vec<_>>();
-        let deadline = shutdown.timeout;
+        let deadline = shutdown.deadline();
         let shutdowns = self.gather(|route| route.shutdown.clone(), shutdown, deadline);
         Box::pin(shutdowns.then(move |mut report, fanout, _| {
             join_all(flushes)
@@ -501,7 +600,7 @@ impl Handler<GetReports> for Fanout {
     type Result = ResponseActFuture<Self, Vec<EmitterReport>>;
 
     fn handle(&mut self, _: GetReports, _: &mut Self::Context) -> Self::Result {
-        self.drain();
+        self.contained("a stats request", Self::drain);
         let asks: Vec<_> = self
             .routes
             .iter()
@@ -537,6 +636,74 @@ mod tests {
     use super::*;
     use crate::stamp::TrackerSettings;
     use crate::PageView;
+
+    /// Makes the fan-out's next hand-over panic.
+    struct PanicNext;
+
+    impl Message for PanicNext {
+        type Result = ();
+    }
+
+    impl Handler<PanicNext> for Fanout {
+        type Result = ();
+
+        fn handle(&mut self, _: PanicNext, _: &mut Self::Context) {
+            self.panic_next = true;
+        }
+    }
+
+    /// A custom emitter that counts what it gets.
+    struct Counting(Arc<AtomicU64>);
+
+    impl Actor for Counting {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Track> for Counting {
+        type Result = ();
+
+        fn handle(&mut self, _: Track, _: &mut Self::Context) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hardening finding: a panic in the fan-out ended it for good, and with it every
+    /// emitter's supply of events. It is caught, counted and logged; the events it was
+    /// handing over are counted as refused by each emitter; later events flow as before.
+    #[actix_rt::test]
+    async fn finding_a_panic_in_the_fan_out_is_contained_and_its_events_counted() {
+        let inbox = Arc::new(Inbox::new(100, usize::MAX));
+        let panics = Arc::new(AtomicU64::new(0));
+        let fanout = Fanout::start_on(
+            &Arbiter::current(),
+            inbox.clone(),
+            Arc::new(Disposal::default()),
+            100,
+            panics.clone(),
+        );
+        let got = Arc::new(AtomicU64::new(0));
+        let sink = Counting(got.clone()).start();
+        inbox.push_route(Route::new("custom".into(), sink.clone().recipient()));
+        fanout.send(GetReports).await.unwrap();
+
+        fanout.send(PanicNext).await.unwrap();
+        for _ in 0..3 {
+            inbox.push(event());
+        }
+        let reports = fanout.send(GetReports).await.unwrap();
+        assert_eq!(panics.load(Ordering::Relaxed), 1);
+        assert_eq!(reports[0].refused, 3);
+
+        for _ in 0..2 {
+            inbox.push(event());
+        }
+        fanout.send(Flush::default()).await.unwrap();
+        // The custom emitter's mailbox is handled in order: a stats-free round trip.
+        let reports = fanout.send(GetReports).await.unwrap();
+        sink.send(Track(event())).await.unwrap();
+        assert_eq!(got.load(Ordering::Relaxed), 3);
+        assert_eq!(reports[0].refused, 3);
+    }
 
     fn event() -> Arc<StampedEvent> {
         let settings = TrackerSettings::new("test").unwrap();

@@ -5,7 +5,7 @@
 //! flush and a stats request are request-reply (`send(..).await`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Message;
 
@@ -47,24 +47,60 @@ impl Message for TrackBatch {
     type Result = ();
 }
 
+/// The constructors and accessors of a message that carries a deadline.
+macro_rules! deadline_message {
+    ($message:ident, $waits:literal) => {
+        impl $message {
+            #[doc = concat!("One whose ", $waits, " at most `timeout` from now.")]
+            pub fn with_timeout(timeout: Duration) -> Self {
+                Self::until(deadline_after(timeout))
+            }
+
+            #[doc = concat!("One whose ", $waits, " until `deadline` at most.")]
+            pub fn until(deadline: Instant) -> Self {
+                Self { deadline }
+            }
+
+            #[doc = concat!("When its ", $waits, " no longer.")]
+            pub fn deadline(&self) -> Instant {
+                self.deadline
+            }
+
+            /// The time left before the deadline (zero once it has passed).
+            pub fn remaining(&self) -> Duration {
+                self.deadline.saturating_duration_since(Instant::now())
+            }
+        }
+    };
+}
+
 /// Sends everything buffered.
 ///
 /// `send(Flush::default()).await` resolves with a [`FlushReport`] once every event the
 /// emitter received before the flush is sent or dropped, or when the flush's deadline
 /// passes (`timed_out`); it waits through backoff and never sends early. `do_send(Flush)`
-/// just starts a flush.
+/// just starts a flush: nothing waits for it, and the emitter keeps nothing for it.
+///
+/// The deadline is fixed when the message is made, so the time it spends in mailboxes
+/// counts against it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use snowplow_actix::Flush;
+///
+/// let flush = Flush::with_timeout(Duration::from_secs(2));
+/// assert!(flush.deadline() <= Instant::now() + Duration::from_secs(2));
+/// // A timeout too large to add to the clock waits "forever" instead of overflowing.
+/// assert!(Flush::with_timeout(Duration::MAX).deadline() > Instant::now());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flush {
-    /// How long a sync flush waits at most.
-    pub timeout: Duration,
+    deadline: Instant,
 }
 
-impl Flush {
-    /// A flush that waits at most `timeout`.
-    pub fn with_timeout(timeout: Duration) -> Self {
-        Self { timeout }
-    }
-}
+deadline_message!(Flush, "flush waits");
 
 impl Default for Flush {
     /// A flush that waits at most [`DEFAULT_FLUSH_TIMEOUT`].
@@ -77,16 +113,26 @@ impl Message for Flush {
     type Result = FlushReport;
 }
 
-/// Shuts an emitter down: flushes with `timeout`, then counts what is left as dropped
+/// Shuts an emitter down: flushes until its deadline, then counts what is left as dropped
 /// (`shutdown`) and refuses later events. Replies with the flush's report.
+///
+/// Like [`Flush`], the deadline is fixed when the message is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shutdown {
-    /// How long the final flush waits at most.
-    pub timeout: Duration,
+    deadline: Instant,
 }
+
+deadline_message!(Shutdown, "shutdown's final flush waits");
 
 impl Message for Shutdown {
     type Result = FlushReport;
+}
+
+/// `timeout` from now; a timeout too large for the clock gives a moment a century away.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| crate::emitter::far_future(now))
 }
 
 /// Asks for an emitter's counters.

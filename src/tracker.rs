@@ -222,7 +222,14 @@ impl TrackerBuilder {
         }
         let inbox = Arc::new(Inbox::new(capacity, self.queue_bytes));
         let disposal = Arc::new(Disposal::default());
-        let fanout = Fanout::start_on(&home, inbox.clone(), disposal.clone(), capacity);
+        let fanout_panics = Arc::new(AtomicU64::new(0));
+        let fanout = Fanout::start_on(
+            &home,
+            inbox.clone(),
+            disposal.clone(),
+            capacity,
+            fanout_panics.clone(),
+        );
         let target = fanout.clone().recipient();
         let interval = self.flush_interval;
         let timer = FlushTimer::start_in_arbiter(&home, move |_| FlushTimer::new(target, interval));
@@ -241,6 +248,7 @@ impl TrackerBuilder {
                 shut_down: AtomicBool::new(false),
                 tracked: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
+                fanout_panics,
                 refused_burst: AtomicU64::new(0),
             }),
         };
@@ -300,6 +308,8 @@ struct Inner {
     shut_down: AtomicBool,
     tracked: AtomicU64,
     refused: AtomicU64,
+    /// Panics caught in the fan-out.
+    fanout_panics: Arc<AtomicU64>,
     refused_burst: AtomicU64,
 }
 
@@ -322,6 +332,10 @@ pub struct TrackerStats {
     pub refused: u64,
     /// Each emitter, in the order they were added.
     pub emitters: Vec<EmitterReport>,
+    /// Panics caught in the fan-out, each logged at ERROR; it goes on with its emitters,
+    /// and events it was handing over at a panic are counted as refused by each emitter
+    /// that did not get them.
+    pub fanout_panics: u64,
 }
 
 impl Tracker {
@@ -450,7 +464,8 @@ impl Tracker {
             .map_err(|_| FlushError::Unavailable)
     }
 
-    /// Starts a flush of every emitter and returns at once.
+    /// Starts a flush of every emitter and returns at once: each starts sending what it
+    /// holds, and nothing waits for a reply (many calls cost nothing but the messages).
     pub fn request_flush(&self) {
         self.inner.fanout.do_send(Flush::default());
     }
@@ -552,6 +567,7 @@ impl Tracker {
             tracked: self.inner.tracked.load(Ordering::Relaxed),
             refused: self.inner.refused.load(Ordering::Relaxed),
             emitters,
+            fanout_panics: self.inner.fanout_panics.load(Ordering::Relaxed),
         })
     }
 
@@ -593,6 +609,8 @@ impl Tracker {
     /// [`ShutdownError::AlreadyShutDown`] at once for a second call,
     /// [`ShutdownError::Unavailable`] when the actors are already gone.
     pub async fn shutdown(&self, timeout: Duration) -> Result<FlushReport, ShutdownError> {
+        // The deadline runs from the call, whatever waits in the mailboxes.
+        let shutdown = Shutdown::with_timeout(timeout);
         if self.inner.shut_down.swap(true, Ordering::AcqRel) {
             return Err(ShutdownError::AlreadyShutDown);
         }
@@ -600,7 +618,7 @@ impl Tracker {
         for emitter in self.emitters() {
             emitter.cancel_flush_timer();
         }
-        let report = self.inner.fanout.send(Shutdown { timeout }).await;
+        let report = self.inner.fanout.send(shutdown).await;
         if report.is_ok() {
             // The emitters are closed but still answer: their final figures, for `stats`.
             if let Ok(reports) = self.inner.fanout.send(GetReports).await {
@@ -624,9 +642,9 @@ impl Tracker {
     /// it does nothing.
     pub fn cut_shutdown(&self) {
         if self.inner.shut_down.load(Ordering::Acquire) {
-            self.inner.fanout.do_send(Shutdown {
-                timeout: Duration::ZERO,
-            });
+            self.inner
+                .fanout
+                .do_send(Shutdown::with_timeout(Duration::ZERO));
         }
     }
 }

@@ -247,7 +247,11 @@ async fn get_batch_size_trigger_sends_every_event_of_the_batch_without_a_flush()
     track_all(&emitter, all.collect());
     let report = emitter.send(Flush::default()).await.unwrap();
     assert_eq!((report.queued, report.timed_out), (0, false));
-    assert_eq!(collector.event_ids(), ids);
+    // The last two go in requests that may be in flight together: any order.
+    assert_eq!(
+        common::support::sorted(collector.event_ids()),
+        common::support::sorted(ids)
+    );
     assert_eq!(stats(&emitter).await.requests, 5);
 }
 

@@ -178,7 +178,7 @@ async fn a_killed_process_loses_nothing_it_stored() {
         (0, EVENTS as u64, EVENTS as u64)
     );
 
-    emitter.send(Shutdown { timeout: SOON }).await.unwrap();
+    emitter.send(Shutdown::with_timeout(SOON)).await.unwrap();
     let last = final_stats.get().expect("final stats");
     assert!(last.is_balanced(), "{last:#?}");
     drop(emitter);

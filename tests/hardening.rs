@@ -90,7 +90,7 @@ async fn finding_byte_limit_usize_max_does_not_overflow() {
     assert_eq!((report.sent, report.dropped.total()), (3, 0));
     let now = stats(&emitter).await;
     assert_eq!(now.dropped.oversize, 0);
-    emitter.send(Shutdown { timeout: SOON }).await.unwrap();
+    emitter.send(Shutdown::with_timeout(SOON)).await.unwrap();
 }
 
 /// A collector that is down, a deadline of `Duration::MAX` on a standalone flush cut by a
@@ -109,9 +109,7 @@ async fn finding_a_flush_without_deadline_ends_with_the_shutdown() {
     track_all(&emitter, events(2));
     let pending = emitter.send(Flush::with_timeout(Duration::MAX));
     let shutdown = emitter
-        .send(Shutdown {
-            timeout: Duration::from_millis(100),
-        })
+        .send(Shutdown::with_timeout(Duration::from_millis(100)))
         .await
         .unwrap();
     let flush = tokio::time::timeout(SOON, pending).await.unwrap().unwrap();
@@ -235,9 +233,7 @@ async fn finding_a_shut_down_emitter_with_a_durable_store_sends_nothing_more() {
     collector.wait_for_requests(1, SOON).await.unwrap();
     let report = tokio::time::timeout(
         SOON,
-        emitter.send(Shutdown {
-            timeout: Duration::from_millis(100),
-        }),
+        emitter.send(Shutdown::with_timeout(Duration::from_millis(100))),
     )
     .await
     .expect("shutdown answers")
@@ -478,4 +474,134 @@ async fn finding_a_panicking_jitter_source_is_caught_where_it_is_drawn() {
     assert_eq!((now.received, now.sent), (5, 5), "{now:#?}");
     assert!(now.is_balanced(), "{now:#?}");
     assert_eq!(collector.accepted_count(), 5);
+}
+
+/// Hardening finding: one `TrackBatch` could carry any number of events and actix handles
+/// every queued message before the actor's futures, so behind a store taking 50 µs per
+/// event 290,000 events waited in a mailbox far past the buffer, answers starved and
+/// `shutdown(1s)` returned after 14 s. The intake is bounded in events (the excess counted
+/// as `capacity`) and taken in chunks: the shutdown holds its deadline, from the call.
+#[actix_rt::test]
+async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let tracker = Tracker::builder("hardening")
+        .emitter(
+            // Every `add` takes 50 µs (a slow disk), on the emitter's own arbiter.
+            EmitterBuilder::new(collector.endpoint()).event_store(
+                common::support::HookedStore::new(
+                    snowplow_actix::DEFAULT_BUFFER_CAPACITY,
+                    Box::new(|| {
+                        let start = std::time::Instant::now();
+                        while start.elapsed() < Duration::from_micros(50) {
+                            std::hint::spin_loop();
+                        }
+                        None
+                    }),
+                ),
+            ),
+        )
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    let tracked = 100_000;
+    let mut refused = 0u64;
+    for _ in 0..tracked {
+        if tracker.track(structured()).is_err() {
+            refused += 1;
+        }
+    }
+
+    let started = std::time::Instant::now();
+    let report = tracker.shutdown(Duration::from_secs(1)).await.unwrap();
+    let took = started.elapsed();
+
+    // 1 s, the intake's last chunk and the reply grace, with room to spare on a busy
+    // machine; 14 s before.
+    assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
+    let stats = tracker.stats().await.unwrap();
+    let emitter = stats.emitters[0].stats.clone().unwrap();
+    assert_eq!(stats.tracked, tracked);
+    assert_eq!(
+        emitter.received + stats.refused - refused,
+        tracked - refused
+    );
+    assert!(emitter.dropped.capacity > 0, "{emitter:#?}");
+    assert!(emitter.is_balanced(), "{emitter:#?}");
+    assert_eq!((emitter.queued, emitter.in_flight), (0, 0), "{report:#?}");
+}
+
+/// Hardening finding: each async flush (`request_flush`, `do_send(Flush)`) registered a
+/// waiter and a timer that every later flush rescanned: 40,000 of them with the collector
+/// down made the next `stats()` take 9.9 s. An async flush starts sending and leaves
+/// nothing behind; a sync flush is the only kind that waits.
+#[actix_rt::test]
+async fn finding_async_flushes_leave_no_waiter_behind() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let tracker = Tracker::builder("hardening")
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .no_flush_timer()
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        tracker.track(structured()).unwrap();
+    }
+    let emitter = tracker.emitters()[0].clone();
+
+    for _ in 0..40_000 {
+        tracker.request_flush();
+    }
+    let sync = tracker.flush_with_timeout(Duration::from_secs(30));
+    futures::pin_mut!(sync);
+    // The sync flush is registered once the emitter has handled every async one.
+    let waiting = loop {
+        let now = emitter.stats().await.unwrap();
+        if now.flushes_waiting > 0 {
+            break now;
+        }
+        assert!(
+            futures::poll!(&mut sync).is_pending(),
+            "the sync flush waits for the collector"
+        );
+    };
+
+    assert_eq!(waiting.flushes_waiting, 1, "{waiting:#?}");
+    assert!(waiting.requests > 0, "async flushes started sending");
+    tracker.cut_shutdown();
+    let _ = tracker.shutdown(Duration::ZERO).await;
+}
+
+/// The deadline of a flush or a shutdown is fixed when the message is made, not when the
+/// emitter gets to it: one whose deadline passed while it waited in mailboxes is answered
+/// at once, as timed out, with what is left still queued.
+#[actix_rt::test]
+async fn finding_a_flush_deadline_runs_from_when_it_was_made() {
+    let collector = TestCollector::start(CollectorConfig::with_faults(
+        Faults::none().with_default_status(503),
+    ))
+    .await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .batch_size(5)
+        .max_retry_delay(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .start();
+    track_all(&emitter, events(5));
+    let made = Flush::with_timeout(Duration::from_millis(200));
+    collector.wait_for_requests(1, SOON).await.unwrap();
+    // The flush waits (as in a busy mailbox) until its deadline has passed.
+    tokio::time::sleep_until(tokio::time::Instant::from_std(made.deadline())).await;
+
+    let started = std::time::Instant::now();
+    let report = emitter.send(made).await.unwrap();
+
+    assert!(made.remaining().is_zero());
+    // At once, not 200 ms from now.
+    assert!(started.elapsed() < Duration::from_millis(150));
+    assert_eq!((report.timed_out, report.queued), (true, 5), "{report:#?}");
 }

@@ -686,54 +686,6 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
     assert_eq!(warned, 1);
 }
 
-/// An event store that refuses every event while `failing` is set.
-#[derive(Debug)]
-struct FlakyStore {
-    inner: snowplow_actix::store::InMemoryStore,
-    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl snowplow_actix::store::EventStore for FlakyStore {
-    fn add(
-        &mut self,
-        event: snowplow_actix::store::StoredEvent,
-    ) -> Result<snowplow_actix::store::Added, snowplow_actix::StoreError> {
-        if self.failing.load(Ordering::Relaxed) {
-            return Err(snowplow_actix::StoreError::Backend("disk full".into()));
-        }
-        self.inner.add(event)
-    }
-    fn lease(
-        &mut self,
-        max_events: usize,
-        max_cost: usize,
-    ) -> Result<snowplow_actix::store::Lease, snowplow_actix::StoreError> {
-        self.inner.lease(max_events, max_cost)
-    }
-    fn acknowledge(
-        &mut self,
-        lease: snowplow_actix::store::LeaseId,
-    ) -> Result<(), snowplow_actix::StoreError> {
-        self.inner.acknowledge(lease)
-    }
-    fn requeue(
-        &mut self,
-        lease: snowplow_actix::store::LeaseId,
-        retry: Vec<snowplow_actix::store::StoredEvent>,
-    ) -> Result<(), snowplow_actix::StoreError> {
-        self.inner.requeue(lease, retry)
-    }
-    fn len(&self) -> usize {
-        self.inner.len()
-    }
-    fn leased(&self) -> usize {
-        self.inner.leased()
-    }
-    fn oldest_seq(&self) -> Option<u64> {
-        self.inner.oldest_seq()
-    }
-}
-
 /// Hardening finding: store failures were logged once per event at ERROR (2,000 lines for
 /// 2,000 events), not once per burst as documented.
 #[actix_rt::test]
@@ -743,9 +695,17 @@ async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
     let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let emitter = EmitterBuilder::new(collector.endpoint())
         .name("flaky-store")
-        .event_store(FlakyStore {
-            inner: snowplow_actix::store::InMemoryStore::new(10_000),
-            failing: failing.clone(),
+        .event_store({
+            // Refuses every event while `failing` is set.
+            let failing = failing.clone();
+            common::support::HookedStore::new(
+                10_000,
+                Box::new(move || {
+                    failing
+                        .load(Ordering::Relaxed)
+                        .then(|| Err(snowplow_actix::StoreError::Backend("disk full".into())))
+                }),
+            )
         })
         .build()
         .unwrap()

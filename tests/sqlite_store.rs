@@ -387,7 +387,7 @@ impl Running {
     /// this returns); the emitter's last stats.
     async fn shut_down(self, timeout: Duration) -> EmitterStats {
         self.emitter
-            .send(Shutdown { timeout })
+            .send(Shutdown::with_timeout(timeout))
             .await
             .expect("emitter alive");
         self.arbiter.stop();

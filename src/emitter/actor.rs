@@ -10,12 +10,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use futures::channel::oneshot;
 
 use super::config::{EmitterConfig, Failure, Owner, Settings};
-use super::delivery::{Command, Delivery, Now};
+use super::delivery::{Command, Delivery, Now, INTAKE_CHUNK};
 use super::stats::{FinalStats, FlushReport};
+use super::waiters::Waiter;
 use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
 use crate::runtime::Runtime;
 use crate::stamp::StampedEvent;
@@ -34,7 +36,9 @@ pub struct Emitter {
     core: Delivery,
     transport: Option<Box<dyn Transport>>,
     /// Flushes waiting for the core's reply.
-    replies: HashMap<u64, oneshot::Sender<FlushReport>>,
+    replies: HashMap<u64, Reply>,
+    /// A turn of the intake is scheduled.
+    taking_in: bool,
     /// The wake-up the armed timer is for.
     armed: Option<Instant>,
     /// The thread the emitter owns, if it was started on one of its own.
@@ -62,6 +66,7 @@ impl Emitter {
             settings,
             transport: None,
             replies: HashMap::new(),
+            taking_in: false,
             armed: None,
             own_runtime,
             final_stats: config.final_stats,
@@ -81,11 +86,7 @@ impl Emitter {
             Ok(result) => Some(result),
             Err(panic) => {
                 self.core.count_panic();
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|text| (*text).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let message = crate::error::panic_message(panic.as_ref());
                 tracing::error!(
                     emitter = %self.settings.name,
                     method = %self.settings.method,
@@ -150,7 +151,7 @@ impl Emitter {
             }
             Command::Reply { waiter, report } => {
                 if let Some(reply) = self.replies.remove(&waiter) {
-                    let _ = reply.send(report);
+                    reply.send(report);
                 }
             }
             Command::Restart => ctx.stop(),
@@ -205,27 +206,114 @@ impl Emitter {
         self.final_stats.set(self.core.snapshot(Now::real()));
     }
 
-    /// Registers a flush with the core; the answer resolves with its report.
-    fn flush(
+    /// Registers a shutdown with the core; the answer resolves with its report.
+    fn shutdown(
         &mut self,
-        flush: Flush,
-        shutdown: bool,
+        shutdown: Shutdown,
         ctx: &mut Context<Self>,
     ) -> ResponseFuture<FlushReport> {
         let (reply, answer) = oneshot::channel();
-        // After a panic while registering, `reply` is gone: the flush is answered as timed
-        // out, and the emitter restarts.
-        self.contained(ctx, |act, ctx| {
-            let id = act.core.flush(flush.timeout, shutdown, Now::real());
-            act.replies.insert(id, reply);
-            act.execute(ctx);
+        self.take_in_all(ctx);
+        let id = self.contained(ctx, |act, _| {
+            act.core.flush(shutdown.deadline(), true, Now::real())
         });
-        Box::pin(async move {
-            answer.await.unwrap_or(FlushReport {
-                timed_out: true,
-                ..FlushReport::default()
-            })
-        })
+        self.answer_when_done(id, Reply::Channel(reply), ctx);
+        Box::pin(async move { answer.await.unwrap_or_else(|_| timed_out()) })
+    }
+
+    /// Keeps `reply` for the flush registered as `id`, and carries out what registering
+    /// it decided (perhaps its reply). When registering panicked (`None`), the flush is
+    /// answered as timed out, and the emitter restarts.
+    fn answer_when_done(&mut self, id: Option<u64>, reply: Reply, ctx: &mut Context<Self>) {
+        match id {
+            Some(id) => {
+                self.replies.insert(id, reply);
+                self.contained(ctx, |act, ctx| act.execute(ctx));
+            }
+            None => reply.send(timed_out()),
+        }
+    }
+
+    /// Takes in the whole intake now (at most [`INTAKE_EVENTS`](super::INTAKE_EVENTS)):
+    /// a flush, a shutdown or a stats request covers every event received before it.
+    fn take_in_all(&mut self, ctx: &mut Context<Self>) {
+        if self.core.has_intake() {
+            self.contained(ctx, |act, ctx| {
+                act.core.take_in(usize::MAX, Now::real());
+                act.execute(ctx);
+            });
+        }
+    }
+
+    /// Takes in a chunk of the intake on a later turn of the arbiter, after yielding to
+    /// answers and timers, until the intake is empty.
+    fn schedule_intake(&mut self, ctx: &mut Context<Self>) {
+        if self.taking_in || !self.core.has_intake() {
+            return;
+        }
+        self.taking_in = true;
+        ctx.spawn(
+            actix_rt::task::yield_now()
+                .into_actor(self)
+                .map(|(), act, ctx| {
+                    act.taking_in = false;
+                    act.contained(ctx, |act, ctx| {
+                        act.core.take_in(INTAKE_CHUNK, Now::real());
+                        act.execute(ctx);
+                    });
+                    act.schedule_intake(ctx);
+                }),
+        );
+    }
+}
+
+/// Where a flush's report goes.
+enum Reply {
+    Channel(oneshot::Sender<FlushReport>),
+    Sender(OneshotSender<FlushReport>),
+}
+
+impl Reply {
+    fn send(self, report: FlushReport) {
+        // The asker may have stopped waiting.
+        let _ = match self {
+            Self::Channel(reply) => reply.send(report).ok(),
+            Self::Sender(reply) => reply.send(report).ok(),
+        };
+    }
+}
+
+fn timed_out() -> FlushReport {
+    FlushReport {
+        timed_out: true,
+        ..FlushReport::default()
+    }
+}
+
+/// An emitter's answer to a [`Flush`]: it starts sending at once, and registers a waiter
+/// only when the flush was sent with `send(..).await`; `do_send` leaves nothing behind.
+#[derive(Debug)]
+pub struct FlushResponse {
+    waiter: Option<Waiter>,
+}
+
+impl MessageResponse<Emitter, Flush> for FlushResponse {
+    fn handle(self, ctx: &mut Context<Emitter>, reply: Option<OneshotSender<FlushReport>>) {
+        let Some(reply) = reply else {
+            return;
+        };
+        let Some(waiter) = self.waiter else {
+            // Handling the flush panicked.
+            let _ = reply.send(timed_out());
+            return;
+        };
+        // Registered on this turn, once the mailbox's messages are handled.
+        ctx.spawn(
+            actix::fut::ready(()).map(move |(), act: &mut Emitter, ctx| {
+                let id = act.contained(ctx, |act, _| act.core.register(waiter, Now::real()));
+                act.answer_when_done(id, Reply::Sender(reply), ctx);
+            }),
+        );
     }
 }
 
@@ -243,6 +331,7 @@ impl Actor for Emitter {
             act.core.set_ready(true, Now::real());
             act.execute(ctx);
         });
+        self.schedule_intake(ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
@@ -261,6 +350,7 @@ impl actix::Supervised for Emitter {
         // The context drops its timers and requests: the core forgets them too.
         self.transport = None;
         self.armed = None;
+        self.taking_in = false;
         self.core.restart();
     }
 }
@@ -269,10 +359,8 @@ impl Handler<Track> for Emitter {
     type Result = ();
 
     fn handle(&mut self, Track(event): Track, ctx: &mut Self::Context) {
-        self.contained(ctx, |act, ctx| {
-            act.core.accept_all([event], Now::real());
-            act.execute(ctx);
-        });
+        self.contained(ctx, |act, _| act.core.receive_all([event], Now::real()));
+        self.schedule_intake(ctx);
     }
 }
 
@@ -280,18 +368,24 @@ impl Handler<TrackBatch> for Emitter {
     type Result = ();
 
     fn handle(&mut self, TrackBatch(events): TrackBatch, ctx: &mut Self::Context) {
-        self.contained(ctx, |act, ctx| {
-            act.core.accept_all(events, Now::real());
-            act.execute(ctx);
-        });
+        self.contained(ctx, |act, _| act.core.receive_all(events, Now::real()));
+        self.schedule_intake(ctx);
     }
 }
 
 impl Handler<Flush> for Emitter {
-    type Result = ResponseFuture<FlushReport>;
+    type Result = FlushResponse;
 
     fn handle(&mut self, flush: Flush, ctx: &mut Self::Context) -> Self::Result {
-        self.flush(flush, false, ctx)
+        self.take_in_all(ctx);
+        let waiter = self.contained(ctx, |act, ctx| {
+            let now = Now::real();
+            act.core.start_flush(now);
+            let waiter = act.core.waiter(flush.deadline(), false, now);
+            act.execute(ctx);
+            waiter
+        });
+        FlushResponse { waiter }
     }
 }
 
@@ -299,14 +393,17 @@ impl Handler<Shutdown> for Emitter {
     type Result = ResponseFuture<FlushReport>;
 
     fn handle(&mut self, shutdown: Shutdown, ctx: &mut Self::Context) -> Self::Result {
-        self.flush(Flush::with_timeout(shutdown.timeout), true, ctx)
+        self.shutdown(shutdown, ctx)
     }
 }
 
+/// The counters once every event received before the request is taken in (so that they
+/// count its drops).
 impl Handler<GetStats> for Emitter {
     type Result = MessageResult<GetStats>;
 
-    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: GetStats, ctx: &mut Self::Context) -> Self::Result {
+        self.take_in_all(ctx);
         MessageResult(self.core.snapshot(Now::real()))
     }
 }

@@ -41,7 +41,7 @@
 //!   `received + recovered = sent + Σ dropped + queued + in_flight`, where `queued`
 //!   counts the events waiting for a retry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,10 +49,11 @@ use super::backoff::Backoff;
 use super::config::{Settings, MIN_REQUEST_BYTES};
 use super::endpoint::Method;
 use super::limit::Limiter;
-use super::stats::{millis, DropCounts, DropReason, EmitterStats, FailureReason, FlushReport};
+use super::stats::{millis, DropReason, EmitterStats, FailureReason, FlushReport};
+use super::waiters::{Waiter, Waiters};
 use crate::error::TransportError;
 use crate::stamp::StampedEvent;
-use crate::store::{Added, EventStore, LeaseId, StoredEvent};
+use crate::store::{Added, EventStore, Guarded, LeaseId, StoredEvent};
 use crate::transport::{Request, Response};
 use crate::wire::{push_post_body, Stm, BODY_PREFIX, BODY_SUFFIX};
 
@@ -62,6 +63,13 @@ pub const BRAKE_AFTER: u64 = 5;
 /// collector failing a share of requests is not taken for one that is down, short enough
 /// that a down collector is not sent more than a few dozen requests.
 pub const BRAKE_MIN_QUIET: Duration = Duration::from_millis(250);
+
+/// Events an emitter holds received but not yet offered to its store: beyond, new events
+/// are dropped as `capacity`. It bounds what a slow store lets pile up in front of it.
+pub const INTAKE_EVENTS: usize = 8_192;
+/// Events offered to the store in one turn: between turns the emitter answers messages,
+/// takes responses and fires its timers, however many events wait.
+pub(crate) const INTAKE_CHUNK: usize = 256;
 
 /// What a TLS client says when the server answers in plain HTTP.
 const PLAIN_HTTP_SIGNS: [&str; 2] = ["InvalidContentType", "corrupt message"];
@@ -145,21 +153,6 @@ struct Retry {
     delay: Duration,
 }
 
-/// A sync flush or a shutdown waiting for the events received before it.
-#[derive(Debug)]
-struct Waiter {
-    id: u64,
-    /// Done when no event with a smaller `seq` is queued, waiting or in flight.
-    target: u64,
-    deadline: Instant,
-    /// When it was registered.
-    since: Instant,
-    start_sent: u64,
-    start_dropped: DropCounts,
-    start_unknown: u64,
-    shutdown: bool,
-}
-
 /// How an answer is handled.
 enum Verdict {
     /// Too large as a batch: split and sent again.
@@ -203,7 +196,14 @@ pub(crate) struct Delivery {
     retry_events: u64,
     /// Bytes of the events queued and waiting for a retry.
     queued_bytes: u64,
-    waiters: Vec<Waiter>,
+    waiters: Waiters,
+    /// Events received and not yet offered to the store, oldest first (seq and cost set).
+    intake: VecDeque<StoredEvent>,
+    /// How many events of the intake each message brought, oldest first: the size
+    /// triggers are checked once per message, as if it had been handled at once.
+    intake_messages: VecDeque<usize>,
+    /// The intake's share of `queued_bytes`.
+    intake_bytes: u64,
     stats: EmitterStats,
     capacity_burst: u64,
     /// Events the store refused since it last took one (logged once per burst).
@@ -226,6 +226,9 @@ impl Delivery {
     /// A core for `settings` over `store` (a durable store may hold recovered events,
     /// which go out at once).
     pub(crate) fn new(settings: Arc<Settings>, store: Box<dyn EventStore>, now: Now) -> Self {
+        // A panic in the store becomes a store failure at the call: no counter is left
+        // half changed.
+        let store: Box<dyn EventStore> = Box::new(Guarded(store));
         let mut stats = EmitterStats {
             recovered: store.recovered() + store.unreadable(),
             ..EmitterStats::default()
@@ -252,7 +255,10 @@ impl Delivery {
             retries: Vec::new(),
             retry_events: 0,
             queued_bytes: store.recovered_cost(),
-            waiters: Vec::new(),
+            waiters: Waiters::default(),
+            intake: VecDeque::new(),
+            intake_messages: VecDeque::new(),
+            intake_bytes: 0,
             stats,
             capacity_burst: 0,
             store_burst: 0,
@@ -274,7 +280,7 @@ impl Delivery {
         if self.closed {
             return None;
         }
-        let deadlines = self.waiters.iter().map(|w| w.deadline);
+        let deadlines = self.waiters.next_deadline();
         let sending = self.ready.then(|| {
             let retries = self.retries.iter().map(|r| r.due);
             // While held, the hold's end is what matters; otherwise the retries'.
@@ -285,7 +291,7 @@ impl Delivery {
                 None => retries.min(),
             }
         });
-        deadlines.chain(sending.flatten()).min()
+        deadlines.into_iter().chain(sending.flatten()).min()
     }
 
     // ------------------------------------------------------------------------- inputs
@@ -298,8 +304,9 @@ impl Delivery {
         }
     }
 
-    /// Buffers one event.
-    fn accept(&mut self, event: Arc<StampedEvent>, now: Now) {
+    /// Receives one event into the intake, or drops it: after a shutdown (`shutdown`), or
+    /// when the buffer's bytes or the intake's events are at their bound (`capacity`).
+    fn receive(&mut self, event: Arc<StampedEvent>, now: Now) {
         self.stats.received += 1;
         if self.closed {
             self.stats.dropped.add(DropReason::Shutdown, 1);
@@ -310,21 +317,29 @@ impl Delivery {
             return;
         }
         let cost = self.cost(&event);
-        if self.queued_bytes + self.in_flight_bytes + cost as u64 > self.settings.buffer_bytes {
+        if self.queued_bytes + self.in_flight_bytes + cost as u64 > self.settings.buffer_bytes
+            || self.intake.len() >= INTAKE_EVENTS
+        {
             self.refuse_full();
             return;
         }
-        let stored = StoredEvent {
+        self.queued_bytes += cost as u64;
+        self.intake_bytes += cost as u64;
+        self.intake.push_back(StoredEvent {
             seq: self.next_seq,
             event,
             cost,
             attempts: 0,
             received_ms: now.wall_ms,
-        };
+        });
         self.next_seq += 1;
+    }
+
+    /// Offers one event of the intake to the store.
+    fn admit(&mut self, stored: StoredEvent) {
+        let cost = stored.cost as u64;
         match self.store.add(stored) {
             Ok(Added::Stored) => {
-                self.queued_bytes += cost as u64;
                 if self.store_burst > 0 {
                     tracing::warn!(
                         emitter = %self.settings.name, method = %self.settings.method,
@@ -342,8 +357,12 @@ impl Delivery {
                     self.capacity_burst = 0;
                 }
             }
-            Ok(Added::Full) => self.refuse_full(),
+            Ok(Added::Full) => {
+                self.queued_bytes -= cost;
+                self.refuse_full();
+            }
             Err(error) => {
+                self.queued_bytes -= cost;
                 self.stats.dropped.add(DropReason::Store, 1);
                 if self.store_burst == 0 {
                     tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store refused an event: dropping events as store until it takes them again");
@@ -360,7 +379,7 @@ impl Delivery {
         if self.capacity_burst == 0 {
             tracing::warn!(
                 emitter = %self.settings.name, method = %self.settings.method,
-                queued = self.queued(),
+                queued = self.store.len() as u64 + self.retry_events,
                 in_flight = self.in_flight_events,
                 queued_bytes = self.queued_bytes,
                 in_flight_bytes = self.in_flight_bytes,
@@ -370,16 +389,59 @@ impl Delivery {
         self.capacity_burst += 1;
     }
 
-    /// Buffers events and sends what is due.
+    /// Receives one message's events into the intake; [`take_in`](Self::take_in) offers
+    /// them to the store.
+    pub(crate) fn receive_all(
+        &mut self,
+        events: impl IntoIterator<Item = Arc<StampedEvent>>,
+        now: Now,
+    ) {
+        let before = self.intake.len();
+        for event in events {
+            self.receive(event, now);
+        }
+        let brought = self.intake.len() - before;
+        if brought > 0 {
+            self.intake_messages.push_back(brought);
+        }
+    }
+
+    /// Offers at most `max` events of the intake to the store, then sends what is due;
+    /// `true` while the intake has more.
+    pub(crate) fn take_in(&mut self, max: usize, now: Now) -> bool {
+        for _ in 0..max {
+            let Some(stored) = self.intake.pop_front() else {
+                break;
+            };
+            self.intake_bytes -= stored.cost as u64;
+            self.admit(stored);
+            if let Some(left) = self.intake_messages.front_mut() {
+                *left -= 1;
+                if *left == 0 {
+                    // The last event of its message: send what its message made due.
+                    self.intake_messages.pop_front();
+                    self.pump(now);
+                }
+            }
+        }
+        self.after_change(now);
+        !self.intake.is_empty()
+    }
+
+    /// Whether events wait in the intake.
+    pub(crate) fn has_intake(&self) -> bool {
+        !self.intake.is_empty()
+    }
+
+    /// Receives events and takes them all in at once (the simulated clock's intake).
+    #[cfg(test)]
     pub(crate) fn accept_all(
         &mut self,
         events: impl IntoIterator<Item = Arc<StampedEvent>>,
         now: Now,
     ) {
-        for event in events {
-            self.accept(event, now);
-        }
-        self.pump(now);
+        self.receive_all(events, now);
+        self.take_in(usize::MAX, now);
     }
 
     /// Timers: retries due, a hold ended, flush deadlines.
@@ -387,16 +449,11 @@ impl Delivery {
         self.after_change(now);
     }
 
-    /// Registers a sync flush (`shutdown`: then closes the emitter) with `timeout`; its
-    /// [`Command::Reply`] comes under the returned id, possibly at once.
-    pub(crate) fn flush(&mut self, timeout: Duration, shutdown: bool, now: Now) -> u64 {
-        let id = self.next_waiter;
-        self.next_waiter += 1;
-        let deadline = now
-            .at
-            .checked_add(timeout)
-            .unwrap_or_else(|| far_future(now.at));
-        if shutdown && now.at < deadline {
+    /// Registers a sync flush (`shutdown`: then closes the emitter) waiting until
+    /// `deadline`; its [`Command::Reply`] comes under the returned id, possibly at once.
+    pub(crate) fn flush(&mut self, deadline: Instant, shutdown: bool, now: Now) -> u64 {
+        let waiter = self.waiter(deadline, shutdown, now);
+        if shutdown && now.at < deadline && !self.closed {
             // A shutdown's last call: what would wait past its deadline goes now, once.
             for retry in &mut self.retries {
                 if retry.due > deadline {
@@ -407,7 +464,24 @@ impl Delivery {
                 self.hold_until = None;
             }
         }
-        self.waiters.push(Waiter {
+        self.register(waiter, now)
+    }
+
+    /// Starts sending everything received so far (an async flush: nothing waits for it).
+    pub(crate) fn start_flush(&mut self, now: Now) {
+        if self.closed {
+            return;
+        }
+        self.draining = true;
+        self.pump(now);
+    }
+
+    /// A flush waiting for everything received so far, not registered yet: its report
+    /// counts from now.
+    pub(crate) fn waiter(&mut self, deadline: Instant, shutdown: bool, now: Now) -> Waiter {
+        let id = self.next_waiter;
+        self.next_waiter += 1;
+        Waiter {
             id,
             target: self.next_seq,
             deadline,
@@ -416,14 +490,22 @@ impl Delivery {
             start_dropped: self.stats.dropped,
             start_unknown: self.stats.outcome_unknown,
             shutdown,
-        });
+        }
+    }
+
+    /// Registers `waiter`; its [`Command::Reply`] comes under the returned id, possibly at
+    /// once.
+    pub(crate) fn register(&mut self, waiter: Waiter, now: Now) -> u64 {
+        let id = waiter.id;
         if self.closed {
             // A closed emitter sends nothing more: what it holds is final (kept by a
             // durable store for the next start), so the flush is answered now.
-            let done = self.waiters.last().is_some_and(|w| self.is_done(w));
+            let done = waiter.is_done(self.oldest_outstanding());
+            self.waiters.add(waiter);
             self.resolve_as(id, Some(done));
             return id;
         }
+        self.waiters.add(waiter);
         self.draining = true;
         self.resolve_waiters(now);
         self.pump(now);
@@ -519,6 +601,7 @@ impl Delivery {
                 .capacity()
                 .is_some_and(|capacity| self.store.len() + self.store.leased() >= capacity),
             shut_down: self.closed,
+            flushes_waiting: self.waiters.len() as u64,
             ..self.stats.clone()
         }
     }
@@ -533,9 +616,9 @@ impl Delivery {
         self.queued() + self.in_flight_events
     }
 
-    /// Queued events, including those waiting for a retry.
+    /// Queued events: in the intake, in the store and waiting for a retry.
     fn queued(&self) -> u64 {
-        self.store.len() as u64 + self.retry_events
+        (self.intake.len() + self.store.len()) as u64 + self.retry_events
     }
 
     /// Requests that may be outstanding now.
@@ -580,7 +663,7 @@ impl Delivery {
             || self
                 .settings
                 .byte_limit
-                .is_some_and(|limit| self.queued_bytes >= limit as u64)
+                .is_some_and(|limit| self.queued_bytes - self.intake_bytes >= limit as u64)
     }
 
     /// Whether a new request should be cut from the queue.
@@ -639,7 +722,7 @@ impl Delivery {
                 flight.at_limit = true;
             }
         }
-        if self.store.is_empty() {
+        if self.store.is_empty() && self.intake.is_empty() {
             self.draining = false;
         }
     }
@@ -659,11 +742,8 @@ impl Delivery {
     /// hold that would end after the shutdown's deadline ends now instead. The attempt it
     /// gets is sent after the shutdown began, so it gets no other.
     fn last_call(&self, sent_at: Instant, until: Instant, now: Now) -> Instant {
-        let cut = self.waiters.iter().any(|waiter| {
-            waiter.shutdown
-                && waiter.since > sent_at
-                && until > waiter.deadline
-                && now.at < waiter.deadline
+        let cut = self.waiters.shutdowns().any(|waiter| {
+            waiter.since > sent_at && until > waiter.deadline && now.at < waiter.deadline
         });
         if cut {
             now.at
@@ -1049,28 +1129,20 @@ impl Delivery {
     fn oldest_outstanding(&self) -> Option<u64> {
         let in_flight = self.in_flight.values().filter_map(|f| first_seq(&f.events));
         let waiting = self.retries.iter().filter_map(|r| first_seq(&r.events));
-        self.store
+        // The intake's events come after everything in the store.
+        let received = self
+            .store
             .oldest_seq()
-            .into_iter()
-            .chain(in_flight)
-            .chain(waiting)
-            .min()
-    }
-
-    fn is_done(&self, waiter: &Waiter) -> bool {
-        self.oldest_outstanding()
-            .is_none_or(|oldest| oldest >= waiter.target)
+            .or(self.intake.front().map(|e| e.seq));
+        received.into_iter().chain(in_flight).chain(waiting).min()
     }
 
     /// Replies to the flushes that are done or past their deadline.
     fn resolve_waiters(&mut self, now: Now) {
-        let ready: Vec<u64> = self
-            .waiters
-            .iter()
-            .filter(|waiter| now.at >= waiter.deadline || self.is_done(waiter))
-            .map(|waiter| waiter.id)
-            .collect();
-        for id in ready {
+        if self.waiters.is_empty() {
+            return;
+        }
+        for id in self.waiters.ready(now.at, self.oldest_outstanding()) {
             self.resolve(id);
         }
     }
@@ -1083,11 +1155,10 @@ impl Delivery {
     /// Replies to one flush: `done` when the closing emitter settled it, found out here
     /// otherwise.
     fn resolve_as(&mut self, id: u64, settled: Option<bool>) {
-        let Some(at) = self.waiters.iter().position(|w| w.id == id) else {
+        let Some(waiter) = self.waiters.remove(id) else {
             return;
         };
-        let waiter = self.waiters.remove(at);
-        let done = settled.unwrap_or_else(|| self.is_done(&waiter));
+        let done = settled.unwrap_or_else(|| waiter.is_done(self.oldest_outstanding()));
         if !done && settled.is_none() {
             tracing::warn!(
                 emitter = %self.settings.name, method = %self.settings.method,
@@ -1116,11 +1187,13 @@ impl Delivery {
         }
         // Whether each flush still waiting got its events delivered, before what is left
         // is settled as dropped.
-        let others: Vec<(u64, bool)> = self
+        let oldest = self.oldest_outstanding();
+        let mut others: Vec<(u64, bool)> = self
             .waiters
-            .iter()
-            .map(|waiter| (waiter.id, self.is_done(waiter)))
+            .all()
+            .map(|waiter| (waiter.id, waiter.is_done(oldest)))
             .collect();
+        others.sort_unstable();
         let left = self.settle_left_over();
         if left > 0 {
             tracing::warn!(
@@ -1145,6 +1218,17 @@ impl Delivery {
         let durable = self.store.is_durable();
         let mut left = 0;
         let mut unknown = 0;
+        // The intake first: a durable store keeps its events for the next start too.
+        let intake = std::mem::take(&mut self.intake);
+        self.intake_messages.clear();
+        self.intake_bytes = 0;
+        if durable {
+            for stored in intake {
+                self.admit(stored);
+            }
+        } else {
+            left += intake.len() as u64;
+        }
         let flights = self
             .in_flight
             .drain()
@@ -1211,7 +1295,7 @@ fn cost_of(events: &[StoredEvent]) -> u64 {
 }
 
 /// A moment no deadline reaches (a century on), for timeouts too large to add.
-fn far_future(now: Instant) -> Instant {
+pub(crate) fn far_future(now: Instant) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     now.checked_add(CENTURY).unwrap_or(now)
 }

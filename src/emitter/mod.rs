@@ -19,6 +19,7 @@ mod delivery;
 mod endpoint;
 mod limit;
 mod stats;
+mod waiters;
 
 pub use actor::Emitter;
 pub(crate) use config::Owner;
@@ -29,7 +30,8 @@ pub use config::{
     DEFAULT_MAX_RETRY_DELAY, DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE,
     DEFAULT_REQUEST_TIMEOUT, HEADERS_TOO_LARGE, MAX_MAILBOX_CAPACITY, MIN_REQUEST_BYTES,
 };
-pub use delivery::{BRAKE_AFTER, BRAKE_MIN_QUIET};
+pub(crate) use delivery::far_future;
+pub use delivery::{BRAKE_AFTER, BRAKE_MIN_QUIET, INTAKE_EVENTS};
 pub use endpoint::{Endpoint, Method, Protocol};
 pub use stats::{DropCounts, DropReason, EmitterStats, FailureReason, FinalStats, FlushReport};
 

@@ -212,6 +212,9 @@ pub struct EmitterStats {
     pub buffer_full: bool,
     /// Whether it has shut down (it takes no more events).
     pub shut_down: bool,
+    /// Sync flushes and shutdowns waiting for their reply (an async flush waits for
+    /// nothing and is not counted).
+    pub flushes_waiting: u64,
 }
 
 impl EmitterStats {

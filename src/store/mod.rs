@@ -10,10 +10,12 @@
 //! arbiter, one call at a time: short synchronous I/O (a durable store) is acceptable there,
 //! and never happens on the application's threads. [`InMemoryStore`] is the default.
 
+mod guarded;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+pub(crate) use guarded::Guarded;
 pub use memory::{InMemoryStore, DEFAULT_BUFFER_CAPACITY};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

@@ -466,10 +466,11 @@ impl RequestScope {
     }
 }
 
-/// The middleware never tracks its own failures: it logs them at `debug`.
+/// The middleware never tracks its own failures: it logs them at `debug`, with the route
+/// pattern (never the request's path, which may carry ids).
 fn not_tracked(request: &HttpRequest, error: &dyn std::error::Error) {
     tracing::debug!(
-        path = request.path(),
+        route = request.match_pattern().as_deref().unwrap_or("(no route)"),
         %error,
         "snowplow: the request's event was not tracked"
     );

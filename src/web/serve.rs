@@ -258,6 +258,7 @@ impl Serve {
                 tracked: 0,
                 refused: 0,
                 emitters: Vec::new(),
+                fanout_panics: 0,
             },
         }
     }

@@ -132,3 +132,68 @@ pub async fn next_failure(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -
         .expect("a failure in time")
         .expect("callback channel open")
 }
+
+/// What a [`HookedStore`] runs before each `add`: an answer of its own, or `None` to let
+/// the store add the event.
+pub type AddHook = Box<
+    dyn FnMut() -> Option<Result<snowplow_actix::store::Added, snowplow_actix::StoreError>> + Send,
+>;
+
+/// An in-memory store with a hook before each `add` (a failing or a slow disk).
+pub struct HookedStore {
+    pub inner: snowplow_actix::store::InMemoryStore,
+    pub before_add: AddHook,
+}
+
+impl HookedStore {
+    pub fn new(capacity: usize, before_add: AddHook) -> Self {
+        Self {
+            inner: snowplow_actix::store::InMemoryStore::new(capacity),
+            before_add,
+        }
+    }
+}
+
+impl snowplow_actix::store::EventStore for HookedStore {
+    fn add(
+        &mut self,
+        event: snowplow_actix::store::StoredEvent,
+    ) -> Result<snowplow_actix::store::Added, snowplow_actix::StoreError> {
+        match (self.before_add)() {
+            Some(answer) => answer,
+            None => self.inner.add(event),
+        }
+    }
+    fn lease(
+        &mut self,
+        max_events: usize,
+        max_cost: usize,
+    ) -> Result<snowplow_actix::store::Lease, snowplow_actix::StoreError> {
+        self.inner.lease(max_events, max_cost)
+    }
+    fn acknowledge(
+        &mut self,
+        lease: snowplow_actix::store::LeaseId,
+    ) -> Result<(), snowplow_actix::StoreError> {
+        self.inner.acknowledge(lease)
+    }
+    fn requeue(
+        &mut self,
+        lease: snowplow_actix::store::LeaseId,
+        retry: Vec<snowplow_actix::store::StoredEvent>,
+    ) -> Result<(), snowplow_actix::StoreError> {
+        self.inner.requeue(lease, retry)
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn leased(&self) -> usize {
+        self.inner.leased()
+    }
+    fn capacity(&self) -> Option<usize> {
+        Some(self.inner.capacity())
+    }
+    fn oldest_seq(&self) -> Option<u64> {
+        self.inner.oldest_seq()
+    }
+}

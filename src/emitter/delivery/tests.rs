@@ -194,7 +194,7 @@ impl Sim {
     /// after a flush (as the tracker's flush timer would).
     fn drain(&mut self, limit: Duration) -> Duration {
         let end = self.elapsed() + limit;
-        self.core.flush(limit, false, self.now);
+        self.core.flush(self.now.at + limit, false, self.now);
         self.execute();
         while (self.delivered.len() as u64) < self.tracked - self.stats().dropped.total()
             && self.elapsed() < end
@@ -256,7 +256,8 @@ fn slow_start_doubles_the_limit_while_it_is_in_use() {
     let mut sim = Sim::new(defaults().max_request_events(10), |_, _, _| ok(100 * MS));
     // 2,000 events at once: 200 requests of 10, far more than the limit.
     sim.track(2_000);
-    sim.core.flush(Duration::from_secs(60), false, sim.now);
+    sim.core
+        .flush(sim.now.at + Duration::from_secs(60), false, sim.now);
     sim.execute();
     let mut limits = Vec::new();
     for _ in 0..5 {
@@ -477,7 +478,8 @@ fn retry_after_holds_the_whole_emitter_bounded_by_the_max_retry_delay() {
         assert!(sim.stats().backoff_ms > 0);
         // More events, and a flush: nothing goes before the hold ends.
         sim.track(30);
-        sim.core.flush(Duration::from_secs(60), false, sim.now);
+        sim.core
+            .flush(sim.now.at + Duration::from_secs(60), false, sim.now);
         sim.execute();
         sim.drain(Duration::from_secs(10));
         let second = sim.seen[1].at;
@@ -538,7 +540,8 @@ fn a_success_cuts_every_waiting_retry_to_the_first_step() {
     assert_eq!(sim.stats().retry_requests, 1);
     let success_at = sim.elapsed();
     sim.track(1);
-    sim.core.flush(Duration::from_secs(60), false, sim.now);
+    sim.core
+        .flush(sim.now.at + Duration::from_secs(60), false, sim.now);
     sim.execute();
     sim.drain(Duration::from_secs(10));
     let retried_at = sim.seen.last().unwrap().at;
@@ -590,7 +593,8 @@ fn max_request_events_equal_to_batch_size_keeps_requests_of_one_batch() {
         ok(100 * MS)
     });
     sim.paced(1_000, Duration::from_secs(1));
-    sim.core.flush(Duration::from_secs(60), false, sim.now);
+    sim.core
+        .flush(sim.now.at + Duration::from_secs(60), false, sim.now);
     sim.execute();
     sim.drain(Duration::from_secs(10));
     assert!(sim.seen.iter().all(|s| s.events <= 5));
@@ -609,7 +613,9 @@ fn a_sync_flush_waits_through_per_request_backoffs() {
         }
     });
     sim.track(5);
-    let waiter = sim.core.flush(Duration::from_secs(30), false, sim.now);
+    let waiter = sim
+        .core
+        .flush(sim.now.at + Duration::from_secs(30), false, sim.now);
     sim.execute();
     sim.drain(Duration::from_secs(10));
     sim.tick();
@@ -628,7 +634,9 @@ fn a_sync_flush_waits_through_per_request_backoffs() {
 fn a_flush_deadline_reports_what_is_left() {
     let mut sim = Sim::new(defaults(), |_, _, _| status(MS, 500));
     sim.track(5);
-    let waiter = sim.core.flush(Duration::from_secs(1), false, sim.now);
+    let waiter = sim
+        .core
+        .flush(sim.now.at + Duration::from_secs(1), false, sim.now);
     sim.execute();
     for _ in 0..1_100 {
         sim.tick();
@@ -653,7 +661,9 @@ fn a_shutdown_gives_a_retry_due_after_its_deadline_one_last_attempt() {
     sim.drain(Duration::from_millis(2_100));
     // Three failures: the retry now waits 3.5 s; the shutdown allows 1 s.
     assert_eq!(sim.seen.len(), 3);
-    let waiter = sim.core.flush(Duration::from_secs(1), true, sim.now);
+    let waiter = sim
+        .core
+        .flush(sim.now.at + Duration::from_secs(1), true, sim.now);
     sim.execute();
     for _ in 0..20 {
         sim.tick();
@@ -667,7 +677,9 @@ fn a_shutdown_gives_a_retry_due_after_its_deadline_one_last_attempt() {
 fn a_shutdown_settles_retries_and_queue_as_shutdown_at_its_deadline() {
     let mut sim = Sim::new(defaults(), |_, _, _| status(MS, 500));
     sim.paced(1_000, Duration::from_millis(100));
-    let waiter = sim.core.flush(Duration::from_millis(300), true, sim.now);
+    let waiter = sim
+        .core
+        .flush(sim.now.at + Duration::from_millis(300), true, sim.now);
     sim.execute();
     for _ in 0..400 {
         sim.tick();
@@ -745,7 +757,9 @@ fn one_at_a_time_sends_requeued_events_once_the_hold_ends_whatever_comes_first()
     // A partial batch, flushed with a short deadline: it fails and goes back to the queue
     // behind a 0.5 s hold, and the flush gives up.
     sim.track(5);
-    let waiter = sim.core.flush(Duration::from_millis(100), false, sim.now);
+    let waiter = sim
+        .core
+        .flush(sim.now.at + Duration::from_millis(100), false, sim.now);
     sim.execute();
     for _ in 0..200 {
         sim.tick();
