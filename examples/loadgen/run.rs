@@ -27,7 +27,7 @@ A flag not given leaves the library's default.
   --max-in-flight C          upper bound of the adaptive concurrency: requests outstanding
                              per emitter, starting at 1 (library default 32; 1 keeps order)
   --buffer-capacity CAP      events buffered per emitter (library default 10000)
-  --buffer-bytes B           bytes buffered per emitter (library default 64 MiB)
+  --buffer-bytes B           bytes buffered per emitter (library default 32 MiB)
   --max-retry-delay-ms MS    backoff cap (library default 60000)
   --request-timeout-ms MS    request timeout (library default 10000)
   --retry-code CODE=BOOL     retry (true) or drop (false) a status; repeatable

@@ -234,7 +234,7 @@ impl Emitter {
         }
     }
 
-    /// Takes in the whole intake now (at most [`INTAKE_EVENTS`](super::INTAKE_EVENTS)):
+    /// Takes in the whole intake now (at most its bound, see [`INTAKE_EVENTS`](super::INTAKE_EVENTS)):
     /// a flush, a shutdown or a stats request covers every event received before it.
     fn take_in_all(&mut self, ctx: &mut Context<Self>) {
         if self.core.has_intake() {
@@ -258,7 +258,11 @@ impl Emitter {
                 .map(|(), act, ctx| {
                     act.taking_in = false;
                     act.contained(ctx, |act, ctx| {
-                        act.core.take_in(INTAKE_CHUNK, Now::real());
+                        // Chunks until the turn's time is up, then the arbiter's other work.
+                        let start = Instant::now();
+                        while act.core.take_in(INTAKE_CHUNK, Now::real())
+                            && start.elapsed() < INTAKE_TURN
+                        {}
                         act.execute(ctx);
                     });
                     act.schedule_intake(ctx);
@@ -266,6 +270,10 @@ impl Emitter {
         );
     }
 }
+
+/// How long one turn of the intake offers events to the store before the emitter yields
+/// to its answers, timers and messages.
+const INTAKE_TURN: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Where a flush's report goes.
 enum Reply {

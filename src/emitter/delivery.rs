@@ -64,12 +64,12 @@ pub const BRAKE_AFTER: u64 = 5;
 /// that a down collector is not sent more than a few dozen requests.
 pub const BRAKE_MIN_QUIET: Duration = Duration::from_millis(250);
 
-/// Events an emitter holds received but not yet offered to its store: beyond, new events
-/// are dropped as `capacity`. It bounds what a slow store lets pile up in front of it.
+/// Events an emitter holds received but not yet offered to its store, at least: the bound
+/// is its buffer's event capacity when that is larger. Beyond it new events are dropped as
+/// `capacity`: it bounds what a slow store lets pile up in front of it.
 pub const INTAKE_EVENTS: usize = 8_192;
-/// Events offered to the store in one turn: between turns the emitter answers messages,
-/// takes responses and fires its timers, however many events wait.
-pub(crate) const INTAKE_CHUNK: usize = 256;
+/// Events offered to the store between two looks at the clock.
+pub(crate) const INTAKE_CHUNK: usize = 64;
 
 /// What a TLS client says when the server answers in plain HTTP.
 const PLAIN_HTTP_SIGNS: [&str; 2] = ["InvalidContentType", "corrupt message"];
@@ -204,6 +204,8 @@ pub(crate) struct Delivery {
     intake_messages: VecDeque<usize>,
     /// The intake's share of `queued_bytes`.
     intake_bytes: u64,
+    /// The most events the intake holds.
+    intake_bound: usize,
     stats: EmitterStats,
     capacity_burst: u64,
     /// Events the store refused since it last took one (logged once per burst).
@@ -259,6 +261,7 @@ impl Delivery {
             intake: VecDeque::new(),
             intake_messages: VecDeque::new(),
             intake_bytes: 0,
+            intake_bound: store.capacity().unwrap_or(0).max(INTAKE_EVENTS),
             stats,
             capacity_burst: 0,
             store_burst: 0,
@@ -318,7 +321,7 @@ impl Delivery {
         }
         let cost = self.cost(&event);
         if self.queued_bytes + self.in_flight_bytes + cost as u64 > self.settings.buffer_bytes
-            || self.intake.len() >= INTAKE_EVENTS
+            || self.intake.len() >= self.intake_bound
         {
             self.refuse_full();
             return;
