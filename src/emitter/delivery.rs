@@ -725,7 +725,8 @@ impl Delivery {
                 flight.at_limit = true;
             }
         }
-        if self.store.is_empty() && self.intake.is_empty() {
+        if self.store.is_empty() {
+            // A flush takes in the intake first: what is still there came after it.
             self.draining = false;
         }
     }
