@@ -122,6 +122,26 @@ fn urls(events: &[RecordedEvent]) -> Vec<String> {
         .collect()
 }
 
+/// The `ip` and `url` of the page views that `requests` (each answered 200) make through
+/// the middleware as `configure` sets it up, in order.
+async fn ips_and_urls(
+    configure: impl FnOnce(SnowplowTracking) -> SnowplowTracking,
+    requests: impl IntoIterator<Item = TestRequest>,
+) -> Vec<Vec<(String, Option<String>)>> {
+    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let tracker = tracker_for(&collector);
+    let tracking = configure(SnowplowTracking::new(tracker.clone()));
+    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
+    for request in requests {
+        assert_eq!(call(&app, request.to_request()).await, StatusCode::OK);
+    }
+    let events = flushed(&tracker, &collector).await;
+    events
+        .iter()
+        .map(|event| pick(event, &["ip", "url"]))
+        .collect()
+}
+
 /// Flushes and returns what the collector received.
 async fn flushed(tracker: &Tracker, collector: &TestCollector) -> Vec<RecordedEvent> {
     let report = tracker.flush().await.unwrap();
@@ -266,11 +286,6 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
 
 #[actix_rt::test]
 async fn x_forwarded_for_from_a_trusted_proxy_gives_the_client_ip() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
-    let tracker = tracker_for(&collector);
-    let tracking = SnowplowTracking::new(tracker.clone()).trusted_proxy(addr(PROXY).ip());
-    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
-
     // The client prepended a spoofed address; the proxy appended the real one.
     let forwarded = TestRequest::get()
         .uri("/page?from=proxy")
@@ -279,19 +294,17 @@ async fn x_forwarded_for_from_a_trusted_proxy_gives_the_client_ip() {
         .insert_header(("x-forwarded-for", "198.51.100.66, 198.51.100.7"))
         .insert_header(("x-forwarded-host", "shop.example"))
         .insert_header(("x-forwarded-proto", "https"));
-    assert_eq!(call(&app, forwarded.to_request()).await, StatusCode::OK);
     // The proxy itself, without a forwarding header.
     let direct = TestRequest::get()
         .uri("/page")
         .peer_addr(addr(PROXY))
         .insert_header((header::HOST, "internal:8080"));
-    assert_eq!(call(&app, direct.to_request()).await, StatusCode::OK);
 
-    let events = flushed(&tracker, &collector).await;
-    let seen: Vec<_> = events
-        .iter()
-        .map(|event| pick(event, &["ip", "url"]))
-        .collect();
+    let seen = ips_and_urls(
+        |tracking| tracking.trusted_proxy(addr(PROXY).ip()),
+        [forwarded, direct],
+    )
+    .await;
     assert_eq!(
         seen,
         [
@@ -314,11 +327,6 @@ async fn x_forwarded_for_from_a_trusted_proxy_gives_the_client_ip() {
 #[actix_rt::test]
 async fn finding_a_client_sent_forwarded_header_cannot_spoof_ip_or_host_behind_an_x_forwarded_for_proxy(
 ) {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
-    let tracker = tracker_for(&collector);
-    let tracking = SnowplowTracking::new(tracker.clone()).trusted_proxy(addr(PROXY).ip());
-    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
-
     // The client sent `Forwarded`; the proxy appended the client's address to
     // `X-Forwarded-For` and passed `Forwarded` and `Host` on.
     let spoofed = TestRequest::get()
@@ -330,23 +338,18 @@ async fn finding_a_client_sent_forwarded_header_cannot_spoof_ip_or_host_behind_a
             "for=6.6.6.6;host=evil.example;proto=https",
         ))
         .insert_header(("x-forwarded-for", "203.0.113.50"));
-    assert_eq!(call(&app, spoofed.to_request()).await, StatusCode::OK);
     // Without `X-Forwarded-For`, `Forwarded` still counts for nothing.
     let forwarded_only = TestRequest::get()
         .uri("/page")
         .peer_addr(addr(PROXY))
         .insert_header((header::HOST, "shop.example"))
         .insert_header((header::FORWARDED, "for=6.6.6.6;host=evil.example"));
-    assert_eq!(
-        call(&app, forwarded_only.to_request()).await,
-        StatusCode::OK
-    );
 
-    let events = flushed(&tracker, &collector).await;
-    let seen: Vec<_> = events
-        .iter()
-        .map(|event| pick(event, &["ip", "url"]))
-        .collect();
+    let seen = ips_and_urls(
+        |tracking| tracking.trusted_proxy(addr(PROXY).ip()),
+        [spoofed, forwarded_only],
+    )
+    .await;
     assert_eq!(
         seen,
         [
@@ -364,11 +367,6 @@ async fn finding_a_client_sent_forwarded_header_cannot_spoof_ip_or_host_behind_a
 
 #[actix_rt::test]
 async fn the_rightmost_forwarded_host_and_proto_from_a_trusted_proxy_make_the_page_url() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
-    let tracker = tracker_for(&collector);
-    let tracking = SnowplowTracking::new(tracker.clone()).trusted_proxy(addr(PROXY).ip());
-    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
-
     // The client sent its own values first; the proxy appended its own, on a second line
     // and after a comma.
     let appended = TestRequest::get()
@@ -380,7 +378,6 @@ async fn the_rightmost_forwarded_host_and_proto_from_a_trusted_proxy_make_the_pa
         .append_header(("x-forwarded-host", "evil.example"))
         .append_header(("x-forwarded-host", "shop.example"))
         .insert_header(("x-forwarded-proto", "http, https"));
-    assert_eq!(call(&app, appended.to_request()).await, StatusCode::OK);
     // An invalid forwarded host or scheme: the request's own.
     let invalid = TestRequest::get()
         .uri("/page?n=2")
@@ -388,13 +385,12 @@ async fn the_rightmost_forwarded_host_and_proto_from_a_trusted_proxy_make_the_pa
         .insert_header((header::HOST, "internal:8080"))
         .insert_header(("x-forwarded-host", "evil.example/phish?"))
         .insert_header(("x-forwarded-proto", "javascript"));
-    assert_eq!(call(&app, invalid.to_request()).await, StatusCode::OK);
 
-    let events = flushed(&tracker, &collector).await;
-    let seen: Vec<_> = events
-        .iter()
-        .map(|event| pick(event, &["ip", "url"]))
-        .collect();
+    let seen = ips_and_urls(
+        |tracking| tracking.trusted_proxy(addr(PROXY).ip()),
+        [appended, invalid],
+    )
+    .await;
     assert_eq!(
         seen,
         [
@@ -412,13 +408,6 @@ async fn the_rightmost_forwarded_host_and_proto_from_a_trusted_proxy_make_the_pa
 
 #[actix_rt::test]
 async fn forwarded_for_from_a_trusted_proxy_range_gives_the_client_ip() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
-    let tracker = tracker_for(&collector);
-    let tracking = SnowplowTracking::new(tracker.clone())
-        .trusted_proxies(["10.0.0.0/8", "fd00::/8"].map(|range| range.parse::<IpRange>().unwrap()))
-        .proxy_header(ProxyHeader::Forwarded);
-    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
-
     // The nearest proxy (fd00::2) wrote the rightmost element, host and scheme included.
     let through_two_proxies = TestRequest::get()
         .uri("/page")
@@ -430,10 +419,6 @@ async fn forwarded_for_from_a_trusted_proxy_range_gives_the_client_ip() {
         ))
         .insert_header(("x-forwarded-for", "198.51.100.66"))
         .insert_header(("x-forwarded-host", "evil.example"));
-    assert_eq!(
-        call(&app, through_two_proxies.to_request()).await,
-        StatusCode::OK
-    );
     // `X-Forwarded-*` alone count for nothing once `Forwarded` is chosen.
     let x_forwarded_only = TestRequest::get()
         .uri("/page")
@@ -442,16 +427,18 @@ async fn forwarded_for_from_a_trusted_proxy_range_gives_the_client_ip() {
         .insert_header(("x-forwarded-for", "198.51.100.66"))
         .insert_header(("x-forwarded-host", "evil.example"))
         .insert_header(("x-forwarded-proto", "https"));
-    assert_eq!(
-        call(&app, x_forwarded_only.to_request()).await,
-        StatusCode::OK
-    );
 
-    let events = flushed(&tracker, &collector).await;
-    let seen: Vec<_> = events
-        .iter()
-        .map(|event| pick(event, &["ip", "url"]))
-        .collect();
+    let seen = ips_and_urls(
+        |tracking| {
+            tracking
+                .trusted_proxies(
+                    ["10.0.0.0/8", "fd00::/8"].map(|range| range.parse::<IpRange>().unwrap()),
+                )
+                .proxy_header(ProxyHeader::Forwarded)
+        },
+        [through_two_proxies, x_forwarded_only],
+    )
+    .await;
     assert_eq!(
         seen,
         [
@@ -469,13 +456,7 @@ async fn forwarded_for_from_a_trusted_proxy_range_gives_the_client_ip() {
 
 #[actix_rt::test]
 async fn a_public_origin_makes_the_page_url_when_no_trusted_proxy_forwards_one() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
-    let tracker = tracker_for(&collector);
     let origin: PublicOrigin = "https://www.shop.example".parse().unwrap();
-    let tracking = SnowplowTracking::new(tracker.clone())
-        .trusted_proxy(addr(PROXY).ip())
-        .public_origin(origin);
-    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
 
     let requests = [
         // A client straight in: neither its forwarding headers nor its `Host` count.
@@ -499,15 +480,16 @@ async fn a_public_origin_makes_the_page_url_when_no_trusted_proxy_forwards_one()
             .insert_header((header::HOST, "internal:8080"))
             .insert_header(("x-forwarded-host", "shop.example")),
     ];
-    for request in requests {
-        assert_eq!(call(&app, request.to_request()).await, StatusCode::OK);
-    }
 
-    let events = flushed(&tracker, &collector).await;
-    let seen: Vec<_> = events
-        .iter()
-        .map(|event| pick(event, &["ip", "url"]))
-        .collect();
+    let seen = ips_and_urls(
+        |tracking| {
+            tracking
+                .trusted_proxy(addr(PROXY).ip())
+                .public_origin(origin)
+        },
+        requests,
+    )
+    .await;
     assert_eq!(
         seen,
         [
