@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
-use futures::channel::oneshot;
 
 use super::config::{EmitterConfig, Failure, Owner, Settings};
 use super::delivery::{Command, Delivery, Now, INTAKE_CHUNK};
@@ -36,7 +35,7 @@ pub struct Emitter {
     core: Delivery,
     transport: Option<Box<dyn Transport>>,
     /// Flushes waiting for the core's reply.
-    replies: HashMap<u64, Reply>,
+    replies: HashMap<u64, OneshotSender<FlushReport>>,
     /// A turn of the intake is scheduled.
     taking_in: bool,
     /// The wake-up the armed timer is for.
@@ -151,7 +150,8 @@ impl Emitter {
             }
             Command::Reply { waiter, report } => {
                 if let Some(reply) = self.replies.remove(&waiter) {
-                    reply.send(report);
+                    // The asker may have stopped waiting.
+                    let _ = reply.send(report);
                 }
             }
             Command::Restart => ctx.stop(),
@@ -206,34 +206,6 @@ impl Emitter {
         self.final_stats.set(self.core.snapshot(Now::real()));
     }
 
-    /// Registers a shutdown with the core; the answer resolves with its report.
-    fn shutdown(
-        &mut self,
-        shutdown: Shutdown,
-        ctx: &mut Context<Self>,
-    ) -> ResponseFuture<FlushReport> {
-        let (reply, answer) = oneshot::channel();
-        self.take_in_all(ctx);
-        let id = self.contained(ctx, |act, _| {
-            act.core.flush(shutdown.deadline(), true, Now::real())
-        });
-        self.answer_when_done(id, Reply::Channel(reply), ctx);
-        Box::pin(async move { answer.await.unwrap_or_else(|_| timed_out()) })
-    }
-
-    /// Keeps `reply` for the flush registered as `id`, and carries out what registering
-    /// it decided (perhaps its reply). When registering panicked (`None`), the flush is
-    /// answered as timed out, and the emitter restarts.
-    fn answer_when_done(&mut self, id: Option<u64>, reply: Reply, ctx: &mut Context<Self>) {
-        match id {
-            Some(id) => {
-                self.replies.insert(id, reply);
-                self.contained(ctx, |act, ctx| act.execute(ctx));
-            }
-            None => reply.send(timed_out()),
-        }
-    }
-
     /// Takes in the whole intake now (at most its bound, see [`INTAKE_EVENTS`](super::INTAKE_EVENTS)):
     /// a flush, a shutdown or a stats request covers every event received before it.
     fn take_in_all(&mut self, ctx: &mut Context<Self>) {
@@ -275,22 +247,6 @@ impl Emitter {
 /// to its answers, timers and messages.
 const INTAKE_TURN: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Where a flush's report goes.
-enum Reply {
-    Channel(oneshot::Sender<FlushReport>),
-    Sender(OneshotSender<FlushReport>),
-}
-
-impl Reply {
-    fn send(self, report: FlushReport) {
-        // The asker may have stopped waiting.
-        let _ = match self {
-            Self::Channel(reply) => reply.send(report).ok(),
-            Self::Sender(reply) => reply.send(report).ok(),
-        };
-    }
-}
-
 fn timed_out() -> FlushReport {
     FlushReport {
         timed_out: true,
@@ -298,30 +254,55 @@ fn timed_out() -> FlushReport {
     }
 }
 
-/// An emitter's answer to a [`Flush`]: it starts sending at once, and registers a waiter
-/// only when the flush was sent with `send(..).await`; `do_send` leaves nothing behind.
+/// An emitter's answer to a [`Flush`] or a [`Shutdown`]: a flush starts sending at once,
+/// and registers a waiter only when it was sent with `send(..).await` (`do_send` leaves
+/// nothing behind); a shutdown is always registered.
 #[derive(Debug)]
 pub struct FlushResponse {
+    /// `None` when making it panicked.
     waiter: Option<Waiter>,
 }
 
-impl MessageResponse<Emitter, Flush> for FlushResponse {
+impl FlushResponse {
     fn handle(self, ctx: &mut Context<Emitter>, reply: Option<OneshotSender<FlushReport>>) {
-        let Some(reply) = reply else {
-            return;
-        };
         let Some(waiter) = self.waiter else {
-            // Handling the flush panicked.
-            let _ = reply.send(timed_out());
+            if let Some(reply) = reply {
+                let _ = reply.send(timed_out());
+            }
             return;
         };
+        if reply.is_none() && !waiter.shutdown {
+            return;
+        }
         // Registered on this turn, once the mailbox's messages are handled.
         ctx.spawn(
             actix::fut::ready(()).map(move |(), act: &mut Emitter, ctx| {
                 let id = act.contained(ctx, |act, _| act.core.register(waiter, Now::real()));
-                act.answer_when_done(id, Reply::Sender(reply), ctx);
+                match (id, reply) {
+                    (Some(id), Some(reply)) => {
+                        act.replies.insert(id, reply);
+                    }
+                    (None, Some(reply)) => {
+                        // Registering panicked: the emitter restarts.
+                        let _ = reply.send(timed_out());
+                    }
+                    (_, None) => {}
+                }
+                act.contained(ctx, |act, ctx| act.execute(ctx));
             }),
         );
+    }
+}
+
+impl MessageResponse<Emitter, Flush> for FlushResponse {
+    fn handle(self, ctx: &mut Context<Emitter>, reply: Option<OneshotSender<FlushReport>>) {
+        FlushResponse::handle(self, ctx, reply);
+    }
+}
+
+impl MessageResponse<Emitter, Shutdown> for FlushResponse {
+    fn handle(self, ctx: &mut Context<Emitter>, reply: Option<OneshotSender<FlushReport>>) {
+        FlushResponse::handle(self, ctx, reply);
     }
 }
 
@@ -398,10 +379,14 @@ impl Handler<Flush> for Emitter {
 }
 
 impl Handler<Shutdown> for Emitter {
-    type Result = ResponseFuture<FlushReport>;
+    type Result = FlushResponse;
 
     fn handle(&mut self, shutdown: Shutdown, ctx: &mut Self::Context) -> Self::Result {
-        self.shutdown(shutdown, ctx)
+        self.take_in_all(ctx);
+        let waiter = self.contained(ctx, |act, _| {
+            act.core.waiter(shutdown.deadline(), true, Now::real())
+        });
+        FlushResponse { waiter }
     }
 }
 

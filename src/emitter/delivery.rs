@@ -454,19 +454,9 @@ impl Delivery {
 
     /// Registers a sync flush (`shutdown`: then closes the emitter) waiting until
     /// `deadline`; its [`Command::Reply`] comes under the returned id, possibly at once.
+    #[cfg(test)]
     pub(crate) fn flush(&mut self, deadline: Instant, shutdown: bool, now: Now) -> u64 {
         let waiter = self.waiter(deadline, shutdown, now);
-        if shutdown && now.at < deadline && !self.closed {
-            // A shutdown's last call: what would wait past its deadline goes now, once.
-            for retry in &mut self.retries {
-                if retry.due > deadline {
-                    retry.due = now.at;
-                }
-            }
-            if self.hold_until.is_some_and(|hold| hold > deadline) {
-                self.hold_until = None;
-            }
-        }
         self.register(waiter, now)
     }
 
@@ -496,10 +486,21 @@ impl Delivery {
         }
     }
 
-    /// Registers `waiter`; its [`Command::Reply`] comes under the returned id, possibly at
-    /// once.
+    /// Registers `waiter` (a shutdown: then closes the emitter); its [`Command::Reply`]
+    /// comes under the returned id, possibly at once.
     pub(crate) fn register(&mut self, waiter: Waiter, now: Now) -> u64 {
         let id = waiter.id;
+        if waiter.shutdown && now.at < waiter.deadline && !self.closed {
+            // A shutdown's last call: what would wait past its deadline goes now, once.
+            for retry in &mut self.retries {
+                if retry.due > waiter.deadline {
+                    retry.due = now.at;
+                }
+            }
+            if self.hold_until.is_some_and(|hold| hold > waiter.deadline) {
+                self.hold_until = None;
+            }
+        }
         if self.closed {
             // A closed emitter sends nothing more: what it holds is final (kept by a
             // durable store for the next start), so the flush is answered now.
