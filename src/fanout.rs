@@ -373,11 +373,16 @@ impl Fanout {
 
     /// Takes what waits after a [`Wake`] (or a look [`BURST_INTERVAL`] later) and looks
     /// again later while events keep arriving, or while emitters keep leaving sent events
-    /// to free.
+    /// to free. A panic meanwhile is contained, and the fan-out looks again.
     fn on_wake(&mut self, ctx: &mut Context<Self>) {
-        let freed = self.disposal.free();
-        let (taken, busy) = self.inbox.take_for_wake(freed > 0);
-        self.accept(taken);
+        let busy = self
+            .contained("taking events", |fanout| {
+                let freed = fanout.disposal.free();
+                let (taken, busy) = fanout.inbox.take_for_wake(freed > 0);
+                fanout.accept(taken);
+                busy
+            })
+            .unwrap_or(true);
         if busy {
             ctx.run_later(BURST_INTERVAL, |fanout, ctx| fanout.on_wake(ctx));
         }
@@ -467,13 +472,7 @@ impl Handler<Wake> for Fanout {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        if self
-            .contained("taking events", |fanout| fanout.on_wake(ctx))
-            .is_none()
-        {
-            // Look again: what the panic interrupted may have left events waiting.
-            ctx.run_later(BURST_INTERVAL, |fanout, ctx| fanout.on_wake(ctx));
-        }
+        self.on_wake(ctx);
     }
 }
 
