@@ -368,12 +368,16 @@ fn unquoted(value: &str) -> Option<&str> {
     }
 }
 
-/// A forwarded scheme: `http` or `https`, in any case.
+/// A forwarded scheme: `http` or `https`, in any case, quoted or not.
 fn scheme_value(value: &str) -> Option<&'static str> {
-    let value = unquoted(value)?;
-    if value.eq_ignore_ascii_case("https") {
+    http_scheme(unquoted(value)?)
+}
+
+/// `http` or `https` (`scheme` in any case); `None` for any other scheme.
+pub(super) fn http_scheme(scheme: &str) -> Option<&'static str> {
+    if scheme.eq_ignore_ascii_case("https") {
         Some("https")
-    } else if value.eq_ignore_ascii_case("http") {
+    } else if scheme.eq_ignore_ascii_case("http") {
         Some("http")
     } else {
         None

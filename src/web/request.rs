@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix_web::http::header::{HeaderName, ACCEPT_LANGUAGE, COOKIE, HOST, REFERER, USER_AGENT};
 use actix_web::HttpRequest;
 
-use super::proxy::{is_valid_host, ProxyRule, PublicOrigin};
+use super::proxy::{http_scheme, is_valid_host, ProxyRule, PublicOrigin};
 use crate::subject::Subject;
 
 /// The longest user agent kept from a request (`ua`): the Snowplow atomic `useragent`
@@ -134,11 +134,10 @@ impl SubjectRules {
 /// The request's own scheme: its URI's (an absolute request target, HTTP/2), else that of
 /// the server's connection.
 fn request_scheme(request: &HttpRequest) -> &'static str {
-    match request.uri().scheme_str() {
-        Some(scheme) if scheme.eq_ignore_ascii_case("https") => "https",
-        Some(scheme) if scheme.eq_ignore_ascii_case("http") => "http",
-        _ if request.app_config().secure() => "https",
-        _ => "http",
+    match request.uri().scheme_str().and_then(http_scheme) {
+        Some(scheme) => scheme,
+        None if request.app_config().secure() => "https",
+        None => "http",
     }
 }
 
