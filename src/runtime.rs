@@ -22,16 +22,20 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    /// Starts a thread called `name` with its own `System`; returns once it runs.
+    /// Starts a thread called `name` with its own `System`; returns once it runs. The thread
+    /// logs to the `tracing` subscriber current where it is started (the global one, or a
+    /// scoped one set with `tracing::subscriber::set_default`).
     ///
     /// # Errors
     ///
     /// When the thread or its async runtime cannot be started.
     pub(crate) fn start(name: &str) -> io::Result<Self> {
         let (started, ready) = mpsc::sync_channel(1);
+        let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
+                let _logs = tracing::dispatcher::set_default(&dispatch);
                 let runner = System::new();
                 if started
                     .send((System::current(), Arbiter::current()))
@@ -95,5 +99,44 @@ mod tests {
         runtime.join();
         // Once stopped, its arbiter takes nothing more.
         assert!(!runtime.arbiter().spawn(async {}));
+    }
+
+    /// A subscriber set for a scope (as a test or an application with several does) sees
+    /// what the runtime's thread logs, not only the global one.
+    #[test]
+    fn the_thread_logs_to_the_subscriber_current_where_it_started() {
+        let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Sink(writer.clone()))
+            .finish();
+        let runtime = tracing::subscriber::with_default(subscriber, || {
+            Runtime::start("snowplow-test").unwrap()
+        });
+        let (done, answer) = mpsc::channel();
+        runtime.arbiter().spawn(async move {
+            tracing::info!("from the runtime's thread");
+            done.send(()).unwrap();
+        });
+        answer.recv().unwrap();
+        runtime.stop();
+        runtime.join();
+        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("from the runtime's thread"), "{text}");
+    }
+
+    /// Writes into a shared buffer.
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
 }
