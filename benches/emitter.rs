@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
-use snowplow_actix::transport::{Request, Response, Transport};
-use snowplow_actix::{EmitterBuilder, Structured, Tracker, TransportError};
+use snowplow_actix::transport::{Request, Response, Transport, TransportError};
+use snowplow_actix::{EmitterBuilder, Structured, Tracker};
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../tests/common/collector.rs"]

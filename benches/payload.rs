@@ -20,7 +20,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use snowplow_actix::{wire, StampedEvent, Structured, Subject, TrackerSettings};
+use snowplow_actix::wire::{self, StampedEvent, TrackerSettings};
+use snowplow_actix::{Structured, Subject, Tracker};
 
 /// A fixed `stm`, as an emitter takes one per request.
 const STM_MS: u64 = 1_700_000_000_000;
@@ -29,8 +30,7 @@ const BATCHES: [usize; 2] = [10, 100];
 
 /// Settings of a typical server-side tracker: namespace, app id and a subject.
 fn settings() -> TrackerSettings {
-    TrackerSettings::new("bench")
-        .expect("a non-empty namespace")
+    Tracker::builder("bench")
         .app_id("shop")
         .subject(
             Subject::new()
@@ -40,6 +40,8 @@ fn settings() -> TrackerSettings {
                 .lang("en-GB")
                 .timezone("Europe/London"),
         )
+        .settings()
+        .expect("a non-empty namespace")
 }
 
 /// One structured event with every field set; `value` varies it between events.
@@ -49,14 +51,15 @@ fn structured(value: f64) -> Structured {
         .label(black_box("red shoes"))
         .property(black_box("size 42"))
         .value(black_box(value))
-        .expect("a finite value")
 }
 
 /// `count` stamped events whose encodings have not been computed yet.
 fn stamped_events(settings: &TrackerSettings, count: usize) -> Vec<StampedEvent> {
     let mut events = Vec::with_capacity(count);
     for idx in 0..count {
-        settings.stamp_each(structured(idx as f64), |event| events.push(event));
+        settings
+            .stamp_each(structured(idx as f64), |event| events.push(event))
+            .expect("a valid event");
     }
     events
 }
@@ -66,7 +69,7 @@ fn stamp(c: &mut Criterion) {
     let mut group = c.benchmark_group("stamp");
     group.throughput(Throughput::Elements(1));
     group.bench_function("structured", |b| {
-        b.iter(|| settings.stamp(structured(2.0)));
+        b.iter(|| settings.stamp(structured(2.0)).expect("a valid event"));
     });
     group.finish();
 }
@@ -77,7 +80,7 @@ fn stamp_post_json(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("structured", |b| {
         b.iter(|| {
-            let events = settings.stamp(structured(2.0));
+            let events = settings.stamp(structured(2.0)).expect("a valid event");
             events[0].to_post_json(black_box(STM_MS))
         });
     });
@@ -125,7 +128,9 @@ fn whole_path(c: &mut Criterion) {
             b.iter(|| {
                 events.clear();
                 for idx in 0..count {
-                    settings.stamp_each(structured(idx as f64), |event| events.push(event));
+                    settings
+                        .stamp_each(structured(idx as f64), |event| events.push(event))
+                        .expect("a valid event");
                 }
                 body.clear();
                 wire::push_post_body(&mut body, events.iter(), black_box(STM_MS));

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use snowplow_actix::store::{EventStore, InMemoryStore, SqliteStore, StoredEvent};
-use snowplow_actix::{StampedEvent, Structured, Subject, TrackerSettings};
+use snowplow_actix::wire::StampedEvent;
+use snowplow_actix::{Structured, Subject, Tracker};
 
 /// Events per lease (the default POST batch size).
 const BATCH: usize = 10;
@@ -26,8 +27,7 @@ const CAPACITY: usize = 100_000;
 /// Ten structured events of a typical server-side tracker (namespace, app id, subject),
 /// about 400 bytes each as sent.
 fn stamped() -> Vec<Arc<StampedEvent>> {
-    let settings = TrackerSettings::new("bench")
-        .expect("a non-empty namespace")
+    let settings = Tracker::builder("bench")
         .app_id("shop")
         .subject(
             Subject::new()
@@ -36,17 +36,20 @@ fn stamped() -> Vec<Arc<StampedEvent>> {
                 .useragent("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
                 .lang("en-GB")
                 .timezone("Europe/London"),
-        );
+        )
+        .settings()
+        .expect("a non-empty namespace");
     (0..BATCH)
         .flat_map(|idx| {
-            settings.stamp(
-                Structured::new("shop", "add-to-basket")
-                    .expect("non-empty category and action")
-                    .label("red shoes")
-                    .property("size 42")
-                    .value(idx as f64)
-                    .expect("a finite value"),
-            )
+            settings
+                .stamp(
+                    Structured::new("shop", "add-to-basket")
+                        .expect("non-empty category and action")
+                        .label("red shoes")
+                        .property("size 42")
+                        .value(idx as f64),
+                )
+                .expect("a valid event")
         })
         .map(Arc::new)
         .collect()

@@ -23,8 +23,10 @@ use actix::prelude::*;
 use serde::{Serialize, Serializer};
 use serde_json::json;
 use snowplow_actix::{
-    CustomEmitter, EmitterBuilder, Flush, FlushReport, PageView, Payload, SelfDescribing,
-    SelfDescribingJson, Structured, Track, Tracker, DEFAULT_MAILBOX_CAPACITY,
+    emitter::{Flush, Track, DEFAULT_MAILBOX_CAPACITY},
+    tracker::CustomEmitter,
+    wire::Payload,
+    EmitterBuilder, FlushReport, PageView, SelfDescribing, SelfDescribingJson, Structured, Tracker,
 };
 
 use collector::{Collector, CollectorConfig};

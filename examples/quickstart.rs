@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .subject(
             Subject::new()
                 .user_id("user-42")
-                .screen_resolution(1920, 1080)?
+                .screen_resolution(1920, 1080)
                 .lang("en-GB"),
         )
         .emitter(EmitterBuilder::new(collector.endpoint()))
@@ -61,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Structured::new("shop", "add-to-basket")?
             .label("red shoes")
             .property("size 42")
-            .value(2.0)?
+            .value(2.0)
             .subject(Subject::new().ip_address("203.0.113.9")),
     )?;
 
@@ -89,8 +89,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let order = tracker.track(
         Transaction::new("order-1001", 89.9)?
             .affiliation("web-shop")
-            .tax_value(15.0)?
-            .shipping(4.9)?
+            .tax_value(15.0)
+            .shipping(4.9)
             .city("London")
             .country("GB")
             .currency("GBP")

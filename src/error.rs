@@ -2,9 +2,12 @@
 
 /// An event or one of its parts was built from invalid input.
 ///
-/// Returned by the event constructors and setters that validate their input, by
-/// [`Subject`](crate::Subject) setters and by [`SelfDescribingJson::new`](crate::SelfDescribingJson::new).
-/// Nothing is tracked when an event cannot be built.
+/// Returned at once by the event constructors (for their required fields) and by
+/// [`SelfDescribingJson::new`](crate::SelfDescribingJson::new). An optional setter never
+/// fails in the middle of a chain: the first invalid value it is given is kept and
+/// reported at the end, by [`Tracker::track`](crate::Tracker::track)
+/// ([`TrackError::InvalidEvent`]) or [`TrackerSettings::stamp`](crate::wire::TrackerSettings::stamp),
+/// and nothing is tracked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventError {
@@ -68,6 +71,22 @@ pub enum EventError {
         /// The largest value the schema allows.
         max: u64,
     },
+}
+
+impl EventError {
+    /// What is wrong, without the rejected text (which may come from a client): for log
+    /// lines at INFO and above.
+    pub(crate) fn without_input(&self) -> String {
+        match self {
+            Self::InvalidPlatform(_) => "invalid platform".into(),
+            Self::InvalidNodeName(_) => "invalid form element node name".into(),
+            Self::InvalidInputType(_) => "invalid form element type".into(),
+            Self::NotAnObject { .. } => "self-describing data that is not a JSON object".into(),
+            Self::InvalidSchemaUri(_) => "invalid schema URI".into(),
+            Self::InvalidUuid { field, .. } => format!("{field} must be a UUID"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// A tracker or emitter could not be built from its settings.
@@ -155,10 +174,14 @@ pub enum TrackError {
     /// The tracker was shut down.
     #[error("the tracker is shut down")]
     ShutDown,
-    /// The fan-out cannot keep up: its mailbox is full. The event was dropped and counted
+    /// The fan-out cannot keep up: its queue is full. The event was dropped and counted
     /// (`refused` in the tracker's stats).
     #[error("the tracker's queue is full: the event was dropped")]
     QueueFull,
+    /// A setter of the event (or of its subject) was given an invalid value: nothing was
+    /// tracked. Counted (`invalid` in the tracker's stats).
+    #[error("invalid event: {0}")]
+    InvalidEvent(#[from] EventError),
 }
 
 /// A flush could not run.
@@ -169,6 +192,16 @@ pub enum FlushError {
     #[error("the tracker is shut down")]
     ShutDown,
     /// The actors did not answer (their arbiter or the system stopped).
+    #[error("the emitters did not answer")]
+    Unavailable,
+}
+
+/// The counters could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatsError {
+    /// The actors are gone without leaving a shutdown's figures (their arbiter or the
+    /// system stopped).
     #[error("the emitters did not answer")]
     Unavailable,
 }
@@ -206,7 +239,7 @@ pub enum TransportError {
     #[error("connection error: {0}")]
     Connection(String),
     /// No answer within the request timeout.
-    #[error("request timed out")]
+    #[error("timeout")]
     Timeout,
     /// The transport cannot go on (its client is broken): the emitter returns the request's
     /// events to its queue, stops, and is restarted by its supervisor with a new transport.
@@ -226,6 +259,41 @@ pub enum StoreError {
     /// The store's backing storage failed (I/O, a locked or corrupt file).
     #[error("event store failure: {0}")]
     Backend(String),
+}
+
+/// The first invalid value a builder was given, kept for the end of its chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FirstError(Option<EventError>);
+
+impl FirstError {
+    /// The value of `checked`, or `None` after keeping its error (unless one is kept
+    /// already: the first wins).
+    pub(crate) fn keep<T>(&mut self, checked: Result<T, EventError>) -> Option<T> {
+        match checked {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.also(Some(error));
+                None
+            }
+        }
+    }
+
+    /// Keeps `error` unless one is kept already.
+    pub(crate) fn also(&mut self, error: Option<EventError>) {
+        if self.0.is_none() {
+            self.0 = error;
+        }
+    }
+
+    /// The kept error.
+    pub(crate) fn get(&self) -> Option<&EventError> {
+        self.0.as_ref()
+    }
+
+    /// `Err` with the kept error, if any.
+    pub(crate) fn check(&self) -> Result<(), EventError> {
+        self.0.clone().map_or(Ok(()), Err)
+    }
 }
 
 /// The text of a panic's payload, when it has one (for the log line of a caught panic).

@@ -1,39 +1,40 @@
 //! The fan-out: hands each tracked event to every emitter, gathers flush replies.
 //!
 //! ```text
-//! Tracker::track ─push─▶ Inbox ─(Wake when idle)─▶ Fanout ─┬─TrackBatch─▶ Emitter A
-//!                                                          ├─TrackBatch─▶ Emitter B
-//!                                                          └─Track ×n───▶ custom emitter
-//! Emitter A, B ─sent events─▶ Disposal ─(freed by)─▶ Fanout
+//! Tracker::track ─Inbox::push─▶ Inbox ─(Wake when idle)─▶ Fanout ─┬─TrackBatch─▶ Emitter A
+//!                                                                 ├─TrackBatch─▶ Emitter B
+//!                                                                 └─Track ×n───▶ custom emitter
 //! ```
 //!
-//! `track` pushes the stamped event into the [`Inbox`] and wakes the fan-out only when it
-//! is idle. Once woken, the fan-out takes everything waiting, and looks again every
-//! [`BURST_INTERVAL`] for as long as events keep arriving, so a steady stream costs its
-//! producers no mailbox message and no system call. It encodes each event for the methods
-//! its emitters use (once, off the emitters' arbiters) and hands the lot to each built-in
-//! emitter as one [`TrackBatch`]; custom emitters get one [`Track`] per event. It also frees
-//! the events the emitters have sent, which they leave in the [`Disposal`].
+//! [`Inbox::push`] queues a stamped event and wakes the fan-out when it is idle: the inbox
+//! alone decides when a [`Wake`] is due. Once woken, the fan-out takes everything waiting,
+//! and looks again every [`BURST_INTERVAL`] for as long as events keep arriving, so a steady
+//! stream costs its producers no message and no system call. It encodes each event for the
+//! methods its emitters use (once, off the emitters' arbiters) and hands the lot to each
+//! built-in emitter as one [`TrackBatch`]; custom emitters get one [`Track`] per event.
 //!
 //! Hand-overs use `try_send`, so a slow or stopped emitter never delays the others: when its
-//! mailbox is full the events are refused for that emitter only, counted as `capacity` drops
-//! of that emitter and logged once per burst. `Flush`, `Shutdown` and stats requests first
-//! take what waits in the inbox, so each emitter sees them after every event tracked before;
+//! mailbox is full the events are refused for that emitter only, counted once (in the
+//! route's `refused`, which a built-in emitter reports as received and dropped for
+//! `capacity`) and logged once per burst. `Flush`, `Shutdown` and stats requests first take
+//! what waits in the inbox, so each emitter sees them after every event tracked before;
 //! their replies are gathered into one [`FlushReport`].
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::future::join_all;
+use actix::WeakAddr;
+use futures::future::{join_all, LocalBoxFuture};
 
-use crate::emitter::{EmitterStats, FlushReport, Method};
+use crate::emitter::Emitter;
 use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
-use crate::stamp::StampedEvent;
-use crate::store::Disposal;
+use crate::report::{EmitterReport, EmitterStats, FlushReport};
+use crate::sync::{lock, Burst};
+use crate::wire::{Method, StampedEvent};
 
 /// Events tracked and not yet taken by the fan-out: `track` pushes, the fan-out takes all.
 /// Emitters added meanwhile wait here too, at their place among the events, so an emitter
@@ -43,6 +44,8 @@ pub(crate) struct Inbox {
     capacity: usize,
     /// Bytes of events it holds at most (their pairs, as stamped).
     max_bytes: usize,
+    /// The fan-out it wakes (weak: the fan-out holds the inbox).
+    fanout: WeakAddr<Fanout>,
 }
 
 impl fmt::Debug for Inbox {
@@ -60,7 +63,8 @@ struct InboxState {
     bytes: usize,
     /// Emitters added, each with the number of `events` tracked before it.
     routes: Vec<(usize, Route)>,
-    /// A [`Wake`] is on its way: later pushes need not send another.
+    /// A [`Wake`] is on its way, or the fan-out is awake and looks again soon: later pushes
+    /// need not send another.
     woken: bool,
     /// The tracker shut down: nothing is taken any more.
     closed: bool,
@@ -80,79 +84,91 @@ impl Taken {
     }
 }
 
-/// What became of a pushed event.
+/// Why the inbox did not take an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pushed {
-    /// Queued; `wake` says the fan-out must be sent a [`Wake`].
-    Queued { wake: bool },
-    /// Refused: the inbox holds its capacity.
+pub(crate) enum Refused {
+    /// It holds its capacity (in events or bytes).
     Full,
-    /// Refused: the tracker shut down.
+    /// The tracker shut down.
     Closed,
 }
 
 impl Inbox {
-    /// An inbox holding at most `capacity` events and `max_bytes` of them.
-    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
+    /// An inbox holding at most `capacity` events and `max_bytes` of them, waking `fanout`.
+    fn new(capacity: usize, max_bytes: usize, fanout: WeakAddr<Fanout>) -> Self {
         Self {
             state: Mutex::new(InboxState::default()),
             capacity,
             max_bytes,
+            fanout,
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, InboxState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Queues `event`, and wakes the fan-out when it is idle.
+    pub(crate) fn push(&self, event: Arc<StampedEvent>) -> Result<(), Refused> {
+        let wake = self.offer(event)?;
+        self.wake_if(wake);
+        Ok(())
     }
 
-    /// Queues `event` unless the inbox is full or closed.
-    pub(crate) fn push(&self, event: Arc<StampedEvent>) -> Pushed {
-        let mut state = self.state();
+    /// Queues a new emitter after the events tracked so far, and wakes the fan-out when it
+    /// is idle.
+    pub(crate) fn push_route(&self, route: Route) -> Result<(), Refused> {
+        let wake = {
+            let mut state = lock(&self.state);
+            if state.closed {
+                return Err(Refused::Closed);
+            }
+            let at = state.events.len();
+            state.routes.push((at, route));
+            Self::woken(&mut state)
+        };
+        self.wake_if(wake);
+        Ok(())
+    }
+
+    /// Queues `event` unless the inbox is full or closed; `true` when the fan-out is to be
+    /// woken (the wake rule, without the message).
+    fn offer(&self, event: Arc<StampedEvent>) -> Result<bool, Refused> {
+        let mut state = lock(&self.state);
         if state.closed {
-            return Pushed::Closed;
+            return Err(Refused::Closed);
         }
         let size = event.payload().heap_bytes();
         if state.events.len() >= self.capacity
             || (state.bytes + size > self.max_bytes && !state.events.is_empty())
         {
-            return Pushed::Full;
+            return Err(Refused::Full);
         }
         state.bytes += size;
         state.events.push(event);
-        let wake = !state.woken;
-        state.woken = true;
-        Pushed::Queued { wake }
+        Ok(Self::woken(&mut state))
     }
 
-    /// Queues a new emitter after the events tracked so far; `false` once closed.
-    pub(crate) fn push_route(&self, route: Route) -> Pushed {
-        let mut state = self.state();
-        if state.closed {
-            return Pushed::Closed;
+    /// Marks a wake as due; `true` when none was.
+    fn woken(state: &mut InboxState) -> bool {
+        !std::mem::replace(&mut state.woken, true)
+    }
+
+    fn wake_if(&self, wake: bool) {
+        if let Some(fanout) = wake.then(|| self.fanout.upgrade()).flatten() {
+            fanout.do_send(Wake);
         }
-        let at = state.events.len();
-        state.routes.push((at, route));
-        let wake = !state.woken;
-        state.woken = true;
-        Pushed::Queued { wake }
     }
 
     /// Takes everything queued (for a flush or a stats request: whether a [`Wake`] is due
     /// stays as it was).
     fn take(&self) -> Taken {
-        let mut state = self.state();
-        Self::take_from(&mut state)
+        Self::take_from(&mut lock(&self.state))
     }
 
     /// Takes everything queued for a [`Wake`] or a later look. When there was something,
     /// more may follow: the fan-out stays awake and looks again after [`BURST_INTERVAL`]
-    /// (`true`), and pushes meanwhile send no `Wake`, so a steady stream of events costs
-    /// its producers no system call. When there was nothing it goes idle and the next push
-    /// wakes it. `also_busy` keeps it awake for another reason (emitters are settling
-    /// events).
-    fn take_for_wake(&self, also_busy: bool) -> (Taken, bool) {
-        let mut state = self.state();
-        let busy = also_busy || !state.events.is_empty() || !state.routes.is_empty();
+    /// (`true`), and pushes meanwhile send no `Wake`. When there was nothing it goes idle
+    /// and the next push wakes it.
+    fn take_for_wake(&self) -> (Taken, bool) {
+        let mut state = lock(&self.state);
+        let busy = !state.events.is_empty() || !state.routes.is_empty();
         state.woken = busy;
         (Self::take_from(&mut state), busy)
     }
@@ -169,7 +185,7 @@ impl Inbox {
 
     /// Takes everything queued and refuses anything later.
     pub(crate) fn close(&self) -> Taken {
-        let mut state = self.state();
+        let mut state = lock(&self.state);
         state.closed = true;
         Self::take_from(&mut state)
     }
@@ -178,7 +194,7 @@ impl Inbox {
 /// While events keep arriving the fan-out takes them this often instead of being woken by
 /// each: a wake costs the tracking thread a system call, a timer costs it nothing. It is
 /// also the most an event waits in the inbox.
-pub(crate) const BURST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+pub(crate) const BURST_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Tells the fan-out that its inbox has events.
 #[derive(Debug, Clone, Copy, Message)]
@@ -187,66 +203,156 @@ pub(crate) struct Wake;
 
 /// One emitter as the fan-out sees it.
 pub(crate) struct Route {
-    pub(crate) name: String,
-    pub(crate) track: Recipient<Track>,
-    /// Where a built-in emitter takes several events at once.
-    pub(crate) batch: Option<Recipient<TrackBatch>>,
-    /// The method a built-in emitter sends with: its events are encoded for it here.
-    pub(crate) method: Option<Method>,
-    pub(crate) flush: Option<Recipient<Flush>>,
-    pub(crate) shutdown: Option<Recipient<Shutdown>>,
-    pub(crate) stats: Option<Recipient<GetStats>>,
-    /// Events this emitter's mailbox refused (full or closed).
-    refused: u64,
+    name: String,
+    to: Destination,
+    /// Events this emitter could not be handed (its mailbox full or closed), the one count
+    /// of them: a built-in emitter shares it and reports them as received and dropped
+    /// (`capacity`).
+    refused: Arc<AtomicU64>,
     /// Refusals since the mailbox last took an event (logged once per burst).
-    burst: u64,
+    burst: Burst,
 }
 
+/// Where a route's events and flushes go.
+enum Destination {
+    /// An emitter of this crate: takes batches, flushes, shuts down, has stats; its events
+    /// are encoded here for its method.
+    BuiltIn {
+        emitter: Addr<Emitter>,
+        method: Method,
+    },
+    /// A custom emitter: one [`Track`] per event, flushes if it takes them.
+    Custom {
+        track: Recipient<Track>,
+        flush: Option<Recipient<Flush>>,
+    },
+}
+
+/// A reply awaited from one emitter.
+type Reply<T> = LocalBoxFuture<'static, Result<T, MailboxError>>;
+
 impl Route {
-    pub(crate) fn new(name: String, track: Recipient<Track>) -> Self {
+    /// A built-in emitter sending with `method`, sharing its count of refused events.
+    pub(crate) fn built_in(
+        name: String,
+        emitter: Addr<Emitter>,
+        method: Method,
+        refused: Arc<AtomicU64>,
+    ) -> Self {
+        Self::new(name, Destination::BuiltIn { emitter, method }, refused)
+    }
+
+    /// A custom emitter.
+    pub(crate) fn custom(
+        name: String,
+        track: Recipient<Track>,
+        flush: Option<Recipient<Flush>>,
+    ) -> Self {
+        Self::new(name, Destination::Custom { track, flush }, Arc::default())
+    }
+
+    fn new(name: String, to: Destination, refused: Arc<AtomicU64>) -> Self {
         Self {
             name,
-            track,
-            batch: None,
-            method: None,
-            flush: None,
-            shutdown: None,
-            stats: None,
-            refused: 0,
-            burst: 0,
+            to,
+            refused,
+            burst: Burst::default(),
         }
+    }
+
+    fn method(&self) -> Option<Method> {
+        match self.to {
+            Destination::BuiltIn { method, .. } => Some(method),
+            Destination::Custom { .. } => None,
+        }
+    }
+
+    fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Hands `events` over: as one batch to a built-in emitter, one by one to a custom one.
-    fn forward(&mut self, events: Vec<Arc<StampedEvent>>) {
-        let count = events.len() as u64;
-        if let Some(batch) = &self.batch {
-            let refused = batch.try_send(TrackBatch(events)).err().map(refusal);
-            self.settle(count, refused);
-            return;
-        }
-        for event in events {
-            let refused = self.track.try_send(Track(event)).err().map(refusal);
-            self.settle(1, refused);
+    fn forward(&self, events: Vec<Arc<StampedEvent>>) {
+        match &self.to {
+            Destination::BuiltIn { emitter, .. } => {
+                let count = events.len() as u64;
+                let refused = emitter.try_send(TrackBatch(events)).err().map(refusal);
+                self.count_hand_over(count, refused);
+            }
+            Destination::Custom { track, .. } => {
+                for event in events {
+                    let refused = track.try_send(Track(event)).err().map(refusal);
+                    self.count_hand_over(1, refused);
+                }
+            }
         }
     }
 
-    /// Counts `count` events handed over, or refused for `why`.
-    fn settle(&mut self, count: u64, refused: Option<&'static str>) {
+    /// Counts `count` events handed over, or refused for `why` (logged once per burst).
+    fn count_hand_over(&self, count: u64, refused: Option<&'static str>) {
+        let method = self.method().map(tracing::field::display);
         match refused {
             None => {
-                if self.burst > 0 {
-                    tracing::warn!(emitter = %self.name, method = self.method.map(tracing::field::display), refused = self.burst, "emitter takes events again after refusing some");
-                    self.burst = 0;
+                if let Some(refused) = self.burst.end() {
+                    tracing::warn!(emitter = %self.name, method, refused, "emitter takes events again after refusing some");
                 }
             }
             Some(why) => {
-                if self.burst == 0 {
-                    tracing::warn!(emitter = %self.name, method = self.method.map(tracing::field::display), why, "emitter cannot take events: dropping them as capacity");
+                self.refused.fetch_add(count, Ordering::Relaxed);
+                if self.burst.add(count) {
+                    tracing::warn!(emitter = %self.name, method, why, "emitter cannot take events: dropping them as capacity");
                 }
-                self.burst += count;
-                self.refused += count;
             }
+        }
+    }
+
+    /// Starts a flush without waiting for it (a flush already waiting in the mailbox does
+    /// the same: a full mailbox loses nothing).
+    fn start_flush(&self, flush: Flush) {
+        match &self.to {
+            Destination::BuiltIn { emitter, .. } => {
+                let _ = emitter.try_send(flush);
+            }
+            Destination::Custom {
+                flush: Some(to), ..
+            } => {
+                let _ = to.try_send(flush);
+            }
+            Destination::Custom { flush: None, .. } => {}
+        }
+    }
+
+    /// The emitter's report of `flush`, when it takes flushes.
+    fn ask_flush(&self, flush: Flush) -> Option<Reply<FlushReport>> {
+        let deadline = flush.deadline();
+        match &self.to {
+            Destination::BuiltIn { emitter, .. } => {
+                Some(Box::pin(bounded(emitter.send(flush), deadline)))
+            }
+            Destination::Custom {
+                flush: Some(to), ..
+            } => Some(Box::pin(bounded(to.send(flush), deadline))),
+            Destination::Custom { flush: None, .. } => None,
+        }
+    }
+
+    /// The emitter's report of `shutdown`: a custom emitter gets a flush with the same
+    /// deadline.
+    fn ask_shutdown(&self, shutdown: Shutdown) -> Option<Reply<FlushReport>> {
+        match &self.to {
+            Destination::BuiltIn { emitter, .. } => Some(Box::pin(bounded(
+                emitter.send(shutdown),
+                shutdown.deadline(),
+            ))),
+            Destination::Custom { .. } => self.ask_flush(Flush::until(shutdown.deadline())),
+        }
+    }
+
+    /// The emitter's counters, when it has some.
+    fn ask_stats(&self) -> Option<Reply<EmitterStats>> {
+        match &self.to {
+            Destination::BuiltIn { emitter, .. } => Some(Box::pin(emitter.send(GetStats))),
+            Destination::Custom { .. } => None,
         }
     }
 }
@@ -254,17 +360,13 @@ impl Route {
 /// How long past its own deadline an emitter's flush reply is awaited: built-in emitters
 /// answer at their deadline; a custom emitter that never answers must not hold the
 /// tracker's flush or shutdown forever.
-const REPLY_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+const REPLY_GRACE: Duration = Duration::from_secs(1);
 
 /// `reply`, or an error once `deadline` (and [`REPLY_GRACE`]) has passed.
-async fn bounded<R>(
-    reply: actix::dev::RecipientRequest<R>,
+async fn bounded<T>(
+    reply: impl std::future::Future<Output = Result<T, MailboxError>>,
     deadline: Instant,
-) -> Result<R::Result, MailboxError>
-where
-    R: Message + Send + 'static,
-    R::Result: Send,
-{
+) -> Result<T, MailboxError> {
     let wait = deadline
         .saturating_duration_since(Instant::now())
         .saturating_add(REPLY_GRACE);
@@ -283,10 +385,9 @@ fn refusal<M>(error: SendError<M>) -> &'static str {
 }
 
 /// Forwards every event to every emitter.
-pub struct Fanout {
+pub(crate) struct Fanout {
     routes: Vec<Route>,
     inbox: Arc<Inbox>,
-    disposal: Arc<Disposal>,
     /// Panics caught in its handlers (the tracker reports them).
     panics: Arc<AtomicU64>,
     /// Tests: the next hand-over panics.
@@ -302,28 +403,28 @@ impl fmt::Debug for Fanout {
 }
 
 impl Fanout {
-    /// Starts a fan-out on `arbiter` taking events from `inbox` and freeing those left in
-    /// `disposal`; its mailbox holds `mailbox_capacity` messages from the first one (see
-    /// [`crate::mailbox`]).
+    /// Starts a fan-out on `arbiter` and returns its address and the inbox that feeds it
+    /// (at most `capacity` events and `max_bytes` of them); its mailbox holds `capacity`
+    /// messages from the first one (see [`crate::mailbox`]).
     pub(crate) fn start_on(
         arbiter: &ArbiterHandle,
-        inbox: Arc<Inbox>,
-        disposal: Arc<Disposal>,
-        mailbox_capacity: usize,
+        capacity: usize,
+        max_bytes: usize,
         panics: Arc<AtomicU64>,
-    ) -> Addr<Self> {
-        let (addr, mailbox) = crate::mailbox::sized(mailbox_capacity);
+    ) -> (Addr<Self>, Arc<Inbox>) {
+        let (addr, mailbox) = crate::mailbox::sized(capacity);
+        let inbox = Arc::new(Inbox::new(capacity, max_bytes, addr.downgrade()));
+        let fed = inbox.clone();
         arbiter.spawn_fn(move || {
             mailbox.into_context().run(Fanout {
                 routes: Vec::new(),
-                inbox,
-                disposal,
+                inbox: fed,
                 panics,
                 #[cfg(test)]
                 panic_next: false,
             });
         });
-        addr
+        (addr, inbox)
     }
 
     /// Runs `work`; a panic in it is caught, counted and logged, and the fan-out goes on
@@ -350,12 +451,10 @@ impl Fanout {
         );
     }
 
-    /// Hands everything waiting in the inbox to every emitter, and frees what the emitters
-    /// have sent since the last time.
+    /// Hands everything waiting in the inbox to every emitter.
     fn drain(&mut self) {
         let taken = self.inbox.take();
         self.accept(taken);
-        self.disposal.free();
     }
 
     /// Hands over what was taken from the inbox, adding each new emitter after the events
@@ -372,13 +471,12 @@ impl Fanout {
     }
 
     /// Takes what waits after a [`Wake`] (or a look [`BURST_INTERVAL`] later) and looks
-    /// again later while events keep arriving, or while emitters keep leaving sent events
-    /// to free. A panic meanwhile is contained, and the fan-out looks again.
+    /// again later while events keep arriving. A panic meanwhile is contained, and the
+    /// fan-out looks again.
     fn on_wake(&mut self, ctx: &mut Context<Self>) {
         let busy = self
             .contained("taking events", |fanout| {
-                let freed = fanout.disposal.free();
-                let (taken, busy) = fanout.inbox.take_for_wake(freed > 0);
+                let (taken, busy) = fanout.inbox.take_for_wake();
                 fanout.accept(taken);
                 busy
             })
@@ -395,8 +493,8 @@ impl Fanout {
         if events.is_empty() {
             return;
         }
-        let post = self.routes.iter().any(|r| r.method == Some(Method::Post));
-        let get = self.routes.iter().any(|r| r.method == Some(Method::Get));
+        let post = self.routes.iter().any(|r| r.method() == Some(Method::Post));
+        let get = self.routes.iter().any(|r| r.method() == Some(Method::Get));
         #[cfg(test)]
         let panic_next = std::mem::take(&mut self.panic_next);
         let encoded = catch_unwind(AssertUnwindSafe(|| {
@@ -408,12 +506,12 @@ impl Fanout {
         }));
         if let Err(panic) = encoded {
             self.count_panic("encoding events", panic.as_ref());
-            for route in &mut self.routes {
-                route.settle(events.len() as u64, Some("the fan-out panicked"));
+            for route in &self.routes {
+                route.count_hand_over(events.len() as u64, Some("the fan-out panicked"));
             }
             return;
         }
-        if let Some((last, others)) = self.routes.split_last_mut() {
+        if let Some((last, others)) = self.routes.split_last() {
             for route in others {
                 route.forward(events.clone());
             }
@@ -422,27 +520,13 @@ impl Fanout {
     }
 
     fn refused(&self) -> u64 {
-        self.routes.iter().map(|route| route.refused).sum()
+        self.routes.iter().map(Route::refused).sum()
     }
 
-    /// Sends `message` to every route that takes it and merges the reports; refusals by
-    /// full mailboxes meanwhile are added as `capacity` drops.
-    fn gather<M>(
-        &mut self,
-        pick: impl Fn(&Route) -> Option<Recipient<M>>,
-        message: M,
-        deadline: Instant,
-    ) -> ResponseActFuture<Self, FlushReport>
-    where
-        M: Message<Result = FlushReport> + Clone + Send + 'static,
-    {
+    /// Awaits `replies` and merges them into one report; refusals by full mailboxes
+    /// meanwhile are added as `capacity` drops.
+    fn gather(&self, replies: Vec<Reply<FlushReport>>) -> ResponseActFuture<Self, FlushReport> {
         let refused_before = self.refused();
-        let replies: Vec<_> = self
-            .routes
-            .iter()
-            .filter_map(&pick)
-            .map(|recipient| bounded(recipient.send(message.clone()), deadline))
-            .collect();
         Box::pin(
             join_all(replies)
                 .into_actor(self)
@@ -502,7 +586,7 @@ impl Handler<Flush> for Fanout {
 /// emitter's report; sent with `do_send`, it starts each emitter's flush and waits for
 /// none.
 #[derive(Debug)]
-pub struct FanoutFlush(Flush);
+pub(crate) struct FanoutFlush(Flush);
 
 impl actix::dev::MessageResponse<Fanout, Flush> for FanoutFlush {
     fn handle(
@@ -512,12 +596,10 @@ impl actix::dev::MessageResponse<Fanout, Flush> for FanoutFlush {
     ) {
         let FanoutFlush(flush) = self;
         let Some(reply) = reply else {
-            // A flush already waiting in an emitter's mailbox does the same: a full
-            // mailbox loses nothing.
             ctx.spawn(
                 actix::fut::ready(()).map(move |(), fanout: &mut Fanout, _| {
-                    for recipient in fanout.routes.iter().filter_map(|r| r.flush.as_ref()) {
-                        let _ = recipient.try_send(flush);
+                    for route in &fanout.routes {
+                        route.start_flush(flush);
                     }
                 }),
             );
@@ -526,7 +608,8 @@ impl actix::dev::MessageResponse<Fanout, Flush> for FanoutFlush {
         ctx.spawn(
             actix::fut::ready(())
                 .then(move |(), fanout: &mut Fanout, _| {
-                    fanout.gather(|route| route.flush.clone(), flush, flush.deadline())
+                    let replies = fanout.routes.iter().filter_map(|r| r.ask_flush(flush));
+                    fanout.gather(replies.collect())
                 })
                 .map(move |report, _, _| {
                     let _ = reply.send(report);
@@ -542,52 +625,10 @@ impl Handler<Shutdown> for Fanout {
         self.contained("a shutdown", |fanout| {
             let left = fanout.inbox.close();
             fanout.accept(left);
-            fanout.disposal.free();
         });
-        // Emitters that cannot shut down get a flush with the same deadline.
-        let flushes = self
-            .routes
-            .iter()
-            .filter(|route| route.shutdown.is_none())
-            .filter_map(|route| route.flush.clone())
-            .map(|recipient| {
-                bounded(
-                    recipient.send(Flush::until(shutdown.deadline())),
-                    shutdown.deadline(),
-                )
-            })
-            .collect::<Vec<_>>();
-        let deadline = shutdown.deadline();
-        let shutdowns = self.gather(|route| route.shutdown.clone(), shutdown, deadline);
-        Box::pin(shutdowns.then(move |mut report, fanout, _| {
-            join_all(flushes)
-                .into_actor(fanout)
-                .map(move |replies, _, _| {
-                    for reply in replies {
-                        match reply {
-                            Ok(one) => report.merge(&one),
-                            Err(error) => {
-                                tracing::warn!(%error, "an emitter did not answer the shutdown's flush");
-                                report.timed_out = true;
-                            }
-                        }
-                    }
-                    report
-                })
-        }))
+        let replies = self.routes.iter().filter_map(|r| r.ask_shutdown(shutdown));
+        self.gather(replies.collect())
     }
-}
-
-/// One emitter's counters as the tracker reports them.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct EmitterReport {
-    /// The emitter's name: its endpoint, or the name given to a custom emitter.
-    pub name: String,
-    /// Its counters, events its mailbox refused included (as received and dropped for
-    /// `capacity`); `None` for a custom emitter that does not answer [`GetStats`].
-    pub stats: Option<EmitterStats>,
-    /// Events the fan-out could not hand to it (mailbox full or stopped).
-    pub refused: u64,
 }
 
 /// Asks the fan-out for every emitter's counters.
@@ -604,11 +645,8 @@ impl Handler<GetReports> for Fanout {
             .routes
             .iter()
             .map(|route| {
-                let ask = route
-                    .stats
-                    .clone()
-                    .map(|recipient| recipient.send(GetStats));
-                let (name, refused) = (route.name.clone(), route.refused);
+                let ask = route.ask_stats();
+                let (name, refused) = (route.name.clone(), route.refused.clone());
                 async move {
                     let stats = match ask {
                         Some(ask) => ask.await.ok(),
@@ -616,12 +654,8 @@ impl Handler<GetReports> for Fanout {
                     };
                     EmitterReport {
                         name,
-                        stats: stats.map(|mut stats| {
-                            stats.received += refused;
-                            stats.dropped.capacity += refused;
-                            stats
-                        }),
-                        refused,
+                        stats,
+                        refused: refused.load(Ordering::Relaxed),
                     }
                 }
             })
@@ -633,7 +667,7 @@ impl Handler<GetReports> for Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stamp::TrackerSettings;
+    use crate::wire::TrackerSettings;
     use crate::PageView;
 
     /// Makes the fan-out's next hand-over panic.
@@ -671,30 +705,30 @@ mod tests {
     /// handing over are counted as refused by each emitter; later events flow as before.
     #[actix_rt::test]
     async fn finding_a_panic_in_the_fan_out_is_contained_and_its_events_counted() {
-        let inbox = Arc::new(Inbox::new(100, usize::MAX));
         let panics = Arc::new(AtomicU64::new(0));
-        let fanout = Fanout::start_on(
-            &Arbiter::current(),
-            inbox.clone(),
-            Arc::new(Disposal::default()),
-            100,
-            panics.clone(),
-        );
+        let (fanout, inbox) =
+            Fanout::start_on(&Arbiter::current(), 100, usize::MAX, panics.clone());
         let got = Arc::new(AtomicU64::new(0));
         let sink = Counting(got.clone()).start();
-        inbox.push_route(Route::new("custom".into(), sink.clone().recipient()));
+        inbox
+            .push_route(Route::custom(
+                "custom".into(),
+                sink.clone().recipient(),
+                None,
+            ))
+            .unwrap();
         fanout.send(GetReports).await.unwrap();
 
         fanout.send(PanicNext).await.unwrap();
         for _ in 0..3 {
-            inbox.push(event());
+            inbox.push(event()).unwrap();
         }
         let reports = fanout.send(GetReports).await.unwrap();
         assert_eq!(panics.load(Ordering::Relaxed), 1);
         assert_eq!(reports[0].refused, 3);
 
         for _ in 0..2 {
-            inbox.push(event());
+            inbox.push(event()).unwrap();
         }
         fanout.send(Flush::default()).await.unwrap();
         // The custom emitter's mailbox is handled in order: a stats-free round trip.
@@ -707,7 +741,13 @@ mod tests {
     fn event() -> Arc<StampedEvent> {
         let settings = TrackerSettings::new("test").unwrap();
         let page = PageView::new("https://shop.example/").unwrap();
-        Arc::new(settings.stamp(page).remove(0))
+        Arc::new(settings.stamp(page).unwrap().remove(0))
+    }
+
+    /// An inbox whose fan-out never runs: for the rules alone.
+    fn inbox(capacity: usize, max_bytes: usize) -> Inbox {
+        let (fanout, _mailbox) = crate::mailbox::sized::<Fanout>(1);
+        Inbox::new(capacity, max_bytes, fanout.downgrade())
     }
 
     /// Hardening finding: the inbox was bounded in events only, so a burst of large events
@@ -715,59 +755,55 @@ mod tests {
     #[test]
     fn finding_the_inbox_is_bounded_in_bytes_too_and_always_takes_one_event() {
         let size = event().payload().heap_bytes();
-        let inbox = Inbox::new(100, size * 2 + size / 2);
+        let inbox = inbox(100, size * 2 + size / 2);
 
-        let pushed: Vec<Pushed> = (0..3).map(|_| inbox.push(event())).collect();
+        let offered: Vec<_> = (0..3).map(|_| inbox.offer(event())).collect();
 
-        assert_eq!(
-            pushed,
-            [
-                Pushed::Queued { wake: true },
-                Pushed::Queued { wake: false },
-                Pushed::Full,
-            ]
-        );
+        assert_eq!(offered, [Ok(true), Ok(false), Err(Refused::Full)]);
         assert_eq!(inbox.take().event_count(), 2);
         // Taken: room again. An event larger than the bound alone is still taken.
-        let tiny = Inbox::new(100, 1);
-        assert_eq!(tiny.push(event()), Pushed::Queued { wake: true });
-        assert_eq!(tiny.push(event()), Pushed::Full);
-        assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
+        let tiny = self::inbox(100, 1);
+        assert_eq!(tiny.offer(event()), Ok(true));
+        assert_eq!(tiny.offer(event()), Err(Refused::Full));
+        assert_eq!(inbox.offer(event()), Ok(false));
     }
 
     #[test]
     fn the_inbox_wakes_once_per_burst_refuses_beyond_capacity_and_closes() {
-        let inbox = Inbox::new(3, usize::MAX);
+        let inbox = inbox(3, usize::MAX);
 
-        let pushed: Vec<Pushed> = (0..4).map(|_| inbox.push(event())).collect();
+        let offered: Vec<_> = (0..4).map(|_| inbox.offer(event())).collect();
 
+        // `Ok(true)`: this push wakes the fan-out.
         assert_eq!(
-            pushed,
-            [
-                Pushed::Queued { wake: true },
-                Pushed::Queued { wake: false },
-                Pushed::Queued { wake: false },
-                Pushed::Full,
-            ]
+            offered,
+            [Ok(true), Ok(false), Ok(false), Err(Refused::Full)]
         );
         // Events were there: the fan-out stays awake and looks again, pushes meanwhile do
         // not wake it.
-        let (taken, busy) = inbox.take_for_wake(false);
+        let (taken, busy) = inbox.take_for_wake();
         assert_eq!((taken.event_count(), busy), (3, true));
-        assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
+        assert_eq!(inbox.offer(event()), Ok(false));
         // A flush takes what waits and leaves the next look due.
         assert_eq!(inbox.take().event_count(), 1);
-        // Nothing at the next look but events settled by emitters: it stays awake.
-        let (taken, busy) = inbox.take_for_wake(true);
-        assert_eq!((taken.event_count(), busy), (0, true));
-        assert_eq!(inbox.push(event()), Pushed::Queued { wake: false });
-        assert_eq!(inbox.take().event_count(), 1);
-        // Nothing at all: the fan-out goes idle, the next push wakes it.
-        let (taken, busy) = inbox.take_for_wake(false);
+        // Nothing at the next look: the fan-out goes idle, the next push wakes it.
+        let (taken, busy) = inbox.take_for_wake();
         assert_eq!((taken.event_count(), busy), (0, false));
-        assert_eq!(inbox.push(event()), Pushed::Queued { wake: true });
+        assert_eq!(inbox.offer(event()), Ok(true));
+        // An emitter added counts as something to take, and wakes like an event.
+        let (taken, busy) = inbox.take_for_wake();
+        assert_eq!((taken.event_count(), busy), (1, true));
+        let (_, busy) = inbox.take_for_wake();
+        assert!(!busy);
+        let (sink, _mailbox) = crate::mailbox::sized::<Fanout>(1);
+        inbox
+            .push_route(Route::custom("custom".into(), sink.recipient(), None))
+            .unwrap();
+        let (taken, busy) = inbox.take_for_wake();
+        assert_eq!((taken.routes.len(), busy), (1, true));
+        assert_eq!(inbox.offer(event()), Ok(false));
         assert_eq!(inbox.close().event_count(), 1);
-        assert_eq!(inbox.push(event()), Pushed::Closed);
+        assert_eq!(inbox.offer(event()), Err(Refused::Closed));
         assert_eq!(inbox.take().event_count(), 0);
     }
 }

@@ -28,7 +28,7 @@
 
 use serde::Serialize;
 
-use crate::emitter::EmitterStats;
+use crate::report::EmitterStats;
 
 /// A queue holding at least this share (in percent) of its buffer is degraded: at this
 /// pace the buffer fills and events are dropped.

@@ -5,24 +5,37 @@
 //! of its own (outside the application's actix `System`, so that they outlive its stop).
 //!
 //! ```text
-//! Tracker::track ─Inbox─▶ Fanout ─TrackBatch─▶ Emitter(s) ─HTTP─▶ collector(s)
-//! Tracker::flush ─Flush─▶ Fanout ─Flush─────▶ …  ◀── FlushReport (request-reply)
+//! Tracker::track ──▶ fan-out ──▶ emitter(s) ──HTTP──▶ collector(s)
+//! Tracker::flush ──▶ fan-out ──▶ emitter(s)     ◀── FlushReport (request-reply)
 //! ```
 //!
-//! - [`Tracker`]: the `Clone + Send + Sync` handle; `track` never waits.
-//! - [`EmitterBuilder`]: GET or POST, flush triggers by count and bytes, request caps
-//!   ([`DEFAULT_MAX_REQUEST_EVENTS`], [`DEFAULT_MAX_REQUEST_BYTES`]), adaptive concurrency
-//!   up to [`DEFAULT_MAX_IN_FLIGHT`], per-request retries with backoff, a brake for a
-//!   collector that is down ([`BRAKE_AFTER`], [`BRAKE_MIN_QUIET`]), 413 splits and
-//!   `Retry-After`, timeouts, retry codes, callbacks, buffer capacity, store and transport.
-//!   With more than one request in flight delivery order is not kept; `max_in_flight(1)`
-//!   delivers in order.
-//! - Events: [`PageView`], [`PagePing`], [`Structured`], [`SelfDescribing`],
-//!   [`ScreenView`], [`Transaction`], [`LinkClick`], [`FormChange`], [`FormSubmit`],
-//!   [`SiteSearch`], [`AddToCart`], [`RemoveFromCart`]; [`Subject`] and context entities
-//!   ([`SelfDescribingJson`]) on any of them.
-//! - The pure core ([`Payload`], [`TrackerSettings`], [`wire`]) does no I/O and needs no
-//!   runtime.
+//! # What is where
+//!
+//! - **Events**: [`PageView`], [`PagePing`], [`ScreenView`], [`Structured`],
+//!   [`SelfDescribing`], [`LinkClick`], [`FormChange`], [`FormSubmit`] (of
+//!   [`FormElement`]s), [`SiteSearch`], [`AddToCart`], [`RemoveFromCart`] and
+//!   [`Transaction`] (of [`TransactionItem`]s). The [`Event`] trait gives any of them a
+//!   [`Subject`] (with its [`Platform`]), context entities ([`SelfDescribingJson`]) and a
+//!   true timestamp ([`EventOptions`]). Constructors check required fields at once; an
+//!   invalid optional value is reported by `track` ([`EventError`]).
+//! - **The tracker**: [`Tracker`], the `Clone + Send + Sync` handle whose `track` never
+//!   waits, built by a [`TrackerBuilder`]; its counters in [`TrackerStats`]; its defaults
+//!   and the handles of its emitters in [`tracker`].
+//! - **Emitters**: [`EmitterBuilder`] sets GET or POST ([`Method`]), flush triggers by
+//!   count and bytes, request caps, adaptive concurrency, retries with backoff, a brake for
+//!   a collector that is down, 413 splits and `Retry-After`, timeouts, retry codes,
+//!   callbacks, buffer capacity, store and transport. They report in [`FlushReport`],
+//!   [`EmitterReport`] and [`EmitterStats`] ([`DropCounts`] by [`DropReason`]); whether
+//!   they deliver, in [`health`]. Their defaults, the messages they take, the callbacks'
+//!   arguments and the emitter actor itself are in [`emitter`]. With more than one request
+//!   in flight delivery order is not kept; `max_in_flight(1)` delivers in order.
+//! - **Errors**, one type per operation: [`BuildError`], [`EventError`], [`TrackError`],
+//!   [`FlushError`], [`StatsError`], [`ShutdownError`], [`AddEmitterError`].
+//! - **Extending**: custom emitters ([`tracker::CustomEmitter`], with the messages of
+//!   [`emitter`]), transports ([`transport`]), event stores ([`store`]), and the wire format
+//!   without a runtime ([`wire`]: stamping, POST bodies, no I/O).
+//! - **actix-web** (feature `web`): the [`SnowplowTracking`] middleware, the
+//!   [`RequestTracker`] extractor, and [`web::Serve`] for signals and deadlines.
 //!
 //! # Quick start
 //!
@@ -47,16 +60,17 @@
 //! The wire format, without a runtime:
 //!
 //! ```
-//! use snowplow_actix::{wire, PageView, Structured, Subject, TrackerSettings};
+//! use snowplow_actix::{wire, PageView, Structured, Subject, Tracker};
 //!
-//! let settings = TrackerSettings::new("web")?
+//! let settings = Tracker::builder("web")
 //!     .app_id("shop")
-//!     .subject(Subject::new().user_id("user-42"));
+//!     .subject(Subject::new().user_id("user-42"))
+//!     .settings()?;
 //!
-//! let mut events = settings.stamp(PageView::new("https://shop.example/")?.title("Home"));
-//! events.extend(settings.stamp(Structured::new("shop", "add-to-basket")?.value(2.0)?));
+//! let mut events = settings.stamp(PageView::new("https://shop.example/")?.title("Home"))?;
+//! events.extend(settings.stamp(Structured::new("shop", "add-to-basket")?.value(2.0))?);
 //!
-//! let body = wire::post_body(&events, snowplow_actix::now_ms());
+//! let body = wire::post_body(&events, wire::now_ms());
 //! assert!(body.contains(r#""se_ca":"shop""#));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -143,7 +157,7 @@
 //! Rust 1.89.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod emitter;
+pub mod emitter;
 mod error;
 mod event;
 mod fanout;
@@ -151,51 +165,39 @@ pub mod health;
 mod mailbox;
 mod messages;
 mod payload;
+mod report;
 mod runtime;
 mod self_describing;
-mod stamp;
 pub mod store;
 mod subject;
+mod sync;
 mod timer;
-mod tracker;
+pub mod tracker;
 pub mod transport;
 #[cfg(feature = "web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "web")))]
 pub mod web;
 pub mod wire;
 
-pub use emitter::{
-    backoff, DropCounts, DropReason, Emitter, EmitterBuilder, EmitterConfig, EmitterStats,
-    Endpoint, Failure, FailureCallback, FailureReason, FinalStats, FlushReport, Method, Protocol,
-    RequestTimeout, SuccessCallback, BRAKE_AFTER, BRAKE_MIN_QUIET, DEFAULT_BUFFER_BYTES,
-    DEFAULT_FLUSH_TIMEOUT, DEFAULT_GET_BATCH_SIZE, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_EVENTS, DEFAULT_MAX_RETRY_DELAY,
-    DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE, DEFAULT_REQUEST_TIMEOUT,
-    HEADERS_TOO_LARGE, INTAKE_EVENTS, MAX_MAILBOX_CAPACITY, MIN_REQUEST_BYTES,
-};
-pub use error::{
-    AddEmitterError, BuildError, EventError, FlushError, ShutdownError, StoreError, TrackError,
-    TransportError,
-};
+// The tracker and what it reports.
+pub use report::{DropCounts, DropReason, EmitterReport, EmitterStats, FlushReport};
+pub use tracker::{Tracker, TrackerBuilder, TrackerStats};
+// Emitters (the rest of their settings, messages and extension points: [`emitter`]).
+pub use emitter::EmitterBuilder;
+pub use wire::Method;
+// Events, their subject and context entities.
 pub use event::{
     AddToCart, Event, EventOptions, FormChange, FormElement, FormSubmit, LinkClick, PagePing,
     PageView, RemoveFromCart, ScreenView, SelfDescribing, SiteSearch, Structured, Transaction,
     TransactionItem,
 };
-pub use fanout::{EmitterReport, Fanout};
-pub use messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
-pub use payload::Payload;
 pub use self_describing::SelfDescribingJson;
-pub use stamp::{
-    now_ms, StampedEvent, TrackerSettings, DEFAULT_ENCODE_BASE64, DEFAULT_PLATFORM, TRACKER_VERSION,
-};
-pub use store::DEFAULT_BUFFER_CAPACITY;
 pub use subject::{Platform, Subject};
-pub use timer::{FlushTimer, SetFlushInterval};
-pub use tracker::{
-    CustomEmitter, EmitterHandle, Tracker, TrackerBuilder, TrackerStats, DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_QUEUE_BYTES,
+// Errors.
+pub use error::{
+    AddEmitterError, BuildError, EventError, FlushError, ShutdownError, StatsError, TrackError,
 };
+// actix-web.
 #[cfg(feature = "web")]
 #[cfg_attr(docsrs, doc(cfg(feature = "web")))]
 pub use web::{RequestTracker, SnowplowTracking};

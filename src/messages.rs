@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use actix::Message;
 
-use crate::emitter::{EmitterStats, FlushReport, DEFAULT_FLUSH_TIMEOUT};
-use crate::stamp::StampedEvent;
+use crate::report::{EmitterStats, FlushReport};
+use crate::wire::StampedEvent;
+
+/// How long a sync flush waits at most before it reports what is left.
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One tracked event for an emitter: stamped, immutable, shared by every emitter.
 ///
@@ -41,7 +44,7 @@ impl Message for Track {
 ///
 /// An emitter treats it as one [`Track`] per event, then checks its size triggers once.
 #[derive(Debug, Clone, Default)]
-pub struct TrackBatch(pub Vec<Arc<StampedEvent>>);
+pub(crate) struct TrackBatch(pub(crate) Vec<Arc<StampedEvent>>);
 
 impl Message for TrackBatch {
     type Result = ();
@@ -88,7 +91,7 @@ macro_rules! deadline_message {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use snowplow_actix::Flush;
+/// use snowplow_actix::emitter::Flush;
 ///
 /// let flush = Flush::with_timeout(Duration::from_secs(2));
 /// assert!(flush.deadline() <= Instant::now() + Duration::from_secs(2));
@@ -131,8 +134,7 @@ impl Message for Shutdown {
 /// `timeout` from now; a timeout too large for the clock gives a moment a century away.
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| crate::emitter::far_future(now))
+    now.checked_add(timeout).unwrap_or_else(|| far_future(now))
 }
 
 /// Asks for an emitter's counters.
@@ -141,4 +143,10 @@ pub struct GetStats;
 
 impl Message for GetStats {
     type Result = EmitterStats;
+}
+
+/// A moment no deadline reaches (a century on), for timeouts too large to add.
+pub(crate) fn far_future(now: Instant) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(CENTURY).unwrap_or(now)
 }

@@ -34,7 +34,7 @@ thread_local! {
 /// # Examples
 ///
 /// ```
-/// use snowplow_actix::Payload;
+/// use snowplow_actix::wire::Payload;
 ///
 /// let mut payload = Payload::new();
 /// payload.add("e", "se");

@@ -69,11 +69,7 @@ impl Runtime {
     /// Waits until the thread has ended (after [`stop`](Self::stop)).
     #[cfg(test)]
     pub(crate) fn join(&self) {
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let thread = crate::sync::lock(&self.thread).take();
         if let Some(thread) = thread {
             thread.join().unwrap();
         }

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::EventError;
+use crate::error::{EventError, FirstError};
 use crate::payload::Payload;
 
 /// The platform an event comes from (`p`).
@@ -102,16 +102,18 @@ impl fmt::Display for Platform {
 ///
 /// let subject = Subject::new()
 ///     .user_id("user-42")
-///     .screen_resolution(1920, 1080)?
+///     .screen_resolution(1920, 1080)
 ///     .platform(Platform::Web)
 ///     .ip_address("203.0.113.9");
 /// assert_eq!(subject.get("res"), Some("1920x1080"));
-/// assert!(Subject::new().viewport(0, 600).is_err());
+/// assert!(Subject::new().viewport(0, 600).error().is_some());
 /// # Ok::<(), snowplow_actix::EventError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subject {
     fields: Payload,
+    /// The first invalid value a setter was given.
+    error: FirstError,
 }
 
 impl Subject {
@@ -120,8 +122,8 @@ impl Subject {
         Self::default()
     }
 
-    fn with(mut self, key: &'static str, value: &str) -> Self {
-        self.fields.add(key, value);
+    fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.fields.add(key, &value.into());
         self
     }
 
@@ -131,26 +133,40 @@ impl Subject {
     }
 
     /// `uid`: the business user id.
-    pub fn user_id(self, user_id: &str) -> Self {
+    pub fn user_id(self, user_id: impl Into<String>) -> Self {
         self.with("uid", user_id)
     }
 
-    /// `res`: the screen resolution, `"{width}x{height}"`.
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::ZeroDimension`] when either side is 0.
-    pub fn screen_resolution(self, width: u32, height: u32) -> Result<Self, EventError> {
-        dimensions("screen_resolution", width, height).map(|res| self.with("res", &res))
+    /// `res`: the screen resolution, `"{width}x{height}"`. A side of 0
+    /// ([`EventError::ZeroDimension`]) is kept and reported where the subject is used: by
+    /// `track` for an event's subject, by `build` for a tracker's (see [`EventError`]).
+    pub fn screen_resolution(self, width: u32, height: u32) -> Self {
+        self.dimensions("res", "screen_resolution", width, height)
     }
 
-    /// `vp`: the viewport, `"{width}x{height}"`.
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::ZeroDimension`] when either side is 0.
-    pub fn viewport(self, width: u32, height: u32) -> Result<Self, EventError> {
-        dimensions("viewport", width, height).map(|vp| self.with("vp", &vp))
+    /// `vp`: the viewport, `"{width}x{height}"`. A side of 0 ([`EventError::ZeroDimension`])
+    /// is kept and reported where the subject is used, as for
+    /// [`screen_resolution`](Self::screen_resolution).
+    pub fn viewport(self, width: u32, height: u32) -> Self {
+        self.dimensions("vp", "viewport", width, height)
+    }
+
+    fn dimensions(
+        mut self,
+        key: &'static str,
+        field: &'static str,
+        width: u32,
+        height: u32,
+    ) -> Self {
+        match self.error.keep(dimensions(field, width, height)) {
+            Some(value) => self.with(key, value),
+            None => self,
+        }
+    }
+
+    /// The first invalid value a setter was given, if any.
+    pub fn error(&self) -> Option<&EventError> {
+        self.error.get()
     }
 
     /// `cd`: the colour depth.
@@ -160,22 +176,22 @@ impl Subject {
     }
 
     /// `tz`: the time zone, e.g. `Europe/London`.
-    pub fn timezone(self, timezone: &str) -> Self {
+    pub fn timezone(self, timezone: impl Into<String>) -> Self {
         self.with("tz", timezone)
     }
 
     /// `lang`: the language, e.g. `en-GB`.
-    pub fn lang(self, lang: &str) -> Self {
+    pub fn lang(self, lang: impl Into<String>) -> Self {
         self.with("lang", lang)
     }
 
     /// `duid`: the domain user id (first-party cookie id).
-    pub fn domain_user_id(self, domain_user_id: &str) -> Self {
+    pub fn domain_user_id(self, domain_user_id: impl Into<String>) -> Self {
         self.with("duid", domain_user_id)
     }
 
     /// `sid`: the domain session id.
-    pub fn domain_session_id(self, session_id: &str) -> Self {
+    pub fn domain_session_id(self, session_id: impl Into<String>) -> Self {
         self.with("sid", session_id)
     }
 
@@ -186,17 +202,17 @@ impl Subject {
     }
 
     /// `ip`: the IP address, overriding the one the collector sees.
-    pub fn ip_address(self, ip: &str) -> Self {
+    pub fn ip_address(self, ip: impl Into<String>) -> Self {
         self.with("ip", ip)
     }
 
     /// `ua`: the user agent, overriding the one the collector sees.
-    pub fn useragent(self, useragent: &str) -> Self {
+    pub fn useragent(self, useragent: impl Into<String>) -> Self {
         self.with("ua", useragent)
     }
 
     /// `tnuid`: the network user id, overriding the collector's cookie.
-    pub fn network_user_id(self, network_user_id: &str) -> Self {
+    pub fn network_user_id(self, network_user_id: impl Into<String>) -> Self {
         self.with("tnuid", network_user_id)
     }
 
@@ -220,7 +236,9 @@ impl Subject {
     pub fn merged_over(&self, base: &Subject) -> Subject {
         let mut fields = base.fields.clone();
         self.add_to(&mut fields);
-        Subject { fields }
+        let mut error = base.error.clone();
+        error.also(self.error().cloned());
+        Subject { fields, error }
     }
 
     /// Adds the fields to `payload`, replacing same-named ones in place.
@@ -255,15 +273,18 @@ mod tests {
 
     #[test]
     fn zero_dimensions_are_rejected() {
+        let subject = Subject::new().screen_resolution(0, 1).viewport(1, 0);
         assert_eq!(
-            Subject::new().screen_resolution(0, 1),
-            Err(EventError::ZeroDimension {
+            subject.error(),
+            Some(&EventError::ZeroDimension {
                 field: "screen_resolution"
-            })
+            }),
+            "the first invalid value is kept"
         );
+        assert_eq!(subject.get("res"), None);
         assert_eq!(
-            Subject::new().viewport(1, 0),
-            Err(EventError::ZeroDimension { field: "viewport" })
+            Subject::new().viewport(1, 0).error(),
+            Some(&EventError::ZeroDimension { field: "viewport" })
         );
     }
 

@@ -1,10 +1,10 @@
-//! The flush timer: an actor that sends [`Flush`] to a recipient every interval.
+//! The flush timer: an actor that sends [`Flush`] to a recipient every period.
 //!
 //! ```text
-//! FlushTimer ──Flush (do_send, every interval)──▶ Recipient<Flush>  (the fan-out, or one emitter)
+//! FlushTimer ──Flush (do_send, every period)──▶ Recipient<Flush>  (the fan-out, or one emitter)
 //! ```
 //!
-//! Setting an interval again replaces the previous one; cancelling stops the ticks. A tick
+//! Setting a period again replaces the previous one; cancelling stops the ticks. A tick
 //! only asks for a flush: an emitter with nothing buffered sends nothing.
 
 use std::time::Duration;
@@ -13,20 +13,20 @@ use actix::prelude::*;
 
 use crate::messages::Flush;
 
-/// Sends [`Flush`] to its target every interval, when one is set.
+/// Sends [`Flush`] to its target every period, when one is set.
 #[derive(Debug)]
-pub struct FlushTimer {
+pub(crate) struct FlushTimer {
     target: Recipient<Flush>,
-    interval: Option<Duration>,
+    period: Option<Duration>,
     ticks: Option<SpawnHandle>,
 }
 
 impl FlushTimer {
-    /// A timer for `target`, ticking every `interval` if one is given.
-    pub fn new(target: Recipient<Flush>, interval: Option<Duration>) -> Self {
+    /// A timer for `target`, ticking every `period` if one is given.
+    pub(crate) fn new(target: Recipient<Flush>, period: Option<Duration>) -> Self {
         Self {
             target,
-            interval,
+            period,
             ticks: None,
         }
     }
@@ -35,8 +35,8 @@ impl FlushTimer {
         if let Some(ticks) = self.ticks.take() {
             ctx.cancel_future(ticks);
         }
-        if let Some(interval) = self.interval {
-            self.ticks = Some(ctx.run_interval(interval, |timer, _| {
+        if let Some(period) = self.period {
+            self.ticks = Some(ctx.run_interval(period, |timer, _| {
                 timer.target.do_send(Flush::default());
             }));
         }
@@ -51,16 +51,16 @@ impl Actor for FlushTimer {
     }
 }
 
-/// Sets (`Some`) or cancels (`None`) a flush timer's interval, replacing the previous one.
+/// Sets (`Some`) or cancels (`None`) a flush timer's period, replacing the previous one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
-pub struct SetFlushInterval(pub Option<Duration>);
+pub(crate) struct SetFlushTimer(pub Option<Duration>);
 
-impl Handler<SetFlushInterval> for FlushTimer {
+impl Handler<SetFlushTimer> for FlushTimer {
     type Result = ();
 
-    fn handle(&mut self, SetFlushInterval(interval): SetFlushInterval, ctx: &mut Self::Context) {
-        self.interval = interval;
+    fn handle(&mut self, SetFlushTimer(period): SetFlushTimer, ctx: &mut Self::Context) {
+        self.period = period;
         self.arm(ctx);
     }
 }

@@ -1,42 +1,47 @@
-//! The tracker: the handle applications keep, and the actors behind it.
+//! The tracker: the handle applications keep ([`Tracker`], at the crate root too), its
+//! defaults, the handles of its emitters ([`EmitterHandle`]) and custom emitters
+//! ([`CustomEmitter`]).
 //!
 //! ```text
-//! Tracker::track ──Inbox (+ Wake)─────▶ Fanout ──TrackBatch──▶ Emitter(s), each on its own arbiter
-//! Tracker::flush ──Flush (send)──────▶ Fanout ──Flush──▶ … replies merged into one FlushReport
-//! FlushTimer ─────Flush (do_send, every interval)──▶ Fanout
+//! Tracker::track ──Inbox::push (wakes it when idle)──▶ fan-out ──TrackBatch──▶ emitter(s)
+//! Tracker::flush ──Flush (send)──▶ fan-out ──Flush──▶ emitter(s): replies merged into one FlushReport
+//! flush timer ─────Flush (do_send, every period)──▶ fan-out
 //! ```
 //!
 //! The fan-out and the timers run on a thread of the tracker's own, each built-in emitter
 //! on one of its own, so an application's worker threads only stamp events and hand them
-//! over. Each of those threads runs an actix `System` of its own (see [`crate::runtime`]):
-//! a `System::stop` of the application, as actix-server calls after a signal, leaves the
-//! tracker running, so that its shutdown can still deliver.
+//! over. Each of those threads runs an actix `System` of its own: a `System::stop` of the
+//! application, as actix-server calls after a signal, leaves the tracker running, so that
+//! its shutdown can still deliver.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 use uuid::Uuid;
 
 use crate::emitter::{
-    Emitter, EmitterBuilder, EmitterConfig, EmitterStats, FinalStats, FlushReport, Owner,
-    DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAILBOX_CAPACITY, MAX_MAILBOX_CAPACITY,
+    Emitter, EmitterBuilder, EmitterConfig, Owner, DEFAULT_MAILBOX_CAPACITY, MAX_MAILBOX_CAPACITY,
 };
-use crate::error::{AddEmitterError, BuildError, FlushError, ShutdownError, TrackError};
+use crate::error::{
+    AddEmitterError, BuildError, EventError, FlushError, ShutdownError, StatsError, TrackError,
+};
 use crate::event::Event;
-use crate::fanout::{EmitterReport, Fanout, GetReports, Inbox, Pushed, Route, Wake};
+use crate::fanout::{Fanout, GetReports, Inbox, Refused, Route};
 use crate::health::{EmitterHealth, Health, HealthReason};
+use crate::messages::DEFAULT_FLUSH_TIMEOUT;
 use crate::messages::{Flush, Shutdown, Track};
+use crate::report::{EmitterReport, EmitterStats, FinalStats, FlushReport};
 use crate::runtime::Runtime;
-use crate::stamp::TrackerSettings;
-use crate::store::Disposal;
 use crate::subject::{Platform, Subject};
-use crate::timer::{FlushTimer, SetFlushInterval};
+use crate::sync::{lock, Burst};
+use crate::timer::{FlushTimer, SetFlushTimer};
+use crate::wire::TrackerSettings;
 
-/// The tracker-wide flush timer's default interval: a lone event is never stranded.
-pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// The tracker-wide flush timer's default period: a lone event is never stranded.
+pub const DEFAULT_FLUSH_TIMER: Duration = Duration::from_secs(10);
 
 /// The default bytes of events (their pairs, as stamped) waiting for the fan-out before
 /// `track` refuses more ([`TrackError::QueueFull`]): with the event bound, it keeps a burst
@@ -97,7 +102,7 @@ impl CustomEmitter {
 /// let tracker = Tracker::builder("web")
 ///     .app_id("shop")
 ///     .emitter(EmitterBuilder::new("https://collector.example.com"))
-///     .flush_interval(Duration::from_secs(5))
+///     .flush_timer(Duration::from_secs(5))
 ///     .build()?;
 /// # Ok(()) }
 /// ```
@@ -106,7 +111,7 @@ pub struct TrackerBuilder {
     settings: Result<TrackerSettings, BuildError>,
     emitters: Vec<EmitterBuilder>,
     custom: Vec<CustomEmitter>,
-    flush_interval: Option<Duration>,
+    flush_timer: Option<Duration>,
     mailbox_capacity: Option<usize>,
     queue_bytes: usize,
 }
@@ -119,22 +124,22 @@ impl TrackerBuilder {
 
     /// The application id (`aid`).
     pub fn app_id(self, app_id: impl Into<String>) -> Self {
-        self.map_settings(|settings| settings.app_id(app_id))
+        self.map_settings(|settings| settings.with_app_id(app_id))
     }
 
     /// The platform (`p`, default `srv`).
     pub fn platform(self, platform: Platform) -> Self {
-        self.map_settings(|settings| settings.platform(platform))
+        self.map_settings(|settings| settings.with_platform(platform))
     }
 
     /// The subject applied to every event.
     pub fn subject(self, subject: Subject) -> Self {
-        self.map_settings(|settings| settings.subject(subject))
+        self.map_settings(|settings| settings.with_subject(subject))
     }
 
     /// Whether self-describing JSON is base64-encoded (default yes).
     pub fn encode_base64(self, encode: bool) -> Self {
-        self.map_settings(|settings| settings.encode_base64(encode))
+        self.map_settings(|settings| settings.with_encode_base64(encode))
     }
 
     /// Adds an emitter, built and started with the tracker.
@@ -149,15 +154,17 @@ impl TrackerBuilder {
         self
     }
 
-    /// The tracker-wide flush timer's interval (default [`DEFAULT_FLUSH_INTERVAL`]).
-    pub fn flush_interval(mut self, interval: Duration) -> Self {
-        self.flush_interval = Some(interval);
+    /// Flushes every emitter every `period` (default [`DEFAULT_FLUSH_TIMER`]): the Python
+    /// tracker's `set_flush_timer`, set from the start.
+    #[doc(alias = "set_flush_timer")]
+    pub fn flush_timer(mut self, period: Duration) -> Self {
+        self.flush_timer = Some(period);
         self
     }
 
     /// No tracker-wide flush timer: events below a batch wait for a flush.
     pub fn no_flush_timer(mut self) -> Self {
-        self.flush_interval = None;
+        self.flush_timer = None;
         self
     }
 
@@ -176,6 +183,16 @@ impl TrackerBuilder {
         self
     }
 
+    /// The settings alone, to stamp events without starting a tracker (see
+    /// [`TrackerSettings`]); emitters and timers are left out.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::EmptyNamespace`] when the namespace is empty.
+    pub fn settings(self) -> Result<TrackerSettings, BuildError> {
+        self.settings
+    }
+
     /// Validates everything and starts the actors.
     ///
     /// # Errors
@@ -189,11 +206,8 @@ impl TrackerBuilder {
         if self.emitters.is_empty() && self.custom.is_empty() {
             return Err(BuildError::NoEmitter);
         }
-        if self
-            .flush_interval
-            .is_some_and(|interval| interval.is_zero())
-        {
-            return Err(BuildError::Zero("flush_interval"));
+        if self.flush_timer.is_some_and(|period| period.is_zero()) {
+            return Err(BuildError::Zero("flush_timer"));
         }
         let configs = self
             .emitters
@@ -220,24 +234,16 @@ impl TrackerBuilder {
         if self.queue_bytes == 0 {
             return Err(BuildError::Zero("queue_bytes"));
         }
-        let inbox = Arc::new(Inbox::new(capacity, self.queue_bytes));
-        let disposal = Arc::new(Disposal::default());
         let fanout_panics = Arc::new(AtomicU64::new(0));
-        let fanout = Fanout::start_on(
-            &home,
-            inbox.clone(),
-            disposal.clone(),
-            capacity,
-            fanout_panics.clone(),
-        );
+        let (fanout, inbox) =
+            Fanout::start_on(&home, capacity, self.queue_bytes, fanout_panics.clone());
         let target = fanout.clone().recipient();
-        let interval = self.flush_interval;
-        let timer = FlushTimer::start_in_arbiter(&home, move |_| FlushTimer::new(target, interval));
+        let period = self.flush_timer;
+        let timer = FlushTimer::start_in_arbiter(&home, move |_| FlushTimer::new(target, period));
         let tracker = Tracker {
             inner: Arc::new(Inner {
                 settings,
                 inbox,
-                disposal,
                 fanout,
                 timer,
                 home,
@@ -248,8 +254,10 @@ impl TrackerBuilder {
                 shut_down: AtomicBool::new(false),
                 tracked: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
+                invalid: AtomicU64::new(0),
                 fanout_panics,
-                refused_burst: AtomicU64::new(0),
+                refused_burst: Burst::default(),
+                invalid_burst: Burst::default(),
             }),
         };
         for config in configs {
@@ -292,8 +300,6 @@ struct Inner {
     settings: TrackerSettings,
     /// Where `track` leaves events for the fan-out.
     inbox: Arc<Inbox>,
-    /// Where emitters leave sent events for the fan-out to free.
-    disposal: Arc<Disposal>,
     fanout: Addr<Fanout>,
     timer: Addr<FlushTimer>,
     /// The arbiter of the fan-out and the timers.
@@ -310,7 +316,10 @@ struct Inner {
     refused: AtomicU64,
     /// Panics caught in the fan-out.
     fanout_panics: Arc<AtomicU64>,
-    refused_burst: AtomicU64,
+    /// Events `track` refused because a setter kept an invalid value.
+    invalid: AtomicU64,
+    refused_burst: Burst,
+    invalid_burst: Burst,
 }
 
 impl fmt::Debug for Tracker {
@@ -323,13 +332,16 @@ impl fmt::Debug for Tracker {
 }
 
 /// The tracker's counters and each emitter's.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TrackerStats {
     /// Events passed to [`Tracker::track`] (a transaction counts its items too).
     pub tracked: u64,
     /// Of those, events refused because the fan-out had too many waiting (they reached no
     /// emitter).
     pub refused: u64,
+    /// Events not tracked, and not counted in `tracked`, because a setter of the event or of
+    /// its subject kept an invalid value ([`TrackError::InvalidEvent`]).
+    pub invalid: u64,
     /// Each emitter, in the order they were added.
     pub emitters: Vec<EmitterReport>,
     /// Panics caught in the fan-out, each logged at ERROR; it goes on with its emitters,
@@ -345,7 +357,7 @@ impl Tracker {
             settings: TrackerSettings::new(namespace),
             emitters: Vec::new(),
             custom: Vec::new(),
-            flush_interval: Some(DEFAULT_FLUSH_INTERVAL),
+            flush_timer: Some(DEFAULT_FLUSH_TIMER),
             mailbox_capacity: None,
             queue_bytes: DEFAULT_QUEUE_BYTES,
         }
@@ -392,30 +404,35 @@ impl Tracker {
         }
         let mut first = None;
         let mut outcome = Ok(());
-        inner
+        let stamped = inner
             .settings
             .stamp_each_with_extra(event, subject, &mut |stamped| {
                 first.get_or_insert(stamped.id());
                 inner.tracked.fetch_add(1, Ordering::Relaxed);
                 match inner.inbox.push(Arc::new(stamped)) {
-                    Pushed::Queued { wake } => {
-                        if wake {
-                            inner.fanout.do_send(Wake);
-                        }
-                        if inner.refused_burst.load(Ordering::Relaxed) > 0 {
-                            let refused = inner.refused_burst.swap(0, Ordering::Relaxed);
-                            if refused > 0 {
-                                tracing::warn!(
-                                    refused,
-                                    "tracker queue has room again after refusing events"
-                                );
-                            }
+                    Ok(()) => {
+                        if let Some(refused) = inner.refused_burst.end() {
+                            tracing::warn!(
+                                namespace = %inner.settings.namespace(),
+                                refused,
+                                "tracker queue has room again after refusing events"
+                            );
                         }
                     }
-                    Pushed::Full => outcome = Err(inner.refuse_full()),
-                    Pushed::Closed => outcome = Err(TrackError::ShutDown),
+                    Err(Refused::Full) => outcome = Err(inner.refuse_full()),
+                    Err(Refused::Closed) => outcome = Err(TrackError::ShutDown),
                 }
             });
+        if let Err(error) = stamped {
+            return Err(inner.refuse_invalid(error));
+        }
+        if let Some(invalid) = inner.invalid_burst.end() {
+            tracing::warn!(
+                namespace = %inner.settings.namespace(),
+                invalid,
+                "tracking valid events again after refusing invalid ones"
+            );
+        }
         outcome?;
         Ok(first.expect("every event stamps at least one payload"))
     }
@@ -423,13 +440,27 @@ impl Tracker {
     /// Stamps `event` into [`Track`] messages (a transaction gives several) for code that
     /// sends them itself, to [`recipient`](Self::recipient) or to an emitter. They are not
     /// counted as `tracked`.
-    pub fn stamp<E: Event>(&self, event: E) -> Vec<Track> {
+    ///
+    /// # Errors
+    ///
+    /// The [`EventError`] a setter of the event or of its subject kept; nothing is stamped.
+    pub fn stamp<E: Event>(&self, event: E) -> Result<Vec<Track>, EventError> {
+        self.stamp_with(event, None)
+    }
+
+    /// [`stamp`](Self::stamp) with an extra subject merged under the event's own.
+    pub(crate) fn stamp_with<E: Event>(
+        &self,
+        event: E,
+        subject: Option<&Subject>,
+    ) -> Result<Vec<Track>, EventError> {
+        let mut tracks = Vec::with_capacity(1);
         self.inner
             .settings
-            .stamp(event)
-            .into_iter()
-            .map(Track::from)
-            .collect()
+            .stamp_each_with_extra(event, subject, &mut |stamped| {
+                tracks.push(Track::from(stamped));
+            })?;
+        Ok(tracks)
     }
 
     /// Where [`Track`] messages go to reach every emitter: the fan-out.
@@ -470,14 +501,14 @@ impl Tracker {
         self.inner.fanout.do_send(Flush::default());
     }
 
-    /// Sets the tracker-wide flush timer's interval, replacing the previous one.
-    pub fn set_flush_timer(&self, interval: Duration) {
-        self.inner.timer.do_send(SetFlushInterval(Some(interval)));
+    /// Flushes every emitter every `period` from now on, replacing the previous period.
+    pub fn set_flush_timer(&self, period: Duration) {
+        self.inner.timer.do_send(SetFlushTimer(Some(period)));
     }
 
     /// Stops the tracker-wide flush timer.
     pub fn cancel_flush_timer(&self) {
-        self.inner.timer.do_send(SetFlushInterval(None));
+        self.inner.timer.do_send(SetFlushTimer(None));
     }
 
     /// Builds, starts and adds an emitter; it receives the events tracked from now on.
@@ -499,9 +530,10 @@ impl Tracker {
         let method = config.method();
         let final_stats = config.final_stats();
         let held = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
         let addr = config
             .owned_by(Owner {
-                disposal: self.inner.disposal.clone(),
+                refused: refused.clone(),
                 held: held.clone(),
                 loss_reported: self.inner.loss_reported.clone(),
             })
@@ -509,13 +541,8 @@ impl Tracker {
         let target = addr.clone().recipient();
         let timer =
             FlushTimer::start_in_arbiter(&self.inner.home, move |_| FlushTimer::new(target, None));
-        let mut route = Route::new(name.clone(), addr.clone().recipient());
-        route.batch = Some(addr.clone().recipient());
-        route.method = Some(method);
-        route.flush = Some(addr.clone().recipient());
-        route.shutdown = Some(addr.clone().recipient());
-        route.stats = Some(addr.clone().recipient());
-        self.inner.add_route(route);
+        self.inner
+            .add_route(Route::built_in(name.clone(), addr.clone(), method, refused));
         let handle = EmitterHandle {
             name,
             addr,
@@ -537,9 +564,8 @@ impl Tracker {
 
     /// Adds a custom emitter; it receives the events tracked from now on.
     pub fn add_custom_emitter(&self, emitter: CustomEmitter) {
-        let mut route = Route::new(emitter.name, emitter.track);
-        route.flush = emitter.flush;
-        self.inner.add_route(route);
+        self.inner
+            .add_route(Route::custom(emitter.name, emitter.track, emitter.flush));
     }
 
     /// The built-in emitters, in the order they were added.
@@ -551,8 +577,8 @@ impl Tracker {
     ///
     /// # Errors
     ///
-    /// [`FlushError::Unavailable`] when the actors are gone without a shutdown's figures.
-    pub async fn stats(&self) -> Result<TrackerStats, FlushError> {
+    /// [`StatsError::Unavailable`] when the actors are gone without a shutdown's figures.
+    pub async fn stats(&self) -> Result<TrackerStats, StatsError> {
         let last = lock(&self.inner.final_reports).clone();
         let emitters = match last {
             Some(emitters) => emitters,
@@ -561,11 +587,12 @@ impl Tracker {
                 .fanout
                 .send(GetReports)
                 .await
-                .map_err(|_| FlushError::Unavailable)?,
+                .map_err(|_| StatsError::Unavailable)?,
         };
         Ok(TrackerStats {
             tracked: self.inner.tracked.load(Ordering::Relaxed),
             refused: self.inner.refused.load(Ordering::Relaxed),
+            invalid: self.inner.invalid.load(Ordering::Relaxed),
             emitters,
             fanout_panics: self.inner.fanout_panics.load(Ordering::Relaxed),
         })
@@ -614,7 +641,7 @@ impl Tracker {
         if self.inner.shut_down.swap(true, Ordering::AcqRel) {
             return Err(ShutdownError::AlreadyShutDown);
         }
-        self.inner.timer.do_send(SetFlushInterval(None));
+        self.inner.timer.do_send(SetFlushTimer(None));
         for emitter in self.emitters() {
             emitter.cancel_flush_timer();
         }
@@ -698,22 +725,31 @@ impl Inner {
     /// Adds an emitter to the fan-out after every event tracked so far. After a shutdown
     /// it receives nothing (the fan-out is gone).
     fn add_route(&self, route: Route) {
-        if self.inbox.push_route(route) == (Pushed::Queued { wake: true }) {
-            self.fanout.do_send(Wake);
-        }
+        let _ = self.inbox.push_route(route);
     }
 
     fn refuse_full(&self) -> TrackError {
         self.refused.fetch_add(1, Ordering::Relaxed);
-        if self.refused_burst.fetch_add(1, Ordering::Relaxed) == 0 {
-            tracing::warn!("tracker queue full: dropping events until it has room");
+        if self.refused_burst.add(1) {
+            tracing::warn!(
+                namespace = %self.settings.namespace(),
+                "tracker queue full: dropping events until it has room"
+            );
         }
         TrackError::QueueFull
     }
-}
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    fn refuse_invalid(&self, error: EventError) -> TrackError {
+        self.invalid.fetch_add(1, Ordering::Relaxed);
+        if self.invalid_burst.add(1) {
+            tracing::warn!(
+                namespace = %self.settings.namespace(),
+                error = %error.without_input(),
+                "invalid event not tracked: refusing invalid events until a valid one comes"
+            );
+        }
+        TrackError::InvalidEvent(error)
+    }
 }
 
 /// One built-in emitter of a tracker: its address, its own flush timer, its stats.
@@ -738,15 +774,15 @@ impl EmitterHandle {
         &self.addr
     }
 
-    /// Flushes this emitter every `interval`, besides the tracker-wide timer (the docs'
-    /// `e1.set_flush_timer(5)`); setting it again replaces the interval.
-    pub fn set_flush_timer(&self, interval: Duration) {
-        self.timer.do_send(SetFlushInterval(Some(interval)));
+    /// Flushes this emitter every `period`, besides the tracker-wide timer (the Python
+    /// tracker's `emitter.set_flush_timer(5)`); setting it again replaces the period.
+    pub fn set_flush_timer(&self, period: Duration) {
+        self.timer.do_send(SetFlushTimer(Some(period)));
     }
 
     /// Stops this emitter's own flush timer.
     pub fn cancel_flush_timer(&self) {
-        self.timer.do_send(SetFlushInterval(None));
+        self.timer.do_send(SetFlushTimer(None));
     }
 
     /// Flushes this emitter only.

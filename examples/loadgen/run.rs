@@ -355,7 +355,7 @@ fn given<T>(
 pub(crate) async fn run(options: Options) -> Result<String, RunError> {
     let mut builder = Tracker::builder("loadgen").app_id("loadgen");
     builder = match options.flush_timer {
-        Some(interval) => builder.flush_interval(interval),
+        Some(interval) => builder.flush_timer(interval),
         None => builder.no_flush_timer(),
     };
     let last_delivery = Arc::new(Mutex::new(None::<Instant>));

@@ -15,21 +15,21 @@ use actix::prelude::*;
 
 use super::config::{EmitterConfig, Failure, Owner, Settings};
 use super::delivery::{Command, Delivery, Now, INTAKE_CHUNK};
-use super::stats::{FinalStats, FlushReport};
 use super::waiters::Waiter;
 use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
+use crate::report::{EmitterStats, FinalStats, FlushReport};
 use crate::runtime::Runtime;
-use crate::stamp::StampedEvent;
 use crate::store::StoredEvent;
 use crate::transport::Transport;
+use crate::wire::StampedEvent;
 
 /// An emitter actor. Build one with [`EmitterBuilder`](crate::EmitterBuilder) and start it
 /// with [`EmitterConfig::start`].
 ///
 /// It owns its event store, its retry schedules and its counters. It handles
-/// [`Track`](crate::Track) (buffer an event; a full batch starts a flush),
-/// [`Flush`](crate::Flush) (send everything; reply when done or at the deadline),
-/// [`Shutdown`](crate::Shutdown) and [`GetStats`](crate::GetStats).
+/// [`Track`](crate::emitter::Track) (buffer an event; a full batch starts a flush),
+/// [`Flush`](crate::emitter::Flush) (send everything; reply when done or at the deadline),
+/// [`Shutdown`](crate::emitter::Shutdown) and [`GetStats`](crate::emitter::GetStats).
 pub struct Emitter {
     settings: Arc<Settings>,
     core: Delivery,
@@ -128,7 +128,6 @@ impl Emitter {
                     let shared = shared(&events);
                     self.guarded("on_success", || callback(&shared));
                 }
-                self.release(events);
             }
             Command::Failed {
                 events,
@@ -139,7 +138,6 @@ impl Emitter {
                 if let Some(callback) = self.settings.on_failure.clone() {
                     let shared = shared(&events);
                     let failure = Failure {
-                        sent: 0,
                         events: &shared,
                         reason: &reason,
                         will_retry,
@@ -182,14 +180,6 @@ impl Emitter {
         );
     }
 
-    /// Frees settled events: through the disposal given for it, or here.
-    fn release(&self, events: Vec<StoredEvent>) {
-        if let Some(Owner { disposal, .. }) = &self.owner {
-            // Handed back when too many wait: freed here then.
-            let _ = disposal.put(events);
-        }
-    }
-
     /// Runs a user callback; a panic is caught, logged and counted.
     fn guarded(&mut self, name: &'static str, callback: impl FnOnce()) {
         if catch_unwind(AssertUnwindSafe(callback)).is_err() {
@@ -202,8 +192,20 @@ impl Emitter {
         }
     }
 
+    /// The counters, events the fan-out could not hand over included (as received and
+    /// dropped for `capacity`: the tracker counts them once, here is where they show).
+    fn stats(&self) -> EmitterStats {
+        let mut stats = self.core.snapshot(Now::real());
+        if let Some(owner) = &self.owner {
+            let refused = owner.refused.load(Ordering::Relaxed);
+            stats.received += refused;
+            stats.dropped.capacity += refused;
+        }
+        stats
+    }
+
     fn publish_final_stats(&self) {
-        self.final_stats.set(self.core.snapshot(Now::real()));
+        self.final_stats.set(self.stats());
     }
 
     /// Takes in the whole intake now (at most its bound, see [`INTAKE_EVENTS`](super::INTAKE_EVENTS)):
@@ -397,7 +399,7 @@ impl Handler<GetStats> for Emitter {
 
     fn handle(&mut self, _: GetStats, ctx: &mut Self::Context) -> Self::Result {
         self.take_in_all(ctx);
-        MessageResult(self.core.snapshot(Now::real()))
+        MessageResult(self.stats())
     }
 }
 

@@ -14,11 +14,11 @@ use std::time::Duration;
 ///
 /// The default is a small pseudo-random generator; tests inject a fixed sequence so the
 /// delays are exact.
-pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
+pub(crate) type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 /// Exponential backoff state.
 #[derive(Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     delay: Duration,
     cap: Duration,
     jitter: Jitter,
@@ -26,7 +26,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Backoff capped at `cap`, drawing jitter from `jitter`.
-    pub fn new(cap: Duration, jitter: Jitter) -> Self {
+    pub(crate) fn new(cap: Duration, jitter: Jitter) -> Self {
         Self {
             delay: Duration::ZERO,
             cap,
@@ -35,7 +35,7 @@ impl Backoff {
     }
 
     /// Advances after a retryable failure and returns the delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         self.delay = step(self.delay, self.draw(), self.cap);
         self.delay
     }
@@ -53,39 +53,25 @@ impl Backoff {
 
     /// The delay that follows `previous` (zero: the first), drawing one jitter value: what
     /// a request retried on its own schedule waits after its next failure.
-    pub fn delay_after(&self, previous: Duration) -> Duration {
+    pub(crate) fn delay_after(&self, previous: Duration) -> Duration {
         step(previous, self.draw(), self.cap)
     }
 
-    /// The cap.
-    pub fn cap(&self) -> Duration {
-        self.cap
-    }
-
     /// The current delay (zero after a reset).
-    pub fn current(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn current(&self) -> Duration {
         self.delay
     }
 
     /// Back to zero, after a success or a non-retryable answer.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.delay = Duration::ZERO;
     }
 }
 
 /// One step of the formula: `min(previous * 2 + jitter, cap)`, with `jitter` clamped to
 /// `[0, 1]` seconds.
-///
-/// ```
-/// use std::time::Duration;
-/// use snowplow_actix::backoff::step;
-///
-/// let cap = Duration::from_secs(5);
-/// assert_eq!(step(Duration::ZERO, 0.5, cap), Duration::from_millis(500));
-/// assert_eq!(step(Duration::from_millis(500), 0.5, cap), Duration::from_millis(1500));
-/// assert_eq!(step(Duration::from_secs(4), 0.0, cap), cap);
-/// ```
-pub fn step(previous: Duration, jitter: f64, cap: Duration) -> Duration {
+pub(crate) fn step(previous: Duration, jitter: f64, cap: Duration) -> Duration {
     let jitter = if jitter.is_nan() {
         0.0
     } else {
@@ -106,7 +92,7 @@ impl fmt::Debug for Backoff {
 
 /// The default jitter: a xorshift generator seeded from the clock and a counter, uniform
 /// on `[0, 1)`. Statistical quality is irrelevant here; spreading retries is the point.
-pub fn default_jitter() -> Jitter {
+pub(crate) fn default_jitter() -> Jitter {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -145,6 +131,16 @@ mod tests {
     }
 
     #[test]
+    fn a_step_doubles_adds_the_jitter_and_stops_at_the_cap() {
+        let cap = Duration::from_secs(5);
+        assert_eq!(step(Duration::ZERO, 0.5, cap), Duration::from_millis(500));
+        assert_eq!(step(Duration::from_millis(500), 0.5, cap), Duration::from_millis(1500));
+        assert_eq!(step(Duration::from_secs(4), 0.0, cap), cap);
+        assert_eq!(step(Duration::ZERO, f64::NAN, cap), Duration::ZERO, "NaN jitter is 0");
+        assert_eq!(step(Duration::ZERO, 7.0, cap), Duration::from_secs(1), "clamped to 1 s");
+    }
+
+    #[test]
     fn delays_double_plus_jitter_up_to_the_cap() {
         let mut backoff = Backoff::new(Duration::from_secs(60), fixed(&[0.5; 8]));
         let delays: Vec<_> = (0..8).map(|_| backoff.next_delay()).collect();
@@ -174,6 +170,81 @@ mod tests {
         for _ in 0..10_000 {
             let value = jitter();
             assert!((0.0..1.0).contains(&value), "{value}");
+        }
+    }
+
+    mod properties {
+        use std::collections::VecDeque;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A step of the emitter's use of its backoff.
+        #[derive(Debug, Clone, Copy)]
+        enum Step {
+            /// A retryable failure: the next delay, drawing `jitter`.
+            Fail(f64),
+            /// A success or a non-retryable answer.
+            Reset,
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                6 => (0.0f64..1.0).prop_map(Step::Fail),
+                1 => Just(Step::Reset),
+            ]
+        }
+
+        const NANO: Duration = Duration::from_nanos(1);
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn backoff_delays_double_plus_jitter_never_exceed_the_cap_and_reset_to_zero(
+                cap_ms in 1u64..200_000,
+                steps in prop::collection::vec(step(), 1..60),
+            ) {
+                let cap = Duration::from_millis(cap_ms);
+                let next: Arc<Mutex<VecDeque<f64>>> = Arc::default();
+                let source = next.clone();
+                let mut backoff = Backoff::new(
+                    cap,
+                    Arc::new(move || source.lock().unwrap().pop_front().expect("one jitter per delay")),
+                );
+                prop_assert_eq!(backoff.current(), Duration::ZERO);
+                for step in steps {
+                    let previous = backoff.current();
+                    match step {
+                        Step::Reset => {
+                            backoff.reset();
+                            prop_assert_eq!(backoff.current(), Duration::ZERO);
+                        }
+                        Step::Fail(jitter) => {
+                            next.lock().unwrap().push_back(jitter);
+                            let delay = backoff.next_delay();
+                            prop_assert!(next.lock().unwrap().is_empty(), "one draw per delay");
+                            prop_assert_eq!(delay, backoff.current());
+                            prop_assert!(delay <= cap, "{:?} above the cap {:?}", delay, cap);
+                            let low = previous * 2;
+                            let exact = low.as_secs_f64() + jitter;
+                            if exact < cap.as_secs_f64() {
+                                // Below the cap: in [prev * 2, prev * 2 + 1 s), the jitter added.
+                                prop_assert!(delay + NANO >= low, "{:?} below {:?}", delay, low);
+                                prop_assert!(delay < low + Duration::from_secs(1), "{:?} from {:?}", delay, low);
+                                let expected = Duration::from_secs_f64(exact);
+                                prop_assert!(
+                                    delay.abs_diff(expected) <= NANO * 2,
+                                    "{:?} instead of {:?}", delay, expected
+                                );
+                            } else {
+                                prop_assert_eq!(delay, cap);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

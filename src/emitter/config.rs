@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::{default_jitter, Jitter};
-use super::endpoint::{Endpoint, Method, Protocol};
-use super::stats::{DropReason, FailureReason, FinalStats};
-use crate::error::BuildError;
-use crate::stamp::StampedEvent;
+use super::endpoint::{Endpoint, Protocol};
+use crate::error::{BuildError, TransportError};
+use crate::report::{DropReason, FailureReason, FinalStats};
 use crate::store::{EventStore, InMemoryStore, DEFAULT_BUFFER_CAPACITY};
 use crate::transport::{default_client, AwcTransport, ClientFactory, Transport, TransportFactory};
+use crate::wire::Method;
+use crate::wire::StampedEvent;
 
 /// The queue length that triggers a flush of a POST emitter (the baseline's 10). It is not a
 /// request size: a request takes as many queued events as fit
@@ -43,8 +44,6 @@ pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// far below the connection counts that strain a load balancer or a file-descriptor
 /// limit. `max_in_flight(1)` keeps one request at a time and FIFO delivery.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
-/// How long a sync flush waits at most before it reports what is left.
-pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages a mailbox (an emitter's, the fan-out's) holds at least before a `try_send` of
 /// `Track` fails. An emitter's mailbox holds as many messages as its buffer holds events
 /// when that is more: a burst that the buffer has room for is never refused at the
@@ -67,7 +66,7 @@ pub const DEFAULT_NON_RETRYABLE_CODES: [u16; 5] = [400, 401, 403, 410, 422];
 /// 431 (request headers too large) is not retried either, unless `custom_retry_codes` says
 /// otherwise: the same request would be refused again. 413 and 414 have their own rule: a
 /// batch is split, a single event is dropped as `oversize`.
-pub const HEADERS_TOO_LARGE: u16 = 431;
+pub(crate) const HEADERS_TOO_LARGE: u16 = 431;
 
 /// How long a request may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +114,6 @@ pub type FailureCallback = Arc<dyn Fn(&Failure<'_>) + Send + Sync>;
 /// What `on_failure` receives for each failed request.
 #[derive(Debug)]
 pub struct Failure<'a> {
-    /// Events sent successfully in the same attempt (GET: other requests of the same
-    /// flush are separate attempts, so this is 0 unless a store or callback says otherwise).
-    pub sent: usize,
     /// The events that failed.
     pub events: &'a [Arc<StampedEvent>],
     /// Why: a status, a connection error or a timeout.
@@ -140,9 +136,11 @@ impl RetryPolicy {
     pub(crate) fn retries(&self, reason: &FailureReason) -> bool {
         match reason {
             FailureReason::Status(status) => self.retries_status(*status),
-            FailureReason::Connection(_) | FailureReason::Fatal(_) => self.connection_errors,
-            FailureReason::Timeout => self.timeouts,
-            FailureReason::Invalid(_) => false,
+            FailureReason::Transport(error) => match error {
+                TransportError::Connection(_) | TransportError::Fatal(_) => self.connection_errors,
+                TransportError::Timeout => self.timeouts,
+                TransportError::Invalid(_) => false,
+            },
         }
     }
 
@@ -641,9 +639,9 @@ pub struct EmitterConfig {
 /// What a tracker shares with an emitter it owns.
 #[derive(Debug, Clone)]
 pub(crate) struct Owner {
-    /// Where sent events are left to be freed off the emitter's thread (by the fan-out), so
-    /// the emitter's thread spends its time sending.
-    pub(crate) disposal: Arc<crate::store::Disposal>,
+    /// Events the fan-out could not hand to the emitter (its mailbox full or closed),
+    /// counted there once: the emitter reports them as received and dropped (`capacity`).
+    pub(crate) refused: Arc<std::sync::atomic::AtomicU64>,
     /// Events the emitter holds (queued and in flight), for the tracker's drop warning.
     pub(crate) held: Arc<std::sync::atomic::AtomicU64>,
     /// Set once the tracker has warned about what its emitters lose: they stop quietly.
@@ -687,7 +685,7 @@ impl EmitterConfig {
 
     /// Where the emitter's last stats appear once it has shut down or stopped (also after a
     /// bare stop of its arbiter or of the system).
-    pub fn final_stats(&self) -> FinalStats {
+    pub(crate) fn final_stats(&self) -> FinalStats {
         self.final_stats.clone()
     }
 
@@ -723,8 +721,12 @@ mod tests {
         for status in [301, 404, 408, 429, 500, 503] {
             assert!(policy.retries(&FailureReason::Status(status)), "{status}");
         }
-        assert!(policy.retries(&FailureReason::Connection("refused".into())));
-        assert!(!policy.retries(&FailureReason::Timeout));
+        assert!(
+            policy.retries(&FailureReason::Transport(TransportError::Connection(
+                "refused".into()
+            )))
+        );
+        assert!(!policy.retries(&FailureReason::Transport(TransportError::Timeout)));
     }
 
     #[test]

@@ -47,14 +47,15 @@ use std::time::{Duration, Instant};
 
 use super::backoff::Backoff;
 use super::config::{Settings, MIN_REQUEST_BYTES};
-use super::endpoint::Method;
 use super::limit::Limiter;
-use super::stats::{millis, DropReason, EmitterStats, FailureReason, FlushReport};
 use super::waiters::{Waiter, Waiters};
 use crate::error::TransportError;
-use crate::stamp::StampedEvent;
+use crate::report::{millis, DropReason, EmitterStats, FailureReason, FlushReport};
 use crate::store::{Added, EventStore, Guarded, LeaseId, StoredEvent};
+use crate::sync::Burst;
 use crate::transport::{Request, Response};
+use crate::wire::Method;
+use crate::wire::StampedEvent;
 use crate::wire::{push_post_body, Stm, BODY_PREFIX, BODY_SUFFIX};
 
 /// Failed answers in a row after which the emitter may brake.
@@ -67,7 +68,7 @@ pub const BRAKE_MIN_QUIET: Duration = Duration::from_millis(250);
 /// Events an emitter holds received but not yet offered to its store, at least: the bound
 /// is its buffer's event capacity when that is larger. Beyond it new events are dropped as
 /// `capacity`: it bounds what a slow store lets pile up in front of it.
-pub const INTAKE_EVENTS: usize = 8_192;
+pub(crate) const INTAKE_EVENTS: usize = 8_192;
 /// Events offered to the store between two looks at the clock.
 pub(crate) const INTAKE_CHUNK: usize = 64;
 
@@ -92,7 +93,7 @@ impl Now {
     pub(crate) fn real() -> Self {
         Self {
             at: Instant::now(),
-            wall_ms: crate::stamp::now_ms(),
+            wall_ms: crate::wire::now_ms(),
         }
     }
 
@@ -176,7 +177,7 @@ pub(crate) struct Delivery {
     failed_in_row: u64,
     /// Answers of 404 in a row: the first is an ERROR, the rest of the burst one line at its
     /// end.
-    not_found_in_row: u64,
+    not_found: Burst,
     last_success: Instant,
     /// The request byte cap, lowered by 413 answers.
     request_bytes: usize,
@@ -207,10 +208,12 @@ pub(crate) struct Delivery {
     /// The most events the intake holds.
     intake_bound: usize,
     stats: EmitterStats,
-    capacity_burst: u64,
+    /// Events dropped for `capacity` since the buffer last took one (logged once per burst).
+    capacity_burst: Burst,
     /// Events the store refused since it last took one (logged once per burst).
-    store_burst: u64,
-    refused_after_close: u64,
+    store_burst: Burst,
+    /// Events received after the shutdown (logged once).
+    refused_after_close: Burst,
     commands: Vec<Command>,
 }
 
@@ -242,7 +245,7 @@ impl Delivery {
             hold_until: None,
             braked: false,
             failed_in_row: 0,
-            not_found_in_row: 0,
+            not_found: Burst::default(),
             last_success: now.at,
             request_bytes: settings.request_bytes,
             draining: store.recovered() > 0,
@@ -263,9 +266,9 @@ impl Delivery {
             intake_bytes: 0,
             intake_bound: store.capacity().unwrap_or(0).max(INTAKE_EVENTS),
             stats,
-            capacity_burst: 0,
-            store_burst: 0,
-            refused_after_close: 0,
+            capacity_burst: Burst::default(),
+            store_burst: Burst::default(),
+            refused_after_close: Burst::default(),
             commands: Vec::new(),
             settings,
             store,
@@ -313,10 +316,9 @@ impl Delivery {
         self.stats.received += 1;
         if self.closed {
             self.stats.dropped.add(DropReason::Shutdown, 1);
-            if self.refused_after_close == 0 {
+            if self.refused_after_close.add(1) {
                 tracing::warn!(emitter = %self.settings.name, method = %self.settings.method, "emitter is shut down: dropping events tracked after the shutdown");
             }
-            self.refused_after_close += 1;
             return;
         }
         let cost = self.cost(&event);
@@ -343,21 +345,19 @@ impl Delivery {
         let cost = stored.cost as u64;
         match self.store.add(stored) {
             Ok(Added::Stored) => {
-                if self.store_burst > 0 {
+                if let Some(dropped) = self.store_burst.end() {
                     tracing::warn!(
                         emitter = %self.settings.name, method = %self.settings.method,
-                        dropped = self.store_burst,
+                        dropped,
                         "event store takes events again after refusing some"
                     );
-                    self.store_burst = 0;
                 }
-                if self.capacity_burst > 0 {
+                if let Some(dropped) = self.capacity_burst.end() {
                     tracing::warn!(
                         emitter = %self.settings.name, method = %self.settings.method,
-                        dropped = self.capacity_burst,
+                        dropped,
                         "emitter buffer has room again after dropping events"
                     );
-                    self.capacity_burst = 0;
                 }
             }
             Ok(Added::Full) => {
@@ -367,10 +367,9 @@ impl Delivery {
             Err(error) => {
                 self.queued_bytes -= cost;
                 self.stats.dropped.add(DropReason::Store, 1);
-                if self.store_burst == 0 {
+                if self.store_burst.add(1) {
                     tracing::error!(emitter = %self.settings.name, method = %self.settings.method, %error, "event store refused an event: dropping events as store until it takes them again");
                 }
-                self.store_burst += 1;
             }
         }
     }
@@ -379,7 +378,7 @@ impl Delivery {
     /// once per burst.
     fn refuse_full(&mut self) {
         self.stats.dropped.add(DropReason::Capacity, 1);
-        if self.capacity_burst == 0 {
+        if self.capacity_burst.add(1) {
             tracing::warn!(
                 emitter = %self.settings.name, method = %self.settings.method,
                 queued = self.store.len() as u64 + self.retry_events,
@@ -389,7 +388,6 @@ impl Delivery {
                 "emitter buffer full: dropping new events until it has room"
             );
         }
-        self.capacity_burst += 1;
     }
 
     /// Receives one message's events into the intake; [`take_in`](Self::take_in) offers
@@ -531,12 +529,9 @@ impl Delivery {
                 return;
             }
             Ok(response) => (FailureReason::Status(response.status), response.retry_after),
-            Err(TransportError::Timeout) => (FailureReason::Timeout, None),
-            Err(TransportError::Connection(error)) => (FailureReason::Connection(error), None),
-            Err(TransportError::Fatal(error)) => (FailureReason::Fatal(error), None),
-            Err(TransportError::Invalid(error)) => (FailureReason::Invalid(error), None),
+            Err(error) => (FailureReason::Transport(error), None),
         };
-        let fatal = matches!(reason, FailureReason::Fatal(_));
+        let fatal = matches!(reason, FailureReason::Transport(TransportError::Fatal(_)));
         self.watch_not_found(Some(&reason));
         match self.verdict(&reason, flight.events.len()) {
             Verdict::Split => self.split(flight, &reason),
@@ -832,8 +827,7 @@ impl Delivery {
     /// burst's end (any other answer) is one line.
     fn watch_not_found(&mut self, reason: Option<&FailureReason>) {
         if reason == Some(&FailureReason::Status(404)) {
-            self.not_found_in_row += 1;
-            if self.not_found_in_row == 1 {
+            if self.not_found.add(1) {
                 tracing::error!(
                     emitter = %self.settings.name,
                     method = %self.settings.method,
@@ -842,24 +836,24 @@ impl Delivery {
                     "the collector answers 404 Not Found: the endpoint is probably wrong; the events are kept and retried"
                 );
             }
-        } else if self.not_found_in_row > 0 {
+        } else if let Some(not_found) = self.not_found.end() {
             tracing::warn!(
                 emitter = %self.settings.name,
                 method = %self.settings.method,
                 url = %self.settings.url,
-                not_found = self.not_found_in_row,
+                not_found,
                 "the collector answers something else than 404 again"
             );
-            self.not_found_in_row = 0;
         }
     }
 
     /// What to check for a failure whose message alone would not say it.
     fn hint(&self, reason: &FailureReason) -> Option<&'static str> {
         match reason {
-            FailureReason::Connection(error) | FailureReason::Fatal(error)
-                if self.settings.endpoint.is_https()
-                    && PLAIN_HTTP_SIGNS.iter().any(|sign| error.contains(sign)) =>
+            FailureReason::Transport(
+                TransportError::Connection(error) | TransportError::Fatal(error),
+            ) if self.settings.endpoint.is_https()
+                && PLAIN_HTTP_SIGNS.iter().any(|sign| error.contains(sign)) =>
             {
                 Some(PLAIN_HTTP_HINT)
             }
@@ -870,7 +864,9 @@ impl Delivery {
     fn verdict(&self, reason: &FailureReason, events: usize) -> Verdict {
         let policy = &self.settings.retry;
         match reason {
-            FailureReason::Invalid(_) => Verdict::Drop(DropReason::Oversize),
+            FailureReason::Transport(TransportError::Invalid(_)) => {
+                Verdict::Drop(DropReason::Oversize)
+            }
             FailureReason::Status(status @ (413 | 414)) if !policy.overrides(*status) => {
                 if events > 1 {
                     Verdict::Split
@@ -882,11 +878,9 @@ impl Delivery {
             FailureReason::Status(status) => Verdict::Retry {
                 back_pressure: matches!(status, 429 | 503),
             },
-            FailureReason::Timeout | FailureReason::Connection(_) | FailureReason::Fatal(_) => {
-                Verdict::Retry {
-                    back_pressure: true,
-                }
-            }
+            FailureReason::Transport(_) => Verdict::Retry {
+                back_pressure: true,
+            },
         }
     }
 
@@ -1069,7 +1063,7 @@ impl Delivery {
                 delay,
             });
         }
-        if self.not_found_in_row > 0 {
+        if self.not_found.is_on() {
             // A 404: the first of its burst was an ERROR, the burst's end is one line.
             tracing::debug!(
                 emitter = %self.settings.name, method = %self.settings.method,
@@ -1297,12 +1291,6 @@ fn first_seq(events: &[StoredEvent]) -> Option<u64> {
 
 fn cost_of(events: &[StoredEvent]) -> u64 {
     events.iter().map(|e| e.cost as u64).sum()
-}
-
-/// A moment no deadline reaches (a century on), for timeouts too large to add.
-pub(crate) fn far_future(now: Instant) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    now.checked_add(CENTURY).unwrap_or(now)
 }
 
 #[cfg(test)]

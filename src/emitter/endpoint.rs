@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::error::BuildError;
-use crate::wire::{GET_PATH, POST_PATH};
+use crate::wire::{Method, GET_PATH, POST_PATH};
 
 /// `http` or `https`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -21,26 +21,6 @@ impl Protocol {
             Self::Http => "http",
             Self::Https => "https",
         }
-    }
-}
-
-/// GET (one event per request, in the query string) or POST (batches in a JSON body).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Method {
-    /// `GET {endpoint}/i?…`, one event per request.
-    Get,
-    /// `POST {endpoint}/com.snowplowanalytics.snowplow/tp2`, batches (the default).
-    #[default]
-    Post,
-}
-
-/// `GET` or `POST`, as logs name it.
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Get => "GET",
-            Self::Post => "POST",
-        })
     }
 }
 

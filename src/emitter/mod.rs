@@ -8,32 +8,39 @@
 //!            └──────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! The delivery rules live in one plain state machine, `delivery.rs` (with the adaptive
-//! concurrency limit in `limit.rs` and the backoff formula in [`backoff`]); the actor
-//! (`actor.rs`) only feeds it messages, answers and the time, and carries out its commands.
+//! Here: the [`Emitter`] actor, its settings ([`EmitterBuilder`], whose defaults are the
+//! `DEFAULT_*` constants, and the validated [`EmitterConfig`], to start an emitter without
+//! a tracker), the messages it takes ([`Track`], [`Flush`], [`Shutdown`], [`GetStats`]) and
+//! what its callbacks receive ([`Failure`], [`FailureReason`]). A custom emitter handles the
+//! same messages (see [`CustomEmitter`](crate::tracker::CustomEmitter)).
+//!
+//! Inside, the delivery rules live in one plain state machine, `delivery.rs` (with the
+//! adaptive concurrency limit in `limit.rs` and the backoff formula in `backoff.rs`); the
+//! actor (`actor.rs`) only feeds it messages, answers and the time, and carries out its
+//! commands.
 
 mod actor;
-pub mod backoff;
+pub(crate) mod backoff;
 mod config;
 mod delivery;
 mod endpoint;
 mod limit;
-mod stats;
 mod waiters;
 
+pub use crate::messages::{Flush, GetStats, Shutdown, Track, DEFAULT_FLUSH_TIMEOUT};
+pub use crate::report::FailureReason;
+pub use crate::store::DEFAULT_BUFFER_CAPACITY;
 pub use actor::Emitter;
 pub(crate) use config::Owner;
 pub use config::{
     EmitterBuilder, EmitterConfig, Failure, FailureCallback, RequestTimeout, SuccessCallback,
-    DEFAULT_BUFFER_BYTES, DEFAULT_FLUSH_TIMEOUT, DEFAULT_GET_BATCH_SIZE, DEFAULT_MAILBOX_CAPACITY,
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_EVENTS,
-    DEFAULT_MAX_RETRY_DELAY, DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE,
-    DEFAULT_REQUEST_TIMEOUT, HEADERS_TOO_LARGE, MAX_MAILBOX_CAPACITY, MIN_REQUEST_BYTES,
+    DEFAULT_BUFFER_BYTES, DEFAULT_GET_BATCH_SIZE, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_EVENTS, DEFAULT_MAX_RETRY_DELAY,
+    DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE, DEFAULT_REQUEST_TIMEOUT,
+    MAX_MAILBOX_CAPACITY, MIN_REQUEST_BYTES,
 };
-pub(crate) use delivery::far_future;
-pub use delivery::{BRAKE_AFTER, BRAKE_MIN_QUIET, INTAKE_EVENTS};
-pub use endpoint::{Endpoint, Method, Protocol};
-pub use stats::{DropCounts, DropReason, EmitterStats, FailureReason, FinalStats, FlushReport};
+pub use delivery::{BRAKE_AFTER, BRAKE_MIN_QUIET};
+pub use endpoint::{Endpoint, Protocol};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,7 +56,7 @@ impl EmitterConfig {
     ///
     /// The thread runs an actix `System` of its own, so the emitter outlives the
     /// application's (`System::stop`, as actix-server calls after a signal): a
-    /// [`Shutdown`](crate::Shutdown) sent once the server has stopped still delivers. It
+    /// [`Shutdown`](crate::emitter::Shutdown) sent once the server has stopped still delivers. It
     /// stops once shut down and no address to it remains.
     ///
     /// # Panics

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use super::stats::DropCounts;
+use crate::report::DropCounts;
 
 /// A sync flush or a shutdown waiting for the events received before it.
 #[derive(Debug, Clone)]

@@ -140,11 +140,12 @@ impl PagePing {
 /// # Examples
 ///
 /// ```
-/// use snowplow_actix::Structured;
+/// use snowplow_actix::{Event, Structured};
 ///
-/// let event = Structured::new("shop", "add-to-basket")?.label("red shoes").value(2.5)?;
+/// let event = Structured::new("shop", "add-to-basket")?.label("red shoes").value(2.5);
 /// assert!(Structured::new("shop", "").is_err());
-/// assert!(Structured::new("shop", "buy")?.value(f64::NAN).is_err());
+/// // An invalid optional value is kept, and `track` reports it (nothing is tracked).
+/// assert!(Structured::new("shop", "buy")?.value(f64::NAN).options().error().is_some());
 /// # Ok::<(), snowplow_actix::EventError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -186,14 +187,10 @@ impl Structured {
         self
     }
 
-    /// The value (`se_va`).
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::NonFiniteNumber`] for NaN or an infinity.
-    pub fn value(mut self, value: f64) -> Result<Self, EventError> {
-        self.value = Some(finite("value", value)?);
-        Ok(self)
+    /// The value (`se_va`). NaN or an infinity ([`EventError::NonFiniteNumber`]) is kept and reported when the event is tracked (see [`EventError`]).
+    pub fn value(mut self, value: f64) -> Self {
+        self.value = self.options.keep(finite("value", value));
+        self
     }
 
     fn fields(&self, _base64: bool) -> Payload {
@@ -303,10 +300,10 @@ impl ScreenView {
     ///
     /// [`EventError::EmptyField`] when `name` or `id` is empty, [`EventError::InvalidUuid`]
     /// when `id` is not a UUID (the schema's `format: uuid`).
-    pub fn new(name: impl Into<String>, id: &str) -> Result<Self, EventError> {
+    pub fn new(name: impl Into<String>, id: impl AsRef<str>) -> Result<Self, EventError> {
         Ok(Self {
             name: non_empty("name", name.into())?,
-            id: uuid_field("id", id)?,
+            id: uuid_field("id", id.as_ref())?,
             screen_type: None,
             previous_name: None,
             previous_id: None,
@@ -322,7 +319,7 @@ impl ScreenView {
     ///
     /// [`EventError::EmptyField`] when `name` is empty.
     pub fn with_random_id(name: impl Into<String>) -> Result<Self, EventError> {
-        Self::new(name, &Uuid::new_v4().to_string())
+        Self::new(name, Uuid::new_v4().to_string())
     }
 
     /// The screen view id.
@@ -342,14 +339,11 @@ impl ScreenView {
         self
     }
 
-    /// The previous screen view's id (`previousId`), a UUID.
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::InvalidUuid`] when `id` is not a UUID.
-    pub fn previous_id(mut self, id: &str) -> Result<Self, EventError> {
-        self.previous_id = Some(uuid_field("previous_id", id)?);
-        Ok(self)
+    /// The previous screen view's id (`previousId`), a UUID. An id that is not a UUID
+    /// ([`EventError::InvalidUuid`]) is kept and reported when the event is tracked (see [`EventError`]).
+    pub fn previous_id(mut self, id: impl AsRef<str>) -> Self {
+        self.previous_id = self.options.keep(uuid_field("previous_id", id.as_ref()));
+        self
     }
 
     /// The previous screen's type (`previousType`).

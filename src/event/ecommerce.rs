@@ -71,24 +71,18 @@ impl Transaction {
         self
     }
 
-    /// The tax value (`tr_tx`).
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::NonFiniteNumber`] for NaN or an infinity.
-    pub fn tax_value(mut self, tax: f64) -> Result<Self, EventError> {
-        self.tax_value = Some(finite("tax_value", tax)?);
-        Ok(self)
+    /// The tax value (`tr_tx`). NaN or an infinity ([`EventError::NonFiniteNumber`])
+    /// is kept and reported when the event is tracked (see [`EventError`]).
+    pub fn tax_value(mut self, tax: f64) -> Self {
+        self.tax_value = self.options.keep(finite("tax_value", tax));
+        self
     }
 
-    /// The shipping cost (`tr_sh`).
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::NonFiniteNumber`] for NaN or an infinity.
-    pub fn shipping(mut self, shipping: f64) -> Result<Self, EventError> {
-        self.shipping = Some(finite("shipping", shipping)?);
-        Ok(self)
+    /// The shipping cost (`tr_sh`). NaN or an infinity ([`EventError::NonFiniteNumber`])
+    /// is kept and reported when the event is tracked (see [`EventError`]).
+    pub fn shipping(mut self, shipping: f64) -> Self {
+        self.shipping = self.options.keep(finite("shipping", shipping));
+        self
     }
 
     /// The delivery city (`tr_ci`).
@@ -297,14 +291,11 @@ macro_rules! cart_event {
                 self
             }
 
-            /// The price of one unit (`unitPrice`).
-            ///
-            /// # Errors
-            ///
-            /// [`EventError::NonFiniteNumber`] for NaN or an infinity.
-            pub fn unit_price(mut self, price: f64) -> Result<Self, EventError> {
-                self.change.unit_price = Some(finite("unit_price", price)?);
-                Ok(self)
+            /// The price of one unit (`unitPrice`). NaN or an infinity
+            /// ([`EventError::NonFiniteNumber`]) is kept and reported when the event is tracked (see [`EventError`]).
+            pub fn unit_price(mut self, price: f64) -> Self {
+                self.change.unit_price = self.options.keep(finite("unit_price", price));
+                self
             }
 
             /// The currency (`currency`).
@@ -330,7 +321,7 @@ cart_event!(
     /// ```
     /// use snowplow_actix::AddToCart;
     ///
-    /// let added = AddToCart::new("sku-1", 2)?.unit_price(12.5)?.currency("EUR");
+    /// let added = AddToCart::new("sku-1", 2)?.unit_price(12.5).currency("EUR");
     /// # Ok::<(), snowplow_actix::EventError>(())
     /// ```
     AddToCart,

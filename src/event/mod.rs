@@ -25,7 +25,7 @@ pub use web::{
     LINK_CLICK_SCHEMA, SITE_SEARCH_SCHEMA, SUBMIT_FORM_SCHEMA,
 };
 
-use crate::error::EventError;
+use crate::error::{EventError, FirstError};
 use crate::payload::Payload;
 use crate::self_describing::{add_contexts, SelfDescribingJson};
 use crate::subject::Subject;
@@ -36,6 +36,8 @@ pub struct EventOptions {
     subject: Option<Subject>,
     contexts: Vec<SelfDescribingJson>,
     true_timestamp: Option<u64>,
+    /// The first invalid value a setter (of the event or of its subject) was given.
+    error: FirstError,
 }
 
 impl EventOptions {
@@ -52,6 +54,22 @@ impl EventOptions {
     /// The true timestamp (`ttm`), in ms since the Unix epoch.
     pub fn true_timestamp(&self) -> Option<u64> {
         self.true_timestamp
+    }
+
+    /// The first invalid value a setter was given, if any: such an event is not tracked
+    /// ([`TrackError::InvalidEvent`](crate::TrackError::InvalidEvent)).
+    pub fn error(&self) -> Option<&EventError> {
+        self.error.get()
+    }
+
+    /// `Err` when a setter was given an invalid value.
+    pub(crate) fn check(&self) -> Result<(), EventError> {
+        self.error.check()
+    }
+
+    /// The value of `checked`; an error is kept for the end of the chain.
+    pub(crate) fn keep<T>(&mut self, checked: Result<T, EventError>) -> Option<T> {
+        self.error.keep(checked)
     }
 
     /// Adds `cx`/`co` and `ttm` (`true_timestamp` wins over `default_ttm`).
@@ -91,7 +109,9 @@ pub trait Event: sealed::Build + Sized {
 
     /// Sets the event's own subject, merged over the tracker's (the event's fields win).
     fn subject(mut self, subject: Subject) -> Self {
-        self.options_mut().subject = Some(subject);
+        let options = self.options_mut();
+        options.error.also(subject.error().cloned());
+        options.subject = Some(subject);
         self
     }
 

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::basic::own_schema_payload;
 use super::{non_empty, single_payload_event, EventOptions};
-use crate::error::EventError;
+use crate::error::{EventError, FirstError};
 use crate::payload::Payload;
 
 /// Schema of [`LinkClick`].
@@ -190,7 +190,7 @@ impl LinkClick {
 /// ```
 /// use snowplow_actix::FormChange;
 ///
-/// let change = FormChange::new("signup", "email", "INPUT", Some("a@b.c"))?.input_type("email")?;
+/// let change = FormChange::new("signup", "email", "INPUT", Some("a@b.c"))?.input_type("email");
 /// assert!(FormChange::new("signup", "email", "DIV", None).is_err());
 /// # Ok::<(), snowplow_actix::EventError>(())
 /// ```
@@ -231,27 +231,20 @@ impl FormChange {
         })
     }
 
-    /// The element's input type (`type`), one of the HTML input types.
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::InvalidInputType`] for a type outside the HTML input types.
-    pub fn input_type(mut self, input_type: &str) -> Result<Self, EventError> {
-        self.input_type = Some(self::input_type(input_type)?);
-        Ok(self)
+    /// The element's input type (`type`), one of the HTML input types. Another type
+    /// ([`EventError::InvalidInputType`]) is kept and reported when the event is tracked (see [`EventError`]).
+    pub fn input_type(mut self, input_type: impl AsRef<str>) -> Self {
+        self.input_type = self.options.keep(self::input_type(input_type.as_ref()));
+        self
     }
 
-    /// The element's classes (`elementClasses`).
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::TooLong`] for a class over 4 096 characters.
-    pub fn element_classes(
-        mut self,
-        classes: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Result<Self, EventError> {
-        self.element_classes = self::classes("element_classes", classes)?;
-        Ok(self)
+    /// The element's classes (`elementClasses`). A class over 4 096 characters
+    /// ([`EventError::TooLong`]) is kept and reported when the event is tracked (see [`EventError`]).
+    pub fn element_classes(mut self, classes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        if let Some(classes) = self.options.keep(self::classes("element_classes", classes)) {
+            self.element_classes = classes;
+        }
+        self
     }
 
     fn fields(&self, base64: bool) -> Payload {
@@ -280,6 +273,8 @@ pub struct FormElement {
     value: Option<String>,
     node_name: &'static str,
     input_type: Option<&'static str>,
+    /// The first invalid value a setter was given.
+    error: FirstError,
 }
 
 impl FormElement {
@@ -299,17 +294,16 @@ impl FormElement {
             value: max_len_opt("value", value, MAX_VALUE_LEN)?,
             node_name: self::node_name(node_name)?,
             input_type: None,
+            error: FirstError::default(),
         })
     }
 
-    /// The element's input type (`type`), one of the HTML input types.
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::InvalidInputType`] for a type outside the HTML input types.
-    pub fn input_type(mut self, input_type: &str) -> Result<Self, EventError> {
-        self.input_type = Some(self::input_type(input_type)?);
-        Ok(self)
+    /// The element's input type (`type`), one of the HTML input types. Another type
+    /// ([`EventError::InvalidInputType`]) is kept and reported when the form submission
+    /// holding the element is tracked (see [`EventError`]).
+    pub fn input_type(mut self, input_type: impl AsRef<str>) -> Self {
+        self.input_type = self.error.keep(self::input_type(input_type.as_ref()));
+        self
     }
 
     fn to_json(&self) -> Value {
@@ -335,7 +329,7 @@ impl FormElement {
 /// use snowplow_actix::{FormElement, FormSubmit};
 ///
 /// let submit = FormSubmit::new("signup")?
-///     .element(FormElement::new("email", Some("a@b.c"), "INPUT")?.input_type("email")?);
+///     .element(FormElement::new("email", Some("a@b.c"), "INPUT")?.input_type("email"));
 /// # Ok::<(), snowplow_actix::EventError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -362,21 +356,19 @@ impl FormSubmit {
         })
     }
 
-    /// The form's classes (`formClasses`).
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::TooLong`] for a class over 4 096 characters.
-    pub fn form_classes(
-        mut self,
-        classes: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Result<Self, EventError> {
-        self.form_classes = self::classes("form_classes", classes)?;
-        Ok(self)
+    /// The form's classes (`formClasses`). A class over 4 096 characters
+    /// ([`EventError::TooLong`]) is kept and reported when the event is tracked (see [`EventError`]).
+    pub fn form_classes(mut self, classes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        if let Some(classes) = self.options.keep(self::classes("form_classes", classes)) {
+            self.form_classes = classes;
+        }
+        self
     }
 
-    /// Adds an element (`elements`, sent only when there is at least one).
+    /// Adds an element (`elements`, sent only when there is at least one); an invalid value
+    /// it was given is this event's.
     pub fn element(mut self, element: FormElement) -> Self {
+        self.options.keep(element.error.check());
         self.elements.push(element);
         self
     }
@@ -402,7 +394,7 @@ impl FormSubmit {
 /// ```
 /// use snowplow_actix::SiteSearch;
 ///
-/// let search = SiteSearch::new(["red", "shoes"])?.filter("size", "42").total_results(17)?;
+/// let search = SiteSearch::new(["red", "shoes"])?.filter("size", "42").total_results(17);
 /// assert!(SiteSearch::new(Vec::<String>::new()).is_err());
 /// # Ok::<(), snowplow_actix::EventError>(())
 /// ```
@@ -451,24 +443,18 @@ impl SiteSearch {
         self
     }
 
-    /// The number of results (`totalResults`).
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::OutOfRange`] above 2 147 483 647, the schema's maximum.
-    pub fn total_results(mut self, count: u32) -> Result<Self, EventError> {
-        self.total_results = Some(results("total_results", count)?);
-        Ok(self)
+    /// The number of results (`totalResults`). A count above 2 147 483 647, the schema's
+    /// maximum ([`EventError::OutOfRange`]), is kept and reported when the event is tracked (see [`EventError`]).
+    pub fn total_results(mut self, count: u32) -> Self {
+        self.total_results = self.options.keep(results("total_results", count));
+        self
     }
 
-    /// The number of results on the page shown (`pageResults`).
-    ///
-    /// # Errors
-    ///
-    /// [`EventError::OutOfRange`] above 2 147 483 647, the schema's maximum.
-    pub fn page_results(mut self, count: u32) -> Result<Self, EventError> {
-        self.page_results = Some(results("page_results", count)?);
-        Ok(self)
+    /// The number of results on the page shown (`pageResults`). A count above
+    /// 2 147 483 647 ([`EventError::OutOfRange`]) is kept and reported when the event is tracked (see [`EventError`]).
+    pub fn page_results(mut self, count: u32) -> Self {
+        self.page_results = self.options.keep(results("page_results", count));
+        self
     }
 
     fn fields(&self, base64: bool) -> Payload {

@@ -138,11 +138,11 @@ mod tests {
     #[test]
     fn a_panicking_store_call_is_a_store_error_or_its_neutral_value() {
         let mut store = Guarded(Box::new(Panicking(InMemoryStore::new(10))));
-        let settings = crate::stamp::TrackerSettings::new("test").unwrap();
+        let settings = crate::wire::TrackerSettings::new("test").unwrap();
         let page = crate::PageView::new("https://shop.example/").unwrap();
         let event = StoredEvent {
             seq: 0,
-            event: std::sync::Arc::new(settings.stamp(page).remove(0)),
+            event: std::sync::Arc::new(settings.stamp(page).unwrap().remove(0)),
             cost: 10,
             attempts: 0,
             received_ms: 0,

@@ -129,13 +129,14 @@ impl EventStore for InMemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{PageView, TrackerSettings};
+    use crate::{wire::TrackerSettings, PageView};
     use std::sync::Arc;
 
     fn event(seq: u64, cost: usize) -> StoredEvent {
         let settings = TrackerSettings::new("test").unwrap();
         let stamped = settings
             .stamp(PageView::new("https://x/").unwrap())
+            .unwrap()
             .remove(0);
         StoredEvent {
             seq,

@@ -24,8 +24,8 @@ pub use sqlite::SqliteStore;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::StoreError;
-use crate::stamp::StampedEvent;
+pub use crate::error::StoreError;
+use crate::wire::StampedEvent;
 
 /// An event in an emitter's store, with what the emitter needs to send and account for it.
 #[derive(Debug, Clone)]
@@ -41,52 +41,6 @@ pub struct StoredEvent {
     pub attempts: u32,
     /// When the emitter received it, in ms since the Unix epoch (for `max_event_age`).
     pub received_ms: u64,
-}
-
-/// Where settled events wait to be freed by another thread: an emitter's arbiter, the
-/// busiest thread when delivery is fast, leaves its sent events here and the tracker's
-/// fan-out frees them the next time it runs (it runs for every burst tracked).
-#[derive(Debug, Default)]
-pub(crate) struct Disposal {
-    state: std::sync::Mutex<Waiting>,
-}
-
-/// The events waiting in a [`Disposal`], batch by batch, and how many they are.
-#[derive(Debug, Default)]
-struct Waiting {
-    batches: Vec<Vec<StoredEvent>>,
-    events: usize,
-}
-
-impl Disposal {
-    /// Events that may wait at most; beyond, an emitter frees its own.
-    pub(crate) const MAX_WAITING: usize = 16_384;
-
-    /// Leaves `events` to be freed, or hands them back when too many wait already.
-    pub(crate) fn put(&self, events: Vec<StoredEvent>) -> Result<(), Vec<StoredEvent>> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state.events + events.len() > Self::MAX_WAITING {
-            return Err(events);
-        }
-        state.events += events.len();
-        state.batches.push(events);
-        Ok(())
-    }
-
-    /// Frees every waiting event, here; returns how many there were.
-    pub(crate) fn free(&self) -> usize {
-        let waiting = std::mem::take(
-            &mut *self
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        // Dropped here, after the lock is released.
-        waiting.events
-    }
 }
 
 /// Identifies a batch handed out by [`EventStore::lease`].
@@ -241,43 +195,7 @@ pub fn batch_len(
 
 #[cfg(test)]
 mod tests {
-    use super::{batch_len, Arc, Disposal, StampedEvent, StoredEvent};
-    use crate::stamp::TrackerSettings;
-    use crate::PageView;
-
-    fn stored(event: &Arc<StampedEvent>, count: usize) -> Vec<StoredEvent> {
-        (0..count)
-            .map(|seq| StoredEvent {
-                seq: seq as u64,
-                event: event.clone(),
-                cost: 1,
-                attempts: 1,
-                received_ms: 0,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn the_disposal_keeps_events_up_to_its_limit_and_frees_them_all_at_once() {
-        let settings = TrackerSettings::new("test").unwrap();
-        let page = PageView::new("https://shop.example/").unwrap();
-        let event = Arc::new(settings.stamp(page).remove(0));
-        let disposal = Disposal::default();
-
-        assert!(disposal
-            .put(stored(&event, Disposal::MAX_WAITING - 1))
-            .is_ok());
-        assert_eq!(
-            disposal.put(stored(&event, 2)).map_err(|back| back.len()),
-            Err(2)
-        );
-        assert!(disposal.put(stored(&event, 1)).is_ok());
-        assert_eq!(Arc::strong_count(&event), 1 + Disposal::MAX_WAITING);
-
-        assert_eq!(disposal.free(), Disposal::MAX_WAITING);
-        assert_eq!(disposal.free(), 0);
-        assert_eq!(Arc::strong_count(&event), 1);
-    }
+    use super::batch_len;
 
     #[test]
     fn batches_are_cut_by_count_and_cost() {

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::{Added, EventStore, InMemoryStore, Lease, LeaseId, StoredEvent};
 use crate::error::StoreError;
 use crate::payload::{protocol_key, push_json_string, Payload};
-use crate::stamp::{now_ms, StampedEvent};
+use crate::wire::{now_ms, StampedEvent};
 
 /// The layout version, kept in the file's `user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -599,7 +599,7 @@ fn decode_event(eid: &str, payload: &str) -> Result<StampedEvent, String> {
 mod tests {
     use super::*;
     use crate::payload::PROTOCOL_KEYS;
-    use crate::{PageView, TrackerSettings};
+    use crate::{wire::TrackerSettings, PageView};
 
     #[test]
     fn protocol_keys_are_those_of_payload_data_1_0_4() {
@@ -630,6 +630,7 @@ mod tests {
         let settings = TrackerSettings::new("test").unwrap();
         let event = settings
             .stamp(PageView::new("https://x/").unwrap())
+            .unwrap()
             .remove(0);
         let cost = event.post_size() + 1;
         StoredEvent {
@@ -685,6 +686,7 @@ mod tests {
                     .unwrap()
                     .title("ünïcode 漢字 🎉"),
             )
+            .unwrap()
             .remove(0);
         let mut json = String::new();
         encode_payload(stamped.payload(), &mut json);

@@ -10,8 +10,8 @@ use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
 
 use super::{parse_retry_after, Request, Response, Transport};
-use crate::emitter::Method;
 use crate::error::TransportError;
+use crate::wire::Method;
 use crate::wire::POST_CONTENT_TYPE;
 
 /// The most of a collector's answer body that is read (to keep the connection reusable);

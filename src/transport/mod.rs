@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 
-use crate::emitter::Method;
-use crate::error::TransportError;
+pub use crate::error::TransportError;
+use crate::wire::Method;
 
 /// One request to the collector, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::middleware::RequestScope;
 use super::request::SubjectRules;
-use crate::error::TrackError;
+use crate::error::{EventError, TrackError};
 use crate::event::Event;
 use crate::messages::Track;
 use crate::subject::Subject;
@@ -65,7 +65,7 @@ use crate::tracker::Tracker;
 /// async fn handler(tracker: web::Data<Tracker>) -> HttpResponse {
 ///     if let Ok(view) = PageView::new("https://shop.example/basket") {
 ///         let fanout = tracker.recipient();
-///         for track in tracker.stamp(view) {
+///         for track in tracker.stamp(view).unwrap_or_default() {
 ///             fanout.do_send(track);
 ///         }
 ///     }
@@ -117,6 +117,28 @@ impl ResponseError for RequestTrackerError {
     }
 }
 
+/// An event a handler could not build is a bug of the app (`?` on a constructor in a
+/// handler): `500 Internal Server Error` with an empty body, and the reason in the log
+/// (ERROR, without the rejected text; the whole message at DEBUG).
+///
+/// ```
+/// use actix_web::HttpResponse;
+/// use snowplow_actix::web::RequestTracker;
+/// use snowplow_actix::{EventError, Structured};
+///
+/// async fn buy(tracking: RequestTracker) -> Result<HttpResponse, EventError> {
+///     let _ = tracking.track(Structured::new("shop", "buy")?.value(19.99));
+///     Ok(HttpResponse::Ok().finish())
+/// }
+/// ```
+impl ResponseError for EventError {
+    fn error_response(&self) -> HttpResponse {
+        tracing::error!(error = %self.without_input(), "a handler could not build an event: answering 500");
+        tracing::debug!(error = %self, "the event error in full");
+        HttpResponse::InternalServerError().finish()
+    }
+}
+
 impl RequestTracker {
     /// A tracker that tracks with `subject` (the extractor builds it from the request).
     pub fn new(tracker: Tracker, subject: Subject) -> Self {
@@ -152,8 +174,7 @@ impl RequestTracker {
     ///
     /// # Errors
     ///
-    /// [`TrackError::ShutDown`] after a shutdown, [`TrackError::QueueFull`] when the tracker
-    /// cannot keep up.
+    /// As [`Tracker::track`].
     pub fn track<E: Event>(&self, event: E) -> Result<Uuid, TrackError> {
         self.tracker.track_with_subject(event, &self.subject)
     }
@@ -161,14 +182,12 @@ impl RequestTracker {
     /// Stamps `event` with the request's subject into [`Track`] messages, for code that
     /// sends them itself (to [`Tracker::recipient`] or an emitter); they are not counted as
     /// `tracked`.
-    pub fn stamp<E: Event>(&self, event: E) -> Vec<Track> {
-        let mut tracks = Vec::with_capacity(1);
-        self.tracker
-            .settings()
-            .stamp_each_with_subject(event, &self.subject, |stamped| {
-                tracks.push(Track::from(stamped));
-            });
-        tracks
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::stamp`].
+    pub fn stamp<E: Event>(&self, event: E) -> Result<Vec<Track>, EventError> {
+        self.tracker.stamp_with(event, Some(&self.subject))
     }
 
     /// The request's subject.

@@ -74,7 +74,7 @@ impl SubjectRules {
             .proxies
             .client_ip(request.peer_addr(), request.headers())
         {
-            subject = subject.ip_address(&ip.to_string());
+            subject = subject.ip_address(ip.to_string());
         }
         if let Some(useragent) = header(request, &USER_AGENT) {
             subject = subject.useragent(truncated(useragent, MAX_USERAGENT_LEN));

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Command, Delivery, Now, BRAKE_AFTER};
-use crate::emitter::{EmitterBuilder, EmitterStats, FlushReport, Method};
+use crate::emitter::EmitterBuilder;
 use crate::error::TransportError;
-use crate::stamp::{StampedEvent, TrackerSettings};
+use crate::report::{EmitterStats, FlushReport};
 use crate::transport::{Request, Response};
+use crate::wire::Method;
+use crate::wire::{StampedEvent, TrackerSettings};
 use crate::{DropReason, PageView};
 
 const MS: Duration = Duration::from_millis(1);
@@ -67,7 +69,7 @@ fn event() -> Arc<StampedEvent> {
     let page = PageView::new("https://shop.example/products/shoes")
         .unwrap()
         .title("Shoes");
-    let mut stamped = Arc::new(settings.stamp(page).remove(0));
+    let mut stamped = Arc::new(settings.stamp(page).unwrap().remove(0));
     StampedEvent::encode(&mut stamped, true, true);
     stamped
 }

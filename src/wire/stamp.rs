@@ -11,11 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use crate::error::BuildError;
+use super::format::{Stm, POST_STM_OVERHEAD, QUERY_STM_OVERHEAD};
+use crate::error::{BuildError, EventError};
 use crate::event::Event;
 use crate::payload::Payload;
 use crate::subject::{Platform, Subject};
-use crate::wire::{Stm, POST_STM_OVERHEAD, QUERY_STM_OVERHEAD};
 
 /// The tracker version sent as `tv`: `rust-actix-<crate version>`.
 pub const TRACKER_VERSION: &str = concat!("rust-actix-", env!("CARGO_PKG_VERSION"));
@@ -26,21 +26,27 @@ pub const DEFAULT_PLATFORM: Platform = Platform::Server;
 
 /// What a tracker stamps on every event: namespace, app id, platform, subject, encoding.
 ///
+/// Set with a [`TrackerBuilder`](crate::TrackerBuilder), which gives them without starting
+/// a tracker ([`settings`](crate::TrackerBuilder::settings)) to stamp events with no
+/// runtime; read with the accessors.
+///
 /// # Examples
 ///
 /// ```
-/// use snowplow_actix::{PageView, Subject, TrackerSettings};
+/// use snowplow_actix::{PageView, Subject, Tracker};
 ///
-/// let settings = TrackerSettings::new("web")?
+/// let settings = Tracker::builder("web")
 ///     .app_id("shop")
-///     .subject(Subject::new().user_id("user-42"));
-/// let events = settings.stamp(PageView::new("https://shop.example/")?);
+///     .subject(Subject::new().user_id("user-42"))
+///     .settings()?;
+/// assert_eq!(settings.app_id(), Some("shop"));
+/// let events = settings.stamp(PageView::new("https://shop.example/")?)?;
 /// let payload = events[0].payload();
 /// assert_eq!(payload.get("e"), Some("pv"));
 /// assert_eq!(payload.get("p"), Some("srv"));
 /// assert_eq!(payload.get("tna"), Some("web"));
 /// assert_eq!(payload.get("eid"), Some(events[0].id().to_string().as_str()));
-/// assert!(TrackerSettings::new("").is_err());
+/// assert!(Tracker::builder("").settings().is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -49,8 +55,9 @@ pub struct TrackerSettings {
     app_id: Option<String>,
     platform: Platform,
     encode_base64: bool,
-    subject: Subject,
-    /// `subject` merged over the platform: what every event starts from.
+    /// The subject given (without the platform).
+    given_subject: Subject,
+    /// `given_subject` merged over the platform: what every event starts from.
     base_subject: Subject,
 }
 
@@ -71,7 +78,7 @@ impl TrackerSettings {
             app_id: None,
             platform: DEFAULT_PLATFORM,
             encode_base64: DEFAULT_ENCODE_BASE64,
-            subject: Subject::new(),
+            given_subject: Subject::new(),
             base_subject: Subject::new(),
         };
         settings.merge_subject();
@@ -79,35 +86,34 @@ impl TrackerSettings {
     }
 
     /// The application id (`aid`); an empty one is not sent.
-    pub fn app_id(mut self, app_id: impl Into<String>) -> Self {
+    pub(crate) fn with_app_id(mut self, app_id: impl Into<String>) -> Self {
         self.app_id = Some(app_id.into()).filter(|id: &String| !id.is_empty());
         self
     }
 
     /// The platform (`p`), unless the subject sets one.
-    pub fn platform(mut self, platform: Platform) -> Self {
+    pub(crate) fn with_platform(mut self, platform: Platform) -> Self {
         self.platform = platform;
         self.merge_subject();
         self
     }
 
-    /// Whether self-describing events and contexts are base64-encoded (`ue_px`, `cx`) or
-    /// sent as plain JSON (`ue_pr`, `co`).
-    pub fn encode_base64(mut self, encode: bool) -> Self {
+    /// Whether self-describing JSON is base64-encoded.
+    pub(crate) fn with_encode_base64(mut self, encode: bool) -> Self {
         self.encode_base64 = encode;
         self
     }
 
     /// The subject applied to every event (an event's own subject is merged over it).
-    pub fn subject(mut self, subject: Subject) -> Self {
-        self.subject = subject;
+    pub(crate) fn with_subject(mut self, subject: Subject) -> Self {
+        self.given_subject = subject;
         self.merge_subject();
         self
     }
 
     fn merge_subject(&mut self) {
         self.base_subject = self
-            .subject
+            .given_subject
             .merged_over(&Subject::new().platform(self.platform));
     }
 
@@ -117,51 +123,66 @@ impl TrackerSettings {
     }
 
     /// The app id (`aid`), if any.
-    pub fn get_app_id(&self) -> Option<&str> {
+    pub fn app_id(&self) -> Option<&str> {
         self.app_id.as_deref()
     }
 
+    /// The platform (`p`) events get unless their subject sets one.
+    pub fn platform(&self) -> Platform {
+        self.platform
+    }
+
     /// The tracker-wide subject, platform included.
-    pub fn get_subject(&self) -> &Subject {
+    pub fn subject(&self) -> &Subject {
         &self.base_subject
     }
 
-    /// Whether base64 encoding is on.
-    pub fn get_encode_base64(&self) -> bool {
+    /// Whether self-describing events and contexts are base64-encoded (`ue_px`, `cx`) or
+    /// sent as plain JSON (`ue_pr`, `co`).
+    pub fn encode_base64(&self) -> bool {
         self.encode_base64
     }
 
     /// Stamps `event`: one stamped event, or for a [`Transaction`](crate::Transaction)
     /// the transaction then one per item.
-    pub fn stamp<E: Event>(&self, event: E) -> Vec<StampedEvent> {
+    ///
+    /// # Errors
+    ///
+    /// The [`EventError`] kept by a setter of the event or of its subject that was given an
+    /// invalid value; nothing is stamped.
+    pub fn stamp<E: Event>(&self, event: E) -> Result<Vec<StampedEvent>, EventError> {
         let mut stamped = Vec::with_capacity(1);
-        self.stamp_each(event, |one| stamped.push(one));
-        stamped
+        self.stamp_each(event, |one| stamped.push(one))?;
+        Ok(stamped)
     }
 
     /// Stamps `event` and hands each stamped event to `sink`, in order, without collecting
     /// them.
-    pub fn stamp_each<E: Event>(&self, event: E, mut sink: impl FnMut(StampedEvent)) {
-        self.stamp_each_with_extra(event, None, &mut sink);
-    }
-
-    /// Stamps `event` with an extra subject merged over the tracker's and under the
-    /// event's own (a request's subject, for instance).
-    pub fn stamp_each_with_subject<E: Event>(
+    ///
+    /// # Errors
+    ///
+    /// As [`stamp`](Self::stamp).
+    pub fn stamp_each<E: Event>(
         &self,
         event: E,
-        request_subject: &Subject,
         mut sink: impl FnMut(StampedEvent),
-    ) {
-        self.stamp_each_with_extra(event, Some(request_subject), &mut sink);
+    ) -> Result<(), EventError> {
+        self.stamp_each_with_extra(event, None, &mut sink)
     }
 
+    /// Stamps `event` with an extra subject merged over the tracker's and under the event's
+    /// own (a request's subject, for instance); what is checked before is the same as for
+    /// [`stamp`](Self::stamp), the extra subject included.
     pub(crate) fn stamp_each_with_extra<E: Event>(
         &self,
         event: E,
         extra: Option<&Subject>,
         sink: &mut dyn FnMut(StampedEvent),
-    ) {
+    ) -> Result<(), EventError> {
+        event.options().check()?;
+        if let Some(error) = extra.and_then(Subject::error) {
+            return Err(error.clone());
+        }
         let now = now_ms();
         event.build(
             self.encode_base64,
@@ -187,6 +208,7 @@ impl TrackerSettings {
                 sink(StampedEvent::new(id, payload.compact()));
             },
         );
+        Ok(())
     }
 }
 
@@ -313,7 +335,7 @@ impl StampedEvent {
     }
 
     /// Appends the event as a POST event object with `stm`.
-    pub fn push_post_json(&self, out: &mut String, stm: &Stm) {
+    pub(crate) fn push_post_json(&self, out: &mut String, stm: &Stm) {
         out.push_str(self.post_json_open());
         out.push_str(",\"stm\":\"");
         out.push_str(stm.as_str());
@@ -335,7 +357,7 @@ impl StampedEvent {
     }
 
     /// Appends the event's GET query string with `stm` (without the `?`).
-    pub fn push_query(&self, out: &mut String, stm: &Stm) {
+    pub(crate) fn push_query(&self, out: &mut String, stm: &Stm) {
         out.push_str(self.query_without_stm());
         out.push_str("&stm=");
         out.push_str(stm.as_str());

@@ -1,10 +1,13 @@
 //! What an emitter counts and reports: stats, flush reports, drop and failure reasons.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::error::TransportError;
+use crate::sync::lock;
 
 /// Why events were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -125,24 +128,16 @@ impl DropCounts {
 pub enum FailureReason {
     /// The collector answered this non-2xx status.
     Status(u16),
-    /// The connection failed or broke before a status.
-    Connection(String),
-    /// No answer within the request timeout.
-    Timeout,
-    /// The transport failed fatally; the emitter restarts with a new one.
-    Fatal(String),
-    /// The request could not be built; it is not retried.
-    Invalid(String),
+    /// No status: the transport failed (connection, timeout, a request that could not be
+    /// built, a broken client).
+    Transport(TransportError),
 }
 
 impl fmt::Display for FailureReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Status(status) => write!(f, "status {status}"),
-            Self::Connection(error) => write!(f, "connection error: {error}"),
-            Self::Timeout => f.write_str("timeout"),
-            Self::Fatal(error) => write!(f, "fatal transport error: {error}"),
-            Self::Invalid(error) => write!(f, "request could not be built: {error}"),
+            Self::Transport(error) => error.fmt(f),
         }
     }
 }
@@ -265,23 +260,32 @@ impl FlushReport {
 /// The stats an emitter leaves when it stops: set at shutdown and when the actor is dropped
 /// (its arbiter or the system stopping), readable from any thread afterwards.
 #[derive(Debug, Clone, Default)]
-pub struct FinalStats(Arc<Mutex<Option<EmitterStats>>>);
+pub(crate) struct FinalStats(Arc<Mutex<Option<EmitterStats>>>);
 
 impl FinalStats {
     /// The last stats, once the emitter has shut down or stopped.
-    pub fn get(&self) -> Option<EmitterStats> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    pub(crate) fn get(&self) -> Option<EmitterStats> {
+        lock(&self.0).clone()
     }
 
     pub(crate) fn set(&self, stats: EmitterStats) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(stats);
+        *lock(&self.0) = Some(stats);
     }
 }
 
 /// Converts a duration to whole milliseconds for the stats.
 pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One emitter's counters as the tracker reports them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EmitterReport {
+    /// The emitter's name: its endpoint, or the name given to a custom emitter.
+    pub name: String,
+    /// Its counters, events its mailbox refused included (as received and dropped for
+    /// `capacity`); `None` for a custom emitter that does not answer [`GetStats`](crate::emitter::GetStats).
+    pub stats: Option<EmitterStats>,
+    /// Events the fan-out could not hand to it (mailbox full or stopped).
+    pub refused: u64,
 }

@@ -1,15 +1,7 @@
-//! The wire format: collector paths, the `payload_data` envelope of a POST body, sizes.
-//!
-//! **No I/O, no actix.** `stm` is written when a request is built, in milliseconds, and
-//! never stored in the event: a retried request carries a new `stm`.
-//!
-//! ```text
-//! POST {endpoint}/com.snowplowanalytics.snowplow/tp2
-//!      {"schema":"iglu:…/payload_data/jsonschema/1-0-4","data":[{…,"stm":"…"},…]}
-//! GET  {endpoint}/i?e=pv&url=…&stm=…
-//! ```
+//! Constants and sizes of the format: collector paths, methods, the `payload_data` envelope,
+//! `stm`.
 
-use crate::stamp::StampedEvent;
+use std::fmt;
 
 /// Path of POST requests, after the endpoint.
 pub const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
@@ -23,7 +15,7 @@ pub const PAYLOAD_DATA_SCHEMA: &str =
 
 /// Digits of an `stm` in milliseconds: 13 from September 2001 to the year 2286. Sizes are
 /// computed with this width; a clock outside that range makes them off by a few bytes.
-pub const STM_DIGITS: usize = 13;
+pub(crate) const STM_DIGITS: usize = 13;
 
 pub(crate) const BODY_PREFIX: &str = concat!(
     "{\"schema\":\"",
@@ -37,53 +29,8 @@ pub(crate) const POST_STM_OVERHEAD: usize = ",\"stm\":\"".len() + STM_DIGITS + "
 /// What `stm` adds to a GET query: `&stm=` and the digits.
 pub(crate) const QUERY_STM_OVERHEAD: usize = "&stm=".len() + STM_DIGITS;
 
-/// The POST body carrying `events`, with `stm` set to `stm_ms` in each.
-///
-/// # Examples
-///
-/// ```
-/// use snowplow_actix::{wire, PageView, TrackerSettings};
-///
-/// let settings = TrackerSettings::new("web")?;
-/// let events = settings.stamp(PageView::new("https://example.com/")?);
-/// let body = wire::post_body(&events, 1_700_000_000_000);
-/// assert!(body.starts_with(r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[{"e":"pv""#));
-/// assert_eq!(body.len(), wire::post_body_size(events.iter().map(|e| e.post_size())));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn post_body<E: AsRef<StampedEvent>>(
-    events: impl IntoIterator<Item = E>,
-    stm_ms: u64,
-) -> String {
-    let mut out = String::new();
-    push_post_body(&mut out, events, stm_ms);
-    out
-}
-
-/// Appends the POST body carrying `events` to `out` (a reused buffer). Events may be given
-/// as `&StampedEvent`, `Arc<StampedEvent>` or `&Arc<StampedEvent>`.
-pub fn push_post_body<E: AsRef<StampedEvent>>(
-    out: &mut String,
-    events: impl IntoIterator<Item = E>,
-    stm_ms: u64,
-) {
-    // What closes every event object, written once per body: `,"stm":"…"}`.
-    let mut close = String::with_capacity(32);
-    close.push_str(",\"stm\":\"");
-    close.push_str(Stm::new(stm_ms).as_str());
-    close.push_str("\"}");
-    out.push_str(BODY_PREFIX);
-    for (idx, event) in events.into_iter().enumerate() {
-        if idx > 0 {
-            out.push(',');
-        }
-        event.as_ref().push_post_json_closed(out, &close);
-    }
-    out.push_str(BODY_SUFFIX);
-}
-
 /// The size in bytes of a POST body carrying events of the given
-/// [`post_size`](StampedEvent::post_size)s.
+/// [`post_size`](super::StampedEvent::post_size)s.
 pub fn post_body_size(event_sizes: impl IntoIterator<Item = usize>) -> usize {
     let (count, sum) = event_sizes
         .into_iter()
@@ -95,7 +42,8 @@ pub fn post_body_size(event_sizes: impl IntoIterator<Item = usize>) -> usize {
 
 /// The bytes a POST body grows by when one more event of `event_size` bytes joins a batch
 /// that already has `batch_len` events.
-pub fn post_body_growth(batch_len: usize, event_size: usize) -> usize {
+#[cfg(test)]
+fn post_body_growth(batch_len: usize, event_size: usize) -> usize {
     if batch_len == 0 {
         BODY_PREFIX.len() + BODY_SUFFIX.len() + event_size
     } else {
@@ -103,16 +51,36 @@ pub fn post_body_growth(batch_len: usize, event_size: usize) -> usize {
     }
 }
 
+/// GET (one event per request, in the query string) or POST (batches in a JSON body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Method {
+    /// `GET {endpoint}/i?…`, one event per request.
+    Get,
+    /// `POST {endpoint}/com.snowplowanalytics.snowplow/tp2`, batches (the default).
+    #[default]
+    Post,
+}
+
+/// `GET` or `POST`, as logs name it.
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+        })
+    }
+}
+
 /// An `stm` value formatted once per request.
 #[derive(Debug, Clone, Copy)]
-pub struct Stm {
+pub(crate) struct Stm {
     digits: [u8; 20],
     len: u8,
 }
 
 impl Stm {
     /// `stm_ms` in decimal.
-    pub fn new(stm_ms: u64) -> Self {
+    pub(crate) fn new(stm_ms: u64) -> Self {
         let mut digits = [0u8; 20];
         let mut len = 0;
         let mut rest = stm_ms;
@@ -132,7 +100,7 @@ impl Stm {
     }
 
     /// The decimal digits.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.digits[..usize::from(self.len)]).expect("stm digits are ASCII")
     }
 }
