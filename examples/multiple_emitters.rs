@@ -41,7 +41,7 @@ async fn main() -> Result<(), Error> {
         .no_flush_timer()
         .build()?;
 
-    // This emitter's own timer: every 200 ms it sends what it holds (the docs'
+    // This emitter's own timer: every 200 ms it sends what it holds (the Python tracker's
     // `e1.set_flush_timer(..)`).
     tracker.emitters()[0].set_flush_timer(Duration::from_millis(200));
 

@@ -96,6 +96,9 @@ pub enum BuildError {
     /// The tracker namespace was empty.
     #[error("the tracker namespace must not be empty")]
     EmptyNamespace,
+    /// The tracker's subject was given an invalid value (see [`Subject::error`](crate::Subject::error)).
+    #[error("invalid tracker subject: {0}")]
+    InvalidSubject(EventError),
     /// The collector endpoint was empty.
     #[error("the collector endpoint must not be empty")]
     EmptyEndpoint,

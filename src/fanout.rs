@@ -454,12 +454,12 @@ impl Fanout {
     /// Hands everything waiting in the inbox to every emitter.
     fn drain(&mut self) {
         let taken = self.inbox.take();
-        self.accept(taken);
+        self.hand_over_taken(taken);
     }
 
     /// Hands over what was taken from the inbox, adding each new emitter after the events
     /// tracked before it.
-    fn accept(&mut self, Taken { mut events, routes }: Taken) {
+    fn hand_over_taken(&mut self, Taken { mut events, routes }: Taken) {
         let mut handed = 0;
         for (at, route) in routes {
             let later = events.split_off(at - handed);
@@ -477,7 +477,7 @@ impl Fanout {
         let busy = self
             .contained("taking events", |fanout| {
                 let (taken, busy) = fanout.inbox.take_for_wake();
-                fanout.accept(taken);
+                fanout.hand_over_taken(taken);
                 busy
             })
             .unwrap_or(true);
@@ -624,7 +624,7 @@ impl Handler<Shutdown> for Fanout {
     fn handle(&mut self, shutdown: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.contained("a shutdown", |fanout| {
             let left = fanout.inbox.close();
-            fanout.accept(left);
+            fanout.hand_over_taken(left);
         });
         let replies = self.routes.iter().filter_map(|r| r.ask_shutdown(shutdown));
         self.gather(replies.collect())

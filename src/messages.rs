@@ -17,8 +17,8 @@ pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One tracked event for an emitter: stamped, immutable, shared by every emitter.
 ///
-/// Its encodings are computed once, by the first emitter that needs them. Handling it never
-/// waits on the network.
+/// Its encodings are computed once and cached in the event (the fan-out computes those its
+/// emitters' methods need before handing it over). Handling it never waits on the network.
 #[derive(Debug, Clone)]
 pub struct Track(pub Arc<StampedEvent>);
 

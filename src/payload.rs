@@ -27,7 +27,7 @@ thread_local! {
 /// Ordered tracker-protocol name/value pairs, as the Snowplow trackers build them.
 ///
 /// Values are text, as every value of a `payload_data` event is a JSON string. Adding an
-/// empty value does nothing (the baseline drops `None` and `""`), and adding a key that is
+/// empty value does nothing (the Python tracker drops `None` and `""`), and adding a key that is
 /// already present replaces its value in place: the key keeps its first position, as a
 /// Python dict does.
 ///
@@ -509,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn form_encoding_matches_the_python_baseline() {
+    fn form_encoding_matches_the_python_tracker() {
         let cases = [
             ("Save The Arctic", "Save+The+Arctic"),
             ("http://savethearctic.org", "http%3A%2F%2Fsavethearctic.org"),

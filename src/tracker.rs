@@ -132,8 +132,13 @@ impl TrackerBuilder {
         self.map_settings(|settings| settings.with_platform(platform))
     }
 
-    /// The subject applied to every event.
-    pub fn subject(self, subject: Subject) -> Self {
+    /// The subject applied to every event; one with an invalid value fails
+    /// [`build`](Self::build) ([`BuildError::InvalidSubject`]).
+    pub fn subject(mut self, subject: Subject) -> Self {
+        if let Some(error) = subject.error() {
+            self.settings = Err(BuildError::InvalidSubject(error.clone()));
+            return self;
+        }
         self.map_settings(|settings| settings.with_subject(subject))
     }
 
@@ -371,10 +376,17 @@ impl Tracker {
     /// Tracks `event` and returns its id (a transaction: the id of its `tr` event). Never
     /// waits: the event is stamped and handed to the fan-out.
     ///
+    /// The `Result` is the event id or why nothing was tracked. Like every `Result` it is
+    /// `#[must_use]`, and ignoring it (`let _ = tracker.track(..)`) loses nothing silently:
+    /// every refusal is counted in [`stats`](Self::stats) and logged once per burst. Check
+    /// it where an invalid event would be a bug worth seeing, or use `?` in a function
+    /// returning an error.
+    ///
     /// # Errors
     ///
-    /// [`TrackError::ShutDown`] after a shutdown; [`TrackError::QueueFull`] when the
-    /// fan-out cannot keep up (the event is dropped, counted and logged).
+    /// [`TrackError::InvalidEvent`] when a setter of the event or of its subject kept an
+    /// invalid value (counted as `invalid`); [`TrackError::ShutDown`] after a shutdown;
+    /// [`TrackError::QueueFull`] when the fan-out cannot keep up (counted as `refused`).
     pub fn track<E: Event>(&self, event: E) -> Result<Uuid, TrackError> {
         self.track_with(event, None)
     }

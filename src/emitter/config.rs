@@ -14,7 +14,7 @@ use crate::transport::{default_client, AwcTransport, ClientFactory, Transport, T
 use crate::wire::Method;
 use crate::wire::StampedEvent;
 
-/// The queue length that triggers a flush of a POST emitter (the baseline's 10). It is not a
+/// The queue length that triggers a flush of a POST emitter (the Python tracker's 10). It is not a
 /// request size: a request takes as many queued events as fit
 /// [`DEFAULT_MAX_REQUEST_EVENTS`] and [`DEFAULT_MAX_REQUEST_BYTES`].
 pub const DEFAULT_POST_BATCH_SIZE: usize = 10;
@@ -30,11 +30,11 @@ pub const DEFAULT_MAX_REQUEST_EVENTS: usize = 500;
 /// kept busy with few requests, and a fifth of the 1 MiB ceiling, so nothing comes near it;
 /// a proxy with a lower limit answers 413, and the emitter splits and lowers its cap.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 200_000;
-/// GET sends each event as soon as it arrives (the baseline's 1).
+/// GET sends each event as soon as it arrives (the Python tracker's 1).
 pub const DEFAULT_GET_BATCH_SIZE: usize = 1;
-/// The whole request: finite, unlike the baseline's wait-forever default.
+/// The whole request: finite, unlike the Python tracker's wait-forever default.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Cap of the exponential backoff between retries (the baseline's 60 s).
+/// Cap of the exponential backoff between retries (the Python tracker's 60 s).
 pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// The upper bound of the adaptive concurrency: requests one emitter may have outstanding
 /// (and connections it may open). The limit starts at 1 and grows only while it is in use
@@ -61,7 +61,7 @@ pub const MAX_MAILBOX_CAPACITY: usize = 1 << 20;
 /// The smallest request byte cap: the POST envelope around one empty event object.
 pub const MIN_REQUEST_BYTES: usize =
     crate::wire::BODY_PREFIX.len() + crate::wire::BODY_SUFFIX.len() + 2;
-/// Statuses that are not retried unless `custom_retry_codes` says otherwise (the baseline's).
+/// Statuses that are not retried unless `custom_retry_codes` says otherwise (the Python tracker's).
 pub const DEFAULT_NON_RETRYABLE_CODES: [u16; 5] = [400, 401, 403, 410, 422];
 /// 431 (request headers too large) is not retried either, unless `custom_retry_codes` says
 /// otherwise: the same request would be refused again. 413 and 414 have their own rule: a

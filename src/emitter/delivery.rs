@@ -436,7 +436,7 @@ impl Delivery {
 
     /// Receives events and takes them all in at once (the simulated clock's intake).
     #[cfg(test)]
-    pub(crate) fn accept_all(
+    pub(crate) fn receive_and_take_in(
         &mut self,
         events: impl IntoIterator<Item = Arc<StampedEvent>>,
         now: Now,
@@ -1033,7 +1033,7 @@ impl Delivery {
         // Braked, only the brake's own attempt (or the failure that engages it) spaces the
         // next: the answers of requests sent before the brake do not grow the backoff.
         let retry_in = if one_at_a_time || engaged || (self.braked && flight.braked) {
-            // The emitter waits as a whole: the baseline's rule.
+            // The emitter waits as a whole: the Python tracker's rule.
             let delay = self.backoff.next_delay();
             self.hold(flight.sent_at, now.at + delay, now);
             delay

@@ -153,7 +153,7 @@ impl Sim {
     /// Tracks `count` events now.
     fn track(&mut self, count: u64) {
         let events = (0..count).map(|_| self.event.clone());
-        self.core.accept_all(events, self.now);
+        self.core.receive_and_take_in(events, self.now);
         self.tracked += count;
         self.execute();
     }
