@@ -134,10 +134,21 @@ mod tests {
     fn a_step_doubles_adds_the_jitter_and_stops_at_the_cap() {
         let cap = Duration::from_secs(5);
         assert_eq!(step(Duration::ZERO, 0.5, cap), Duration::from_millis(500));
-        assert_eq!(step(Duration::from_millis(500), 0.5, cap), Duration::from_millis(1500));
+        assert_eq!(
+            step(Duration::from_millis(500), 0.5, cap),
+            Duration::from_millis(1500)
+        );
         assert_eq!(step(Duration::from_secs(4), 0.0, cap), cap);
-        assert_eq!(step(Duration::ZERO, f64::NAN, cap), Duration::ZERO, "NaN jitter is 0");
-        assert_eq!(step(Duration::ZERO, 7.0, cap), Duration::from_secs(1), "clamped to 1 s");
+        assert_eq!(
+            step(Duration::ZERO, f64::NAN, cap),
+            Duration::ZERO,
+            "NaN jitter is 0"
+        );
+        assert_eq!(
+            step(Duration::ZERO, 7.0, cap),
+            Duration::from_secs(1),
+            "clamped to 1 s"
+        );
     }
 
     #[test]

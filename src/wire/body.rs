@@ -48,3 +48,35 @@ pub fn push_post_body<E: AsRef<StampedEvent>>(
     }
     out.push_str(BODY_SUFFIX);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Structured;
+    use crate::wire::TrackerSettings;
+
+    /// What an emitter charges a request (the envelope, then each event's `post_size` and
+    /// its comma) is the size of the body it builds, for 1, 10 and 100 events.
+    #[test]
+    fn a_body_is_the_envelope_plus_each_event_and_its_comma() {
+        let settings = TrackerSettings::new("test").unwrap();
+        let events: Vec<StampedEvent> = (0..100)
+            .flat_map(|idx| {
+                let event = Structured::new("shop", "buy")
+                    .unwrap()
+                    .value(f64::from(idx));
+                settings.stamp(event).unwrap()
+            })
+            .collect();
+        for count in [1, 10, 100] {
+            let events = &events[..count];
+            let charged: usize = events.iter().map(|event| event.post_size() + 1).sum();
+            let body = post_body(events, 1_700_000_000_456);
+            assert_eq!(
+                body.len(),
+                BODY_PREFIX.len() + BODY_SUFFIX.len() + charged - 1,
+                "{count} events"
+            );
+        }
+    }
+}

@@ -40,17 +40,6 @@ pub fn post_body_size(event_sizes: impl IntoIterator<Item = usize>) -> usize {
     BODY_PREFIX.len() + sum + count.saturating_sub(1) + BODY_SUFFIX.len()
 }
 
-/// The bytes a POST body grows by when one more event of `event_size` bytes joins a batch
-/// that already has `batch_len` events.
-#[cfg(test)]
-fn post_body_growth(batch_len: usize, event_size: usize) -> usize {
-    if batch_len == 0 {
-        BODY_PREFIX.len() + BODY_SUFFIX.len() + event_size
-    } else {
-        event_size + 1
-    }
-}
-
 /// GET (one event per request, in the query string) or POST (batches in a JSON body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Method {
@@ -125,7 +114,7 @@ mod tests {
         assert_eq!(post_body_size([]), BODY_PREFIX.len() + BODY_SUFFIX.len());
         assert_eq!(
             post_body_size([10, 20]),
-            post_body_growth(0, 10) + post_body_growth(1, 20)
+            BODY_PREFIX.len() + 10 + 1 + 20 + BODY_SUFFIX.len()
         );
     }
 }

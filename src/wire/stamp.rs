@@ -370,3 +370,72 @@ impl StampedEvent {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{FormElement, FormSubmit, Structured};
+
+    fn settings() -> TrackerSettings {
+        TrackerSettings::new("test").unwrap()
+    }
+
+    /// Optional setters never fail in the middle of a chain: the first invalid value is kept,
+    /// later setters still apply, and stamping reports it and stamps nothing.
+    #[test]
+    fn the_first_invalid_value_of_a_chain_is_reported_when_stamping() {
+        let event = Structured::new("shop", "buy")
+            .unwrap()
+            .value(f64::NAN)
+            .label("kept")
+            .value(f64::INFINITY);
+        assert_eq!(
+            event.options().error(),
+            Some(&EventError::NonFiniteNumber { field: "value" })
+        );
+        assert_eq!(
+            settings().stamp(event).err(),
+            Some(EventError::NonFiniteNumber { field: "value" })
+        );
+        let mut stamped = 0;
+        let valid = Structured::new("shop", "buy").unwrap().value(2.0);
+        settings().stamp_each(valid, |_| stamped += 1).unwrap();
+        assert_eq!(stamped, 1);
+    }
+
+    /// A subject's invalid value is the event's once the event carries it, and a request
+    /// subject's is checked too.
+    #[test]
+    fn an_invalid_subject_value_fails_the_event_that_carries_it() {
+        let bad = Subject::new().viewport(0, 600);
+        let event = Structured::new("shop", "buy").unwrap().subject(bad.clone());
+        assert_eq!(
+            settings().stamp(event).err(),
+            Some(EventError::ZeroDimension { field: "viewport" })
+        );
+        let plain = Structured::new("shop", "buy").unwrap();
+        let mut stamped = 0;
+        let result = settings().stamp_each_with_extra(plain, Some(&bad), &mut |_| stamped += 1);
+        assert_eq!(result, Err(EventError::ZeroDimension { field: "viewport" }));
+        assert_eq!(stamped, 0);
+        // Merged over a valid one, the error stays.
+        assert!(Subject::new()
+            .user_id("u")
+            .merged_over(&bad)
+            .error()
+            .is_some());
+    }
+
+    /// A form element's invalid type is the submission's.
+    #[test]
+    fn an_invalid_form_element_fails_its_submission() {
+        let element = FormElement::new("email", Some("a@b.c"), "INPUT")
+            .unwrap()
+            .input_type("e-mail");
+        let submit = FormSubmit::new("signup").unwrap().element(element);
+        assert_eq!(
+            settings().stamp(submit).err(),
+            Some(EventError::InvalidInputType("e-mail".into()))
+        );
+    }
+}
