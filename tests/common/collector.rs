@@ -63,7 +63,7 @@
 //!    when set with [`Faults::with_delay_first`]. It applies whatever the status.
 //! 2. Down: while less than [`Faults::down_for`] has passed since the faults were installed,
 //!    the answer is `down_status` (503). The collector answers rather than refuses connections.
-//! 3. Decider: [`Faults::with_decider`] is called with the request (method, path, events, `n`);
+//! 3. Decider: [`Faults::with_decider`] is called with the request (its events);
 //!    `Some(status)` is the answer. This is how GET requests get mixed statuses by content.
 //! 4. Status sequence: if [`Faults::status_sequence`] is not empty, its first status is taken
 //!    (consumed) and answered.
@@ -92,12 +92,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// The schema URI of the POST envelope.
-pub const PAYLOAD_DATA_SCHEMA: &str =
+pub(crate) const PAYLOAD_DATA_SCHEMA: &str =
     "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
 /// The POST path (after any endpoint path).
-pub const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
+pub(crate) const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
 /// The GET path (after any endpoint path).
-pub const GET_PATH: &str = "/i";
+pub(crate) const GET_PATH: &str = "/i";
 /// Largest request body the collector reads.
 const MAX_BODY: usize = 256 * 1024 * 1024;
 /// A transparent 1x1 GIF, the answer of a real collector to a successful GET.
@@ -113,14 +113,14 @@ const PIXEL_GIF: &[u8] = &[
 
 /// One event as received: its name/value pairs in the order they were sent.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct RecordedEvent {
+pub(crate) struct RecordedEvent {
     /// Name/value pairs, in wire order (POST: object key order; GET: query order).
-    pub pairs: Vec<(String, String)>,
+    pub(crate) pairs: Vec<(String, String)>,
 }
 
 impl RecordedEvent {
     /// The value of the first pair named `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(k, _)| k == name)
@@ -128,58 +128,58 @@ impl RecordedEvent {
     }
 
     /// Whether a pair named `name` is present.
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
 
     /// The names, in wire order.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.pairs.iter().map(|(k, _)| k.as_str()).collect()
     }
 
     /// The event id (`eid`), if any.
-    pub fn eid(&self) -> Option<&str> {
+    pub(crate) fn eid(&self) -> Option<&str> {
         self.get("eid")
     }
 }
 
 /// One HTTP request as received by the [`TestCollector`].
 #[derive(Clone, Debug)]
-pub struct RecordedRequest {
+pub(crate) struct RecordedRequest {
     /// Arrival order, from 0; also the position in [`TestCollector::requests`].
-    pub index: usize,
+    pub(crate) index: usize,
     /// Arrival time.
-    pub at: Instant,
+    pub(crate) at: Instant,
     /// HTTP method, e.g. `POST`.
-    pub method: String,
+    pub(crate) method: String,
     /// Request path, e.g. `/sub/i` (without the query).
-    pub path: String,
+    pub(crate) path: String,
     /// `Content-Type` header, if any.
-    pub content_type: Option<String>,
+    pub(crate) content_type: Option<String>,
     /// The events it carried (for an invalid request: what could be parsed, possibly none).
-    pub events: Vec<RecordedEvent>,
+    pub(crate) events: Vec<RecordedEvent>,
     /// POST: body length in bytes; GET: raw query length in bytes.
-    pub body_len_or_query_len: usize,
+    pub(crate) body_len_or_query_len: usize,
     /// POST: the body (lossy UTF-8); GET: the raw (still encoded) query.
-    pub raw: String,
+    pub(crate) raw: String,
     /// The status it is answered with.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Whether it passed the structural checks.
-    pub valid: bool,
+    pub(crate) valid: bool,
     /// Why it is invalid.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The delay before its answer, if any.
-    pub delay: Option<Duration>,
+    pub(crate) delay: Option<Duration>,
 }
 
 impl RecordedRequest {
     /// Whether it was answered 2xx (its events are then accepted).
-    pub fn accepted(&self) -> bool {
+    pub(crate) fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
     /// Length of the whole request target (`path` plus `?query` for GET).
-    pub fn target_len(&self) -> usize {
+    pub(crate) fn target_len(&self) -> usize {
         if self.method == "GET" {
             self.path.len() + 1 + self.raw.len()
         } else {
@@ -194,63 +194,57 @@ impl RecordedRequest {
 
 /// What a [`Faults`] decider sees of a request.
 #[derive(Debug)]
-pub struct DecideInput<'a> {
-    /// `GET` or `POST`.
-    pub method: &'a str,
-    /// Request path.
-    pub path: &'a str,
+pub(crate) struct DecideInput<'a> {
     /// The events it carries (one for GET).
-    pub events: &'a [RecordedEvent],
-    /// Ordinal among the valid requests since the faults were installed, from 0.
-    pub ordinal: usize,
+    pub(crate) events: &'a [RecordedEvent],
 }
 
 /// A per-request status decision; `None` passes to the next rule.
-pub type Decider = Arc<dyn Fn(&DecideInput<'_>) -> Option<u16> + Send + Sync>;
+pub(crate) type Decider = Arc<dyn Fn(&DecideInput<'_>) -> Option<u16> + Send + Sync>;
 
 /// A seeded random failure rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct FailureRate {
+pub(crate) struct FailureRate {
     /// Probability in `[0, 1]` that a request fails.
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// Seed of the [`SplitMix64`] generator.
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Status answered to a failing request.
-    pub status: u16,
+    pub(crate) status: u16,
 }
 
 /// A delay before answering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Delay {
+pub(crate) struct Delay {
     /// How long.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Only the first `first` valid requests; `None`: all.
-    pub first: Option<usize>,
+    pub(crate) first: Option<usize>,
 }
 
 /// Fault injection settings. See the module docs for the order in which they apply.
 #[derive(Clone)]
-pub struct Faults {
+pub(crate) struct Faults {
     /// Answer `down_status` until this long after the faults were installed.
-    pub down_for: Option<Duration>,
+    pub(crate) down_for: Option<Duration>,
     /// Status while down (503 by default).
-    pub down_status: u16,
+    pub(crate) down_status: u16,
     /// Per-request decision, before the sequence.
-    pub decider: Option<Decider>,
+    pub(crate) decider: Option<Decider>,
     /// Statuses consumed one per valid request.
-    pub status_sequence: Vec<u16>,
+    pub(crate) status_sequence: Vec<u16>,
     /// `(N, status)`: the first `N` valid requests get `status`.
-    pub fail_first: Option<(usize, u16)>,
+    pub(crate) fail_first: Option<(usize, u16)>,
     /// Seeded random failures.
-    pub failure_rate: Option<FailureRate>,
+    pub(crate) failure_rate: Option<FailureRate>,
     /// Delay before answering.
-    pub delay: Option<Delay>,
+    pub(crate) delay: Option<Delay>,
     /// Status when no rule applies (200 by default).
-    pub default_status: u16,
+    pub(crate) default_status: u16,
     /// POST bodies longer than this are answered 413 (before every other rule).
-    pub max_body: Option<usize>,
+    pub(crate) max_body: Option<usize>,
     /// `Retry-After` value sent with every non-2xx answer.
-    pub retry_after: Option<String>,
+    pub(crate) retry_after: Option<String>,
 }
 
 impl Default for Faults {
@@ -278,7 +272,7 @@ impl fmt::Debug for Faults {
 
 impl Faults {
     /// No faults: every valid request is answered 200 at once.
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Faults {
             down_for: None,
             down_status: 503,
@@ -295,38 +289,38 @@ impl Faults {
 
     /// Answer 413 to POST bodies longer than `bytes`, as a collector or proxy with a body
     /// limit does.
-    pub fn with_max_body(mut self, bytes: usize) -> Self {
+    pub(crate) fn with_max_body(mut self, bytes: usize) -> Self {
         self.max_body = Some(bytes);
         self
     }
 
     /// Send `Retry-After: value` with every non-2xx answer.
-    pub fn with_retry_after(mut self, value: impl Into<String>) -> Self {
+    pub(crate) fn with_retry_after(mut self, value: impl Into<String>) -> Self {
         self.retry_after = Some(value.into());
         self
     }
 
     /// Statuses consumed one per valid request, then the other rules.
-    pub fn with_sequence(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
+    pub(crate) fn with_sequence(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
         self.status_sequence = statuses.into_iter().collect();
         self
     }
 
     /// The first `n` valid requests are answered `status`.
-    pub fn with_fail_first(mut self, n: usize, status: u16) -> Self {
+    pub(crate) fn with_fail_first(mut self, n: usize, status: u16) -> Self {
         self.fail_first = Some((n, status));
         self
     }
 
     /// Each request fails with `status` with probability `rate`, drawn from a generator seeded
     /// with `seed` (deterministic for the same sequence of requests).
-    pub fn with_failure_rate(mut self, rate: f64, seed: u64, status: u16) -> Self {
+    pub(crate) fn with_failure_rate(mut self, rate: f64, seed: u64, status: u16) -> Self {
         self.failure_rate = Some(FailureRate { rate, seed, status });
         self
     }
 
     /// Delay every answer.
-    pub fn with_delay(mut self, duration: Duration) -> Self {
+    pub(crate) fn with_delay(mut self, duration: Duration) -> Self {
         self.delay = Some(Delay {
             duration,
             first: None,
@@ -335,7 +329,7 @@ impl Faults {
     }
 
     /// Delay the answers of the first `n` valid requests.
-    pub fn with_delay_first(mut self, n: usize, duration: Duration) -> Self {
+    pub(crate) fn with_delay_first(mut self, n: usize, duration: Duration) -> Self {
         self.delay = Some(Delay {
             duration,
             first: Some(n),
@@ -344,13 +338,13 @@ impl Faults {
     }
 
     /// Answer 503 until `duration` after the faults are installed.
-    pub fn with_down_for(mut self, duration: Duration) -> Self {
+    pub(crate) fn with_down_for(mut self, duration: Duration) -> Self {
         self.down_for = Some(duration);
         self
     }
 
     /// Decide the status of each request from its content (`None`: the next rules decide).
-    pub fn with_decider(
+    pub(crate) fn with_decider(
         mut self,
         decider: impl Fn(&DecideInput<'_>) -> Option<u16> + Send + Sync + 'static,
     ) -> Self {
@@ -359,7 +353,7 @@ impl Faults {
     }
 
     /// The status when no rule applies.
-    pub fn with_default_status(mut self, status: u16) -> Self {
+    pub(crate) fn with_default_status(mut self, status: u16) -> Self {
         self.default_status = status;
         self
     }
@@ -367,30 +361,30 @@ impl Faults {
 
 /// Configuration of a [`TestCollector`].
 #[derive(Clone, Debug, Default)]
-pub struct CollectorConfig {
+pub(crate) struct CollectorConfig {
     /// Faults installed at start.
-    pub faults: Faults,
+    pub(crate) faults: Faults,
 }
 
 impl CollectorConfig {
     /// A configuration with these faults.
-    pub fn with_faults(faults: Faults) -> Self {
+    pub(crate) fn with_faults(faults: Faults) -> Self {
         CollectorConfig { faults }
     }
 }
 
 /// SplitMix64, a tiny deterministic generator (no `rand` crate needed).
 #[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
+pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
     /// A generator with this seed.
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
     /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -399,7 +393,7 @@ impl SplitMix64 {
     }
 
     /// A number in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -430,7 +424,6 @@ impl FaultState {
         &mut self,
         arrived: Instant,
         method: &str,
-        path: &str,
         events: &[RecordedEvent],
         len: usize,
     ) -> (u16, Option<Duration>) {
@@ -457,12 +450,7 @@ impl FaultState {
             }
         }
         if let Some(decider) = &f.decider {
-            let input = DecideInput {
-                method,
-                path,
-                events,
-                ordinal: n,
-            };
+            let input = DecideInput { events };
             if let Some(status) = decider(&input) {
                 return (status, delay);
             }
@@ -537,9 +525,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         let mut st = shared.lock();
         let (status, delay) = match &parsed.verdict {
             Err((status, _)) => (*status, None),
-            Ok(()) => st
-                .faults
-                .decide(at, &method, &path, &parsed.events, parsed.len),
+            Ok(()) => st.faults.decide(at, &method, &parsed.events, parsed.len),
         };
         let retry_after = st.faults.faults.retry_after.clone();
         let record = RecordedRequest {
@@ -753,7 +739,7 @@ fn check_get(query: &str) -> (Vec<RecordedEvent>, Result<(), String>) {
 
 /// Decodes an `application/x-www-form-urlencoded` query strictly: `+` is a space, `%XX` a byte,
 /// a `%` without two hex digits or bytes that are not UTF-8 are errors.
-pub fn form_decode(query: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn form_decode(query: &str) -> Result<Vec<(String, String)>, String> {
     fn decode(part: &str) -> Result<String, String> {
         let bytes = part.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());
@@ -791,7 +777,7 @@ pub fn form_decode(query: &str) -> Result<Vec<(String, String)>, String> {
 // ---------------------------------------------------------------------------------------------
 
 /// The HTTP test collector. See the module docs.
-pub struct TestCollector {
+pub(crate) struct TestCollector {
     addr: SocketAddr,
     shared: Arc<Shared>,
     handle: actix_web::dev::ServerHandle,
@@ -808,7 +794,7 @@ impl fmt::Debug for TestCollector {
 impl TestCollector {
     /// Starts a collector on `127.0.0.1` on a free port, with one worker, spawned on the
     /// current actix runtime. Panics if it cannot bind.
-    pub async fn start(config: CollectorConfig) -> TestCollector {
+    pub(crate) async fn start(config: CollectorConfig) -> TestCollector {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("test collector: bind 127.0.0.1:0");
         Self::start_with(config, listener).await
@@ -816,7 +802,7 @@ impl TestCollector {
 
     /// Starts a collector on `addr`, e.g. a port a client was already failing to reach
     /// (connection refused until now). Panics if it cannot bind.
-    pub async fn start_at(config: CollectorConfig, addr: SocketAddr) -> TestCollector {
+    pub(crate) async fn start_at(config: CollectorConfig, addr: SocketAddr) -> TestCollector {
         let listener =
             std::net::TcpListener::bind(addr).expect("test collector: bind the given address");
         Self::start_with(config, listener).await
@@ -858,47 +844,47 @@ impl TestCollector {
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing `/`.
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// `{endpoint}/com.snowplowanalytics.snowplow/tp2`.
-    pub fn post_url(&self) -> String {
+    pub(crate) fn post_url(&self) -> String {
         format!("{}{POST_PATH}", self.endpoint())
     }
 
     /// `{endpoint}/i`.
-    pub fn get_url(&self) -> String {
+    pub(crate) fn get_url(&self) -> String {
         format!("{}{GET_PATH}", self.endpoint())
     }
 
     /// Replaces the faults; their state (sequence, ordinals, down window, generator) restarts.
-    pub fn set_faults(&self, faults: Faults) {
+    pub(crate) fn set_faults(&self, faults: Faults) {
         self.shared.lock().faults = FaultState::new(faults);
     }
 
     /// Removes every fault.
-    pub fn clear_faults(&self) {
+    pub(crate) fn clear_faults(&self) {
         self.set_faults(Faults::none());
     }
 
     /// Every request so far, in arrival order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
+    pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
     }
 
     /// Number of requests so far.
-    pub fn request_count(&self) -> usize {
+    pub(crate) fn request_count(&self) -> usize {
         self.shared.lock().requests.len()
     }
 
     /// The status of each request so far, in order.
-    pub fn statuses(&self) -> Vec<u16> {
+    pub(crate) fn statuses(&self) -> Vec<u16> {
         self.shared
             .lock()
             .requests
@@ -908,12 +894,12 @@ impl TestCollector {
     }
 
     /// The accepted events (valid requests answered 2xx), in order, duplicates included.
-    pub fn events(&self) -> Vec<RecordedEvent> {
+    pub(crate) fn events(&self) -> Vec<RecordedEvent> {
         self.shared.lock().accepted.clone()
     }
 
     /// The `eid` of each accepted event, in order (`""` if missing), duplicates included.
-    pub fn event_ids(&self) -> Vec<String> {
+    pub(crate) fn event_ids(&self) -> Vec<String> {
         self.shared
             .lock()
             .accepted
@@ -923,13 +909,13 @@ impl TestCollector {
     }
 
     /// Number of accepted events.
-    pub fn accepted_count(&self) -> usize {
+    pub(crate) fn accepted_count(&self) -> usize {
         self.shared.lock().accepted.len()
     }
 
     /// Waits until at least `n` events are accepted; returns all accepted events. On timeout,
     /// `Err` describing what was received.
-    pub async fn wait_for_events(
+    pub(crate) async fn wait_for_events(
         &self,
         n: usize,
         timeout: Duration,
@@ -942,7 +928,7 @@ impl TestCollector {
 
     /// Waits until at least `n` requests are recorded; returns all of them. On timeout, `Err`
     /// describing what was received.
-    pub async fn wait_for_requests(
+    pub(crate) async fn wait_for_requests(
         &self,
         n: usize,
         timeout: Duration,
@@ -988,7 +974,7 @@ impl TestCollector {
     }
 
     /// Stops the server (in-flight answers are dropped). Records stay readable.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.handle.stop(false).await;
     }
 }
@@ -1038,7 +1024,7 @@ fn summarize(requests: &[RecordedRequest]) -> String {
 /// What the [`RawCollector`] does with each connection, after reading the request (headers and,
 /// with `Content-Length`, the body; at most 16 MiB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RawBehaviour {
+pub(crate) enum RawBehaviour {
     /// Close with `SO_LINGER` 0, so the client gets a TCP RST.
     Reset,
     /// Answer bytes that are not HTTP, then close.
@@ -1055,15 +1041,15 @@ pub enum RawBehaviour {
 }
 
 /// Bytes the [`RawBehaviour::Garbage`] mode answers.
-pub const GARBAGE: &[u8] = b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n";
+pub(crate) const GARBAGE: &[u8] = b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n";
 /// Head the [`RawBehaviour::CloseMidBody`] mode answers before its truncated body.
-pub const MID_BODY_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
+pub(crate) const MID_BODY_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
 /// What the [`RawBehaviour::CloseMidHead`] mode answers.
-pub const MID_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Le";
+pub(crate) const MID_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Le";
 const RAW_READ_LIMIT: usize = 16 * 1024 * 1024;
 
 /// A bare TCP server on `127.0.0.1` that misbehaves ([`RawBehaviour`]).
-pub struct RawCollector {
+pub(crate) struct RawCollector {
     addr: SocketAddr,
     behaviour: RawBehaviour,
     connections: watch::Sender<usize>,
@@ -1083,7 +1069,7 @@ impl fmt::Debug for RawCollector {
 
 impl RawCollector {
     /// Starts listening on `127.0.0.1` on a free port, on the current actix runtime.
-    pub async fn start(behaviour: RawBehaviour) -> RawCollector {
+    pub(crate) async fn start(behaviour: RawBehaviour) -> RawCollector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("raw collector: bind 127.0.0.1:0");
@@ -1115,23 +1101,27 @@ impl RawCollector {
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         *self.connections.borrow()
     }
 
     /// Waits until at least `n` connections were accepted; returns the count, or `Err` on
     /// timeout.
-    pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> Result<usize, String> {
+    pub(crate) async fn wait_for_connections(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<usize, String> {
         let mut rx = self.connections.subscribe();
         let reached = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n))
             .await
@@ -1146,7 +1136,7 @@ impl RawCollector {
     }
 
     /// Stops listening and closes every held connection.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.shutdown.send_replace(true);
         self.task.abort();
     }

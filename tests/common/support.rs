@@ -8,15 +8,15 @@ use snowplow_actix::{
 };
 
 /// Generous bound for anything that should happen "soon" (5x slack and more).
-pub const SOON: Duration = Duration::from_secs(10);
+pub(crate) const SOON: Duration = Duration::from_secs(10);
 
 /// The settings every test stamps with.
-pub fn settings() -> TrackerSettings {
+pub(crate) fn settings() -> TrackerSettings {
     TrackerSettings::new("test").expect("a non-empty namespace")
 }
 
 /// `n` structured events labelled `0..n`.
-pub fn events(n: usize) -> Vec<StampedEvent> {
+pub(crate) fn events(n: usize) -> Vec<StampedEvent> {
     let settings = settings();
     (0..n)
         .flat_map(|idx| {
@@ -30,7 +30,7 @@ pub fn events(n: usize) -> Vec<StampedEvent> {
 }
 
 /// Tracks `events` on `emitter`, returning their ids in order.
-pub fn track_all(emitter: &Addr<Emitter>, events: Vec<StampedEvent>) -> Vec<String> {
+pub(crate) fn track_all(emitter: &Addr<Emitter>, events: Vec<StampedEvent>) -> Vec<String> {
     events
         .into_iter()
         .map(|event| {
@@ -42,7 +42,7 @@ pub fn track_all(emitter: &Addr<Emitter>, events: Vec<StampedEvent>) -> Vec<Stri
 }
 
 /// The emitter's stats, checking the accounting identity.
-pub async fn stats(emitter: &Addr<Emitter>) -> EmitterStats {
+pub(crate) async fn stats(emitter: &Addr<Emitter>) -> EmitterStats {
     let stats = emitter.send(GetStats).await.expect("emitter alive");
     assert!(
         stats.is_balanced(),
@@ -52,7 +52,7 @@ pub async fn stats(emitter: &Addr<Emitter>) -> EmitterStats {
 }
 
 /// The labels (`se_la`) of recorded events, in order.
-pub fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
+pub(crate) fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| e.get("se_la").unwrap_or_default().to_owned())
@@ -61,51 +61,51 @@ pub fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
 
 /// The labels of `events` in numeric order: for emitters with several requests in flight,
 /// which do not keep the order.
-pub fn sorted_labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
+pub(crate) fn sorted_labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
     let mut labels = labels(events);
     labels.sort_by_key(|label| label.parse::<u64>().unwrap_or(u64::MAX));
     labels
 }
 
 /// The `eid`s the collector accepted, sorted, duplicates kept: delivery without order.
-pub fn sorted_accepted(collector: &super::collector::TestCollector) -> Vec<String> {
+pub(crate) fn sorted_accepted(collector: &super::collector::TestCollector) -> Vec<String> {
     sorted(collector.event_ids())
 }
 
 /// `ids`, sorted.
-pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
+pub(crate) fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids
 }
 
 /// `0..n` as strings, to compare with [`labels`].
-pub fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
+pub(crate) fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|idx| idx.to_string()).collect()
 }
 
 /// A local address nothing listens on (connection refused), free to bind later.
-pub fn closed_port() -> std::net::SocketAddr {
+pub(crate) fn closed_port() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address")
 }
 
 /// A jitter source returning `value` every time (exact backoff delays).
-pub fn fixed_jitter(value: f64) -> impl Fn() -> f64 + Send + Sync + 'static {
+pub(crate) fn fixed_jitter(value: f64) -> impl Fn() -> f64 + Send + Sync + 'static {
     move || value
 }
 
 /// What `on_failure` was given, owned.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Seen {
-    pub sent: usize,
-    pub eids: Vec<String>,
-    pub reason: snowplow_actix::FailureReason,
-    pub will_retry: bool,
-    pub dropped: Option<snowplow_actix::DropReason>,
+pub(crate) struct Seen {
+    pub(crate) sent: usize,
+    pub(crate) eids: Vec<String>,
+    pub(crate) reason: snowplow_actix::FailureReason,
+    pub(crate) will_retry: bool,
+    pub(crate) dropped: Option<snowplow_actix::DropReason>,
 }
 
 impl Seen {
-    pub fn of(failure: &snowplow_actix::Failure<'_>) -> Self {
+    pub(crate) fn of(failure: &snowplow_actix::Failure<'_>) -> Self {
         Seen {
             sent: failure.sent,
             eids: failure.events.iter().map(|e| e.id().to_string()).collect(),
@@ -117,7 +117,7 @@ impl Seen {
 }
 
 /// Every failure reported so far (callbacks run before the flush that settles them returns).
-pub fn reported(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Vec<Seen> {
+pub(crate) fn reported(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Vec<Seen> {
     let mut seen = Vec::new();
     while let Ok(failure) = rx.try_recv() {
         seen.push(failure);
@@ -126,7 +126,7 @@ pub fn reported(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Vec<Seen
 }
 
 /// The next failure reported, within [`SOON`].
-pub async fn next_failure(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Seen {
+pub(crate) async fn next_failure(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Seen {
     tokio::time::timeout(SOON, rx.recv())
         .await
         .expect("a failure in time")
@@ -135,18 +135,18 @@ pub async fn next_failure(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -
 
 /// What a [`HookedStore`] runs before each `add`: an answer of its own, or `None` to let
 /// the store add the event.
-pub type AddHook = Box<
+pub(crate) type AddHook = Box<
     dyn FnMut() -> Option<Result<snowplow_actix::store::Added, snowplow_actix::StoreError>> + Send,
 >;
 
 /// An in-memory store with a hook before each `add` (a failing or a slow disk).
-pub struct HookedStore {
-    pub inner: snowplow_actix::store::InMemoryStore,
-    pub before_add: AddHook,
+pub(crate) struct HookedStore {
+    pub(crate) inner: snowplow_actix::store::InMemoryStore,
+    pub(crate) before_add: AddHook,
 }
 
 impl HookedStore {
-    pub fn new(capacity: usize, before_add: AddHook) -> Self {
+    pub(crate) fn new(capacity: usize, before_add: AddHook) -> Self {
         Self {
             inner: snowplow_actix::store::InMemoryStore::new(capacity),
             before_add,
@@ -196,4 +196,14 @@ impl snowplow_actix::store::EventStore for HookedStore {
     fn oldest_seq(&self) -> Option<u64> {
         self.inner.oldest_seq()
     }
+}
+
+/// The name the test harness gives the test `test` of the module `module_path` (its
+/// `module_path!()`): the module path without the crate's name, then the test's, as
+/// `--exact` wants it to run a test alone (the crash and signal tests re-run this binary).
+pub(crate) fn harness_name(module_path: &str, test: &str) -> String {
+    let (_crate, module) = module_path
+        .split_once("::")
+        .expect("a test module inside the test crate");
+    format!("{module}::{test}")
 }

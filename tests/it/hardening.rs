@@ -1,12 +1,10 @@
 //! Hardening: settings at their extremes and inputs nobody should send never end an
 //! emitter or the tracker; each test names the finding it pins.
 
-mod common;
-
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, stats, track_all, SOON};
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::support::{events, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, Flush, Shutdown, Structured, Tracker};
 
 fn structured() -> Structured {
@@ -431,8 +429,8 @@ async fn finding_a_panic_inside_an_emitter_restarts_it_without_losing_events() {
     assert_eq!((now.received, now.sent, now.dropped.total()), (30, 30, 0));
     assert!(now.is_balanced(), "{now:#?}");
     assert_eq!(
-        common::support::sorted(collector.event_ids()),
-        common::support::sorted(ids)
+        crate::common::support::sorted(collector.event_ids()),
+        crate::common::support::sorted(ids)
     );
     // It takes new events as before.
     track_all(&emitter, events(3));
@@ -491,7 +489,7 @@ async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
         .emitter(
             // Every `add` takes 50 µs (a slow disk), on the emitter's own arbiter.
             EmitterBuilder::new(collector.endpoint()).event_store(
-                common::support::HookedStore::new(
+                crate::common::support::HookedStore::new(
                     snowplow_actix::DEFAULT_BUFFER_CAPACITY,
                     Box::new(|| {
                         let start = std::time::Instant::now();

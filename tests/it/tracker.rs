@@ -1,13 +1,11 @@
 //! The tracker: fan-out to several emitters, flush timers, runtime emitters, many threads.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::support::{labels, range_labels, SOON};
 use actix::prelude::*;
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{labels, range_labels, SOON};
 use futures::channel::mpsc;
 use futures::StreamExt as _;
 use snowplow_actix::{
@@ -51,7 +49,7 @@ async fn sent_by_each(tracker: &Tracker) -> Vec<u64> {
         .collect()
 }
 
-fn eid_set(events: &[common::collector::RecordedEvent]) -> BTreeSet<String> {
+fn eid_set(events: &[crate::common::collector::RecordedEvent]) -> BTreeSet<String> {
     events.iter().map(|e| e.eid().unwrap().to_owned()).collect()
 }
 

@@ -6,14 +6,14 @@
 //! default (a thread-local one would miss the emitters' arbiters); tests run in parallel, so
 //! each looks only at the lines of its own endpoints, or searches for its own marker.
 
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, RawBehaviour, RawCollector, TestCollector};
-use common::support::{closed_port, events, fixed_jitter, stats, track_all};
+use crate::common::collector::{
+    CollectorConfig, Faults, RawBehaviour, RawCollector, TestCollector,
+};
+use crate::common::support::{closed_port, events, fixed_jitter, stats, track_all};
 use snowplow_actix::{
     EmitterBuilder, Flush, GetStats, Method, PageView, Structured, Subject, Tracker,
 };
@@ -698,7 +698,7 @@ async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
         .event_store({
             // Refuses every event while `failing` is set.
             let failing = failing.clone();
-            common::support::HookedStore::new(
+            crate::common::support::HookedStore::new(
                 10_000,
                 Box::new(move || {
                     failing
@@ -783,7 +783,7 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
 
 /// A marker unique to this run, without a UUID dependency in the test.
 fn uuid_like() -> String {
-    let settings = common::support::settings();
+    let settings = crate::common::support::settings();
     let stamped = settings.stamp(PageView::new("https://x/").unwrap());
     stamped[0].id().simple().to_string()
 }

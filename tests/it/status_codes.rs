@@ -1,14 +1,12 @@
 //! How each answer is classified: sent, retried, or dropped as `rejected`; custom retry codes,
 //! connection errors and timeouts; GET events each decided by their own status.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::support::{
     closed_port, events, fixed_jitter, labels, next_failure, range_labels, reported, stats,
     track_all, Seen,
 };

@@ -1,13 +1,11 @@
 //! When an emitter sends, and how it cuts its queue into requests: the batch-size and byte
 //! triggers, per-request limits as sent (POST body, GET URL), and oversize events.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
-use common::support::{
+use crate::common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
+use crate::common::support::{
     events, fixed_jitter, labels, range_labels, settings, stats, track_all, SOON,
 };
 use snowplow_actix::{
@@ -249,8 +247,8 @@ async fn get_batch_size_trigger_sends_every_event_of_the_batch_without_a_flush()
     assert_eq!((report.queued, report.timed_out), (0, false));
     // The last two go in requests that may be in flight together: any order.
     assert_eq!(
-        common::support::sorted(collector.event_ids()),
-        common::support::sorted(ids)
+        crate::common::support::sorted(collector.event_ids()),
+        crate::common::support::sorted(ids)
     );
     assert_eq!(stats(&emitter).await.requests, 5);
 }

@@ -4,13 +4,11 @@
 //! request logs: the accounting identity exactly, no retryable event lost, every rejected
 //! event reported, and duplicates only where a timed-out request had been accepted.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::collector::{
+use crate::common::collector::{
     CollectorConfig, DecideInput, Faults, RecordedEvent, RecordedRequest, TestCollector,
 };
 use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Structured, Tracker};

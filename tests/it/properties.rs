@@ -1,13 +1,11 @@
 //! Property tests of the pure core: cutting a queue into requests, the backoff delays, and
 //! the payload encodings. Case counts are bounded so the whole file runs in a few seconds.
 
-mod common;
-
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::form_decode;
+use crate::common::collector::form_decode;
 use proptest::prelude::*;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;

@@ -1,13 +1,11 @@
 //! `on_success` and `on_failure`: what they receive, and that a panicking callback loses
 //! nothing.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::support::{
     closed_port, events, fixed_jitter, next_failure, reported, stats, track_all, Seen,
 };
 use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Flush, StampedEvent};

@@ -3,15 +3,13 @@
 //! garbage, cut their answer or never answer are failures, retried, with the events kept;
 //! events above the byte limit go alone, once; callbacks that panic are counted.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{
+use crate::common::collector::{
     CollectorConfig, Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector,
 };
-use common::support::{events, fixed_jitter, labels, settings, stats, track_all, SOON};
+use crate::common::support::{events, fixed_jitter, labels, settings, stats, track_all, SOON};
 use snowplow_actix::{
     AddEmitterError, BuildError, DropReason, EmitterBuilder, FailureReason, Flush, Method,
     Protocol, Structured, Track, Tracker,

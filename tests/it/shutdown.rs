@@ -1,13 +1,11 @@
 //! Shutdown: drains within its deadline, counts what is left as dropped, refuses what
 //! comes after; a bare stop of an emitter's arbiter is a best-effort drain.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::support::{events, labels, range_labels, track_all};
 use actix::Arbiter;
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, labels, range_labels, track_all};
 use snowplow_actix::{EmitterBuilder, FlushError, ShutdownError, Structured, TrackError, Tracker};
 
 fn structured(idx: usize) -> Structured {
@@ -107,7 +105,7 @@ async fn stopping_an_emitters_arbiter_counts_what_is_left_as_shutdown() {
     track_all(&emitter, events(12));
     // The first batch has been tried and the emitter is backing off with all 12 buffered.
     collector
-        .wait_for_requests(1, common::support::SOON)
+        .wait_for_requests(1, crate::common::support::SOON)
         .await
         .unwrap();
     assert!(last_stats.get().is_none());

@@ -2,11 +2,9 @@
 //! the client: validation, recording, GET decoding, every fault rule, waiting, and the raw TCP
 //! misbehaviours.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::collector::{
+use crate::common::collector::{
     form_decode, CollectorConfig, Faults, RawBehaviour, RawCollector, SplitMix64, TestCollector,
     PAYLOAD_DATA_SCHEMA,
 };

@@ -2,12 +2,10 @@
 //! requests fail, the brake holds or the queue fills, down once the buffer is full or the
 //! tracker has shut down.
 
-mod common;
-
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{fixed_jitter, SOON};
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::support::{fixed_jitter, SOON};
 use snowplow_actix::health::{HealthReason, HealthStatus};
 use snowplow_actix::{EmitterBuilder, Structured, Tracker};
 use tokio::sync::mpsc;

@@ -5,16 +5,14 @@
 //! and the report says what was dropped.
 #![cfg(all(unix, feature = "web"))]
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
 use actix_web::{web, App, HttpResponse, HttpServer};
-use common::collector::{CollectorConfig, Faults, TestCollector};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -24,7 +22,7 @@ use tokio::sync::mpsc;
 
 /// Set in the child only: `MODE ENDPOINT`.
 const CHILD_ENV: &str = "SNOWPLOW_SIGNALS_CHILD";
-/// The child test, run by name.
+/// The child test, run by its name in the test binary.
 const CHILD_TEST: &str = "child_serves_until_signalled";
 const LISTENING: &str = "signals-child listening ";
 const REPORT: &str = "signals-child report ";
@@ -116,7 +114,13 @@ struct Running {
 impl Running {
     async fn start(mode: Mode, endpoint: &str) -> Running {
         let mut process = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                &crate::common::support::harness_name(module_path!(), CHILD_TEST),
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_ENV, format!("{} {endpoint}", mode.as_str()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

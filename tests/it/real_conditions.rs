@@ -2,12 +2,12 @@
 //! defaults: latency, body limits, `Retry-After`, an outage, and events that can never be
 //! sent. (The same rules run exactly, on a simulated clock, in the delivery core's tests.)
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, labels, settings, sorted, sorted_accepted, stats, track_all, SOON};
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::support::{
+    events, labels, settings, sorted, sorted_accepted, stats, track_all, SOON,
+};
 use snowplow_actix::{
     BuildError, EmitterBuilder, Flush, Method, Structured, Track, DEFAULT_MAX_IN_FLIGHT,
 };

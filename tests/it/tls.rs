@@ -2,14 +2,12 @@
 //! default client (certificate verification), with a clear reason in the failure report and
 //! nothing lost; delivered by a user-supplied client that trusts that certificate.
 
-mod common;
-
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::support::{events, fixed_jitter, stats, track_all, SOON};
 use actix_web::{web, App, HttpResponse, HttpServer};
-use common::support::{events, fixed_jitter, stats, track_all, SOON};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
 use tokio::sync::mpsc::unbounded_channel;

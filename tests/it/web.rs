@@ -2,19 +2,17 @@
 //! what the collector receives from them.
 #![cfg(feature = "web")]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::collector::{CollectorConfig, Faults, RecordedEvent, TestCollector};
+use crate::common::support::SOON;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse, HttpServer};
-use common::collector::{CollectorConfig, Faults, RecordedEvent, TestCollector};
-use common::support::SOON;
 use snowplow_actix::web::{
     default_decision, Decision, IpRange, ProxyHeader, PublicOrigin, RequestTracker,
     SnowplowTracking,

@@ -2,15 +2,13 @@
 //! bound), FIFO with one request at a time, exactly-once delivery with several, and
 //! concurrent sync flushes.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
-use common::support::{
+use crate::common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
+use crate::common::support::{
     events, fixed_jitter, labels, range_labels, sorted_accepted, stats, track_all, SOON,
 };
 use futures::future::join_all;

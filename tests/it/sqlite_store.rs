@@ -2,16 +2,14 @@
 //! restart, typed errors, and emitters delivering from it end to end.
 #![cfg(feature = "sqlite")]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::collector::{CollectorConfig, TestCollector};
+use crate::common::support::{events, labels, range_labels, stats, track_all, SOON};
 use actix::{Addr, Arbiter};
-use common::collector::{CollectorConfig, TestCollector};
-use common::support::{events, labels, range_labels, stats, track_all, SOON};
 use snowplow_actix::store::{Added, EventStore, LeaseId, SqliteStore, StoredEvent};
 use snowplow_actix::{
     Emitter, EmitterBuilder, EmitterConfig, EmitterStats, Flush, Shutdown, StampedEvent, StoreError,

@@ -1,13 +1,11 @@
 //! Retries: retryable failures go back to the front of the queue and are retried after an
 //! exponential backoff, capped, driven by the emitter's own timer; nothing is sent early.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
-use common::support::{
+use crate::common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
+use crate::common::support::{
     closed_port, events, fixed_jitter, labels, next_failure, range_labels, sorted_labels, stats,
     track_all, Seen, SOON,
 };

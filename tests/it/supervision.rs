@@ -1,14 +1,12 @@
 //! Supervision: an emitter whose transport fails fatally stops, is restarted with its
 //! queue, counters and backoff, and delivers everything it held.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, TestCollector};
-use common::support::{events, fixed_jitter, labels, range_labels, stats, track_all};
+use crate::common::collector::{CollectorConfig, TestCollector};
+use crate::common::support::{events, fixed_jitter, labels, range_labels, stats, track_all};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
 use snowplow_actix::transport::{default_client, AwcTransport, Request, Response, Transport};

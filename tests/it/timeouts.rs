@@ -2,15 +2,13 @@
 //! retry, the at-least-once duplicate of a stored batch whose answer was lost, and the
 //! deadline of a sync flush.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::collector::{
+use crate::common::collector::{
     CollectorConfig, Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector,
 };
-use common::support::{events, fixed_jitter, stats, track_all, SOON};
+use crate::common::support::{events, fixed_jitter, stats, track_all, SOON};
 use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Flush};
 
 /// What `on_failure` saw, once per call.

@@ -1,12 +1,10 @@
 //! Sync and async flushes: a sync flush replies once every event received before it is sent
 //! or dropped, or at its deadline; it waits through backoff and never hot-loops.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, fixed_jitter, labels, range_labels, stats, track_all, SOON};
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::support::{events, fixed_jitter, labels, range_labels, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, Flush, FlushReport};
 
 #[actix_rt::test]

@@ -2,12 +2,10 @@
 //! are dropped as `capacity`; requeued events do not count twice; what was accepted is
 //! delivered once the collector is back.
 
-mod common;
-
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, fixed_jitter, stats, track_all, SOON};
+use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::support::{events, fixed_jitter, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 

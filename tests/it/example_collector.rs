@@ -2,7 +2,7 @@
 //! other examples, `examples/common/collector.rs`): it serves the paths of a real Snowplow
 //! collector and no others, and `--print` gives each accepted event as one JSON line.
 
-#[path = "../examples/collector.rs"]
+#[path = "../../examples/collector.rs"]
 #[allow(dead_code)]
 mod example;
 

@@ -7,22 +7,20 @@
 //! again by the new emitter, as the rest.
 #![cfg(feature = "sqlite")]
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, TestCollector};
-use common::support::{events, stats, track_all, SOON};
+use crate::common::collector::{CollectorConfig, TestCollector};
+use crate::common::support::{events, stats, track_all, SOON};
 use snowplow_actix::store::{EventStore, SqliteStore};
 use snowplow_actix::{EmitterBuilder, Flush, GetStats, Shutdown};
 
 /// Set (to the store's path) in the child process only.
 const CHILD_ENV: &str = "SNOWPLOW_CRASH_TEST_STORE";
-/// The child test, run by name.
+/// The child test, run by its name in the test binary.
 const CHILD_TEST: &str = "child_tracks_into_the_store_until_killed";
 /// Events the child tracks.
 const EVENTS: usize = 500;
@@ -113,7 +111,11 @@ async fn a_killed_process_loses_nothing_it_stored() {
     let path = dir.join("events.db");
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--nocapture"])
+        .args([
+            "--exact",
+            &crate::common::support::harness_name(module_path!(), CHILD_TEST),
+            "--nocapture",
+        ])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

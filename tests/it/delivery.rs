@@ -1,9 +1,7 @@
 //! POST and GET delivery to a real collector: the wire format as received.
 
-mod common;
-
-use common::collector::{CollectorConfig, TestCollector};
-use common::support::{events, labels, range_labels, sorted_labels, stats, track_all, SOON};
+use crate::common::collector::{CollectorConfig, TestCollector};
+use crate::common::support::{events, labels, range_labels, sorted_labels, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, Flush, Method};
 
 #[actix_rt::test]
@@ -42,7 +40,7 @@ async fn post_delivers_batches_in_order_with_a_valid_envelope() {
             request.content_type.as_deref(),
             Some("application/json; charset=utf-8")
         );
-        common::iglu::validate_post_body(&request.raw).unwrap();
+        crate::common::iglu::validate_post_body(&request.raw).unwrap();
     }
     let stats = stats(&emitter).await;
     assert_eq!((stats.received, stats.sent, stats.queued), (25, 25, 0));
@@ -78,7 +76,7 @@ async fn by_default_a_flush_sends_the_backlog_in_requests_as_large_as_the_caps_a
         [25]
     );
     for request in &requests {
-        common::iglu::validate_post_body(&request.raw).unwrap();
+        crate::common::iglu::validate_post_body(&request.raw).unwrap();
     }
 }
 

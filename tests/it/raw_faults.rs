@@ -1,13 +1,11 @@
 //! Broken collectors below HTTP (raw TCP): resets, garbage, answers cut off, silence. Each
 //! failure is classified, retried, and accounted for exactly; the emitter stays alive.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{RawBehaviour, RawCollector};
-use common::support::{events, fixed_jitter, stats, track_all, SOON};
+use crate::common::collector::{RawBehaviour, RawCollector};
+use crate::common::support::{events, fixed_jitter, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
 
 /// What `on_failure` saw, once per call.
@@ -114,7 +112,7 @@ async fn failures_are_classified_retried_and_accounted(
         .unwrap();
     assert!(report.timed_out, "{behaviour:?}: {report:?}");
     assert_eq!((report.sent, report.queued), (0, 3), "{behaviour:?}");
-    let later = common::support::stats(&emitter).await;
+    let later = crate::common::support::stats(&emitter).await;
     assert!(later.requests >= stats.requests);
     assert_eq!(later.queued + later.in_flight, 3);
 }
@@ -215,6 +213,6 @@ async fn an_answer_cut_in_its_body_after_a_200_counts_as_sent() {
     );
     assert_eq!(sent.lock().unwrap().last(), Some(&later));
     assert_eq!(raw.connections(), 2);
-    let after = common::support::stats(&emitter).await;
+    let after = crate::common::support::stats(&emitter).await;
     assert_eq!((after.received, after.sent, after.retried), (5, 5, 0));
 }
