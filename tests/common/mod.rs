@@ -3,4 +3,5 @@
 
 pub(crate) mod collector;
 pub(crate) mod iglu;
+pub(crate) mod logs;
 pub(crate) mod support;

@@ -2,148 +2,34 @@
 //! personal data), one WARN per failed request with its status and event count, and drops
 //! summarised once per burst rather than once per event.
 //!
-//! A subscriber collecting every event is installed once for this test binary as the global
-//! default (a thread-local one would miss the emitters' arbiters); tests run in parallel, so
-//! each looks only at the lines of its own endpoints, or searches for its own marker.
+//! Each test captures its own lines ([`Logs::capture`]): a subscriber for its thread and
+//! the trackers it builds, none for the process. Its lines are still looked up by its own
+//! endpoints, names and markers, as they were when one global capture served every test.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::common::collector::{
     CollectorConfig, Faults, RawBehaviour, RawCollector, TestCollector,
 };
+use crate::common::logs::{Line, Logs};
 use crate::common::support::{closed_port, events, fixed_jitter, stats, track_all};
 use snowplow_actix::{
     EmitterBuilder, Flush, GetStats, Method, PageView, Structured, Subject, Tracker,
 };
-use tracing::field::{Field, Visit};
-use tracing::level_filters::LevelFilter;
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-/// One captured event (or span creation): level, target, message and fields.
-#[derive(Debug, Clone)]
-struct Line {
-    level: Level,
-    target: String,
-    message: String,
-    fields: Vec<(&'static str, String)>,
-}
-
-impl Line {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(field, _)| *field == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// Whether `text` appears anywhere in it.
-    fn mentions(&self, text: &str) -> bool {
-        self.message.contains(text)
-            || self.target.contains(text)
-            || self.fields.iter().any(|(_, value)| value.contains(text))
-    }
-}
-
-impl Visit for Line {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.record(field, value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.record(field, format!("{value:?}"));
-    }
-}
-
-impl Line {
-    fn new(metadata: &Metadata<'_>) -> Self {
-        Line {
-            level: *metadata.level(),
-            target: metadata.target().to_owned(),
-            message: String::new(),
-            fields: Vec::new(),
-        }
-    }
-
-    fn record(&mut self, field: &Field, value: String) {
-        if field.name() == "message" {
-            self.message = value;
-        } else {
-            self.fields.push((field.name(), value));
-        }
-    }
-}
-
-static LINES: Mutex<Vec<Line>> = Mutex::new(Vec::new());
-
-/// Collects everything from this crate, and INFO and above from every other one.
-struct Capture {
-    next_span: AtomicU64,
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("snowplow_actix") || *metadata.level() <= Level::INFO
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::TRACE)
-    }
-
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let mut line = Line::new(span.metadata());
-        line.message = format!("span {}", span.metadata().name());
-        span.record(&mut line);
-        lines().push(line);
-        Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-
-    fn event(&self, event: &Event<'_>) {
-        let mut line = Line::new(event.metadata());
-        event.record(&mut line);
-        lines().push(line);
-    }
-
-    fn enter(&self, _: &Id) {}
-
-    fn exit(&self, _: &Id) {}
-}
-
-fn lines() -> MutexGuard<'static, Vec<Line>> {
-    LINES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Installs the capturing subscriber once for the whole test binary.
-fn capture() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        tracing::subscriber::set_global_default(Capture {
-            next_span: AtomicU64::new(0),
-        })
-        .expect("no other global subscriber in this test binary");
-    });
-}
+use tracing::Level;
 
 /// The lines at `level` or above of the emitter called `name` (by default its endpoint).
-fn lines_of(name: &str, level: Level) -> Vec<Line> {
-    lines()
-        .iter()
+fn lines_of(logs: &Logs, name: &str, level: Level) -> Vec<Line> {
+    logs.lines()
+        .into_iter()
         .filter(|line| line.level <= level && line.get("emitter") == Some(name))
-        .cloned()
         .collect()
 }
 
 /// (message, reason, events) of each WARN or ERROR line of `endpoint`.
-fn warnings(endpoint: &str) -> Vec<(String, Option<String>, Option<String>)> {
-    lines_of(endpoint, Level::WARN)
+fn warnings(logs: &Logs, endpoint: &str) -> Vec<(String, Option<String>, Option<String>)> {
+    lines_of(logs, endpoint, Level::WARN)
         .into_iter()
         .map(|line| {
             let reason = line.get("reason").map(str::to_owned);
@@ -166,7 +52,7 @@ const REJECTED: &str = "request failed and is not retried: events dropped";
 
 #[actix_rt::test]
 async fn no_payload_contents_are_logged_at_info_or_above() {
-    capture();
+    let logs = Logs::capture();
     let marker = format!("personal-{}", uuid_like());
     // Every kind of failure the crate logs: statuses retried and rejected, a refused
     // connection, an answer that is not HTTP, panicking callbacks, a full buffer, shutdown
@@ -249,17 +135,19 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
         refused.clone(),
     ] {
         assert!(
-            !warnings(&endpoint).is_empty(),
+            !warnings(&logs, &endpoint).is_empty(),
             "{endpoint}: nothing logged"
         );
     }
     // The search sees field values: a DEBUG line carrying the marker is found (and is not a
     // leak: DEBUG is below the bar).
     tracing::debug!(target: "snowplow_actix::test_probe", probe = %marker, "probe");
-    assert!(lines()
+    assert!(logs
+        .lines()
         .iter()
         .any(|line| line.level == Level::DEBUG && line.mentions(&marker)));
-    let leaks: Vec<Line> = lines()
+    let leaks: Vec<Line> = logs
+        .lines()
         .iter()
         .filter(|line| line.level <= Level::INFO && line.mentions(&marker))
         .cloned()
@@ -269,7 +157,7 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
 
 #[actix_rt::test]
 async fn each_failed_post_request_is_one_warn_with_its_status_and_event_count() {
-    capture();
+    let logs = Logs::capture();
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_sequence([500, 503, 200, 400]),
     ))
@@ -290,14 +178,14 @@ async fn each_failed_post_request_is_one_warn_with_its_status_and_event_count() 
 
     assert_eq!(collector.statuses(), [500, 503, 200, 400]);
     assert_eq!(
-        warnings(&endpoint),
+        warnings(&logs, &endpoint),
         [
             warning(RETRIED, "status 500", 3),
             warning(RETRIED, "status 503", 3),
             warning(REJECTED, "status 400", 2),
         ]
     );
-    let lines = lines_of(&endpoint, Level::WARN);
+    let lines = lines_of(&logs, &endpoint, Level::WARN);
     assert!(lines.iter().all(|line| line.level == Level::WARN));
     assert_eq!(lines[0].get("retried"), Some("3"));
     assert_eq!(lines[2].get("dropped_as"), Some("rejected"));
@@ -306,7 +194,7 @@ async fn each_failed_post_request_is_one_warn_with_its_status_and_event_count() 
 
 #[actix_rt::test]
 async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
-    capture();
+    let logs = Logs::capture();
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_sequence([500, 200, 422, 200]),
     ))
@@ -330,7 +218,7 @@ async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
     );
     assert_eq!(collector.statuses(), [500, 200, 422, 200]);
     assert_eq!(
-        warnings(&endpoint),
+        warnings(&logs, &endpoint),
         [
             warning(RETRIED, "status 500", 1),
             warning(REJECTED, "status 422", 1),
@@ -340,7 +228,7 @@ async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
 
 #[actix_rt::test]
 async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
-    capture();
+    let logs = Logs::capture();
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_default_status(503),
     ))
@@ -354,13 +242,13 @@ async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
         .unwrap()
         .start();
     let full = |endpoint: &str| -> Vec<Line> {
-        lines_of(endpoint, Level::WARN)
+        lines_of(&logs, endpoint, Level::WARN)
             .into_iter()
             .filter(|line| line.message.contains("buffer full"))
             .collect()
     };
     let room_again = |endpoint: &str| -> Vec<Line> {
-        lines_of(endpoint, Level::WARN)
+        lines_of(&logs, endpoint, Level::WARN)
             .into_iter()
             .filter(|line| line.message.contains("has room again"))
             .collect()
@@ -408,7 +296,7 @@ async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
 
     const ROUTE: &str = "/logging-orders/{order}";
     const OPTIONAL_ROUTE: &str = "/logging-optional/{order}";
-    capture();
+    let logs = Logs::capture();
     let marker = format!("personal-{}", uuid_like());
     let app = web_test::init_service(
         App::new()
@@ -431,7 +319,7 @@ async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
             .to_request()
     };
     let extractor_lines = || -> Vec<Line> {
-        lines()
+        logs.lines()
             .iter()
             .filter(|line| line.target == "snowplow_actix::web::extractor")
             .cloned()
@@ -460,7 +348,7 @@ async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
 
 #[actix_rt::test]
 async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
-    capture();
+    let logs = Logs::capture();
     let posts = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_sequence([500, 400]),
     ))
@@ -498,7 +386,7 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
         ("primary", "POST", posts.post_url()),
         ("mirror", "GET", gets.get_url()),
     ] {
-        let all = lines_of(name, Level::TRACE);
+        let all = lines_of(&logs, name, Level::TRACE);
         assert!(all.len() >= 3, "{name}: {all:#?}");
         assert!(
             all.iter().all(|line| line.get("method") == Some(method)),
@@ -522,7 +410,8 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
         }
     }
     // Two emitters, two names: no line of either is anonymous.
-    let anonymous: Vec<Line> = lines()
+    let anonymous: Vec<Line> = logs
+        .lines()
         .iter()
         .filter(|line| line.target.starts_with("snowplow_actix::emitter"))
         .filter(|line| line.mentions(&posts.endpoint()) || line.mentions(&gets.endpoint()))
@@ -534,7 +423,7 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
 
 #[actix_rt::test]
 async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
-    capture();
+    let logs = Logs::capture();
     let collector = TestCollector::start(CollectorConfig::default()).await;
     // `host:port` without a scheme is https; this collector speaks plain HTTP.
     let endpoint = collector.addr().to_string();
@@ -553,7 +442,7 @@ async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
         .unwrap();
 
     assert_eq!((report.sent, report.timed_out), (0, true));
-    let failed: Vec<Line> = lines_of("scheme-hint", Level::WARN)
+    let failed: Vec<Line> = lines_of(&logs, "scheme-hint", Level::WARN)
         .into_iter()
         .filter(|line| line.message.starts_with("request failed"))
         .collect();
@@ -574,7 +463,7 @@ async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
         .send(Flush::with_timeout(Duration::from_millis(100)))
         .await
         .unwrap();
-    let lines: Vec<Line> = lines_of(&refused, Level::WARN)
+    let lines: Vec<Line> = lines_of(&logs, &refused, Level::WARN)
         .into_iter()
         .filter(|line| line.message.starts_with("request failed"))
         .collect();
@@ -587,7 +476,7 @@ async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
 
 #[actix_rt::test]
 async fn a_404_is_one_error_with_the_url_and_a_hint_then_one_line_per_burst() {
-    capture();
+    let logs = Logs::capture();
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_sequence([404, 404, 404, 200, 404, 200]),
     ))
@@ -607,7 +496,7 @@ async fn a_404_is_one_error_with_the_url_and_a_hint_then_one_line_per_burst() {
 
     assert_eq!((first.sent, second.sent), (2, 2));
     assert_eq!(collector.statuses(), [404, 404, 404, 200, 404, 200]);
-    let lines = lines_of("wrong-path", Level::WARN);
+    let lines = lines_of(&logs, "wrong-path", Level::WARN);
     let errors: Vec<&Line> = lines
         .iter()
         .filter(|line| line.level == Level::ERROR)
@@ -631,7 +520,7 @@ async fn a_404_is_one_error_with_the_url_and_a_hint_then_one_line_per_burst() {
 
 #[actix_rt::test]
 async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
-    capture();
+    let logs = Logs::capture();
     let collector = TestCollector::start(CollectorConfig::with_faults(
         Faults::none().with_default_status(503),
     ))
@@ -655,7 +544,8 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
 
     drop(tracker);
 
-    let ours: Vec<Line> = lines()
+    let ours: Vec<Line> = logs
+        .lines()
         .iter()
         .filter(|line| line.level <= Level::WARN && line.mentions(&namespace))
         .cloned()
@@ -679,7 +569,8 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
     let last = last.expect("the emitter left its stats");
     assert_eq!(last.dropped.shutdown, 4, "{last:#?}");
     assert!(last.is_balanced(), "{last:#?}");
-    let warned = lines()
+    let warned = logs
+        .lines()
         .iter()
         .filter(|line| line.level <= Level::WARN && line.mentions(&namespace))
         .count();
@@ -690,7 +581,7 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
 /// 2,000 events), not once per burst as documented.
 #[actix_rt::test]
 async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
-    capture();
+    let logs = Logs::capture();
     let collector = TestCollector::start(CollectorConfig::default()).await;
     let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let emitter = EmitterBuilder::new(collector.endpoint())
@@ -718,7 +609,7 @@ async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
     let report = emitter.send(Flush::default()).await.unwrap();
     assert_eq!(report.sent, 3);
 
-    let lines = lines_of("flaky-store", Level::WARN);
+    let lines = lines_of(&logs, "flaky-store", Level::WARN);
     let errors = lines
         .iter()
         .filter(|line| line.level == Level::ERROR)
@@ -741,7 +632,7 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
     use snowplow_actix::web::SnowplowTracking;
 
     const ROUTE: &str = "/logging-decide/{user}";
-    capture();
+    let logs = Logs::capture();
     let marker = format!("personal-{}", uuid_like());
     let tracker = Tracker::builder("logging")
         .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
@@ -766,7 +657,8 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
     .await;
 
     assert!(response.status().is_success());
-    let logged: Vec<Line> = lines()
+    let logged: Vec<Line> = logs
+        .lines()
         .iter()
         .filter(|line| line.message.contains("decision function panicked"))
         .filter(|line| line.get("route") == Some(ROUTE))
@@ -774,7 +666,8 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
         .collect();
     assert_eq!(logged.len(), 1, "{logged:#?}");
     assert!(!logged[0].mentions(&marker), "{logged:#?}");
-    assert!(lines()
+    assert!(logs
+        .lines()
         .iter()
         .filter(|line| line.level <= Level::WARN)
         .all(|line| !line.mentions(&marker)));
@@ -786,4 +679,76 @@ fn uuid_like() -> String {
     let settings = crate::common::support::settings();
     let stamped = settings.stamp(PageView::new("https://x/").unwrap());
     stamped[0].id().simple().to_string()
+}
+
+/// Captures are per test: a tracker built under another capture, on another thread, logs
+/// there and not here, and each capture sees its own tracker's threads.
+#[actix_rt::test]
+async fn a_capture_sees_the_lines_of_its_own_trackers_only() {
+    /// Builds a tracker named `name` against a port nothing listens on, tracks one event and
+    /// gives it a short flush (failed requests log WARN lines), then shuts it down.
+    async fn fail_once(name: &str) {
+        let tracker = Tracker::builder(name)
+            .emitter(
+                EmitterBuilder::new(format!("http://{}", closed_port()))
+                    .name(name)
+                    .jitter(fixed_jitter(0.01))
+                    .max_retry_delay(Duration::from_millis(20)),
+            )
+            .no_flush_timer()
+            .build()
+            .unwrap();
+        tracker.track(Structured::new("a", "b").unwrap()).unwrap();
+        let report = tracker
+            .flush_with_timeout(Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert!(report.timed_out, "{report:#?}");
+        tracker.shutdown(Duration::from_millis(10)).await.unwrap();
+    }
+    let logs = Logs::capture();
+    let other = std::thread::spawn(|| {
+        let logs = Logs::capture();
+        actix_rt::System::new().block_on(fail_once("other-capture"));
+        logs.lines()
+    });
+
+    fail_once("this-capture").await;
+    let theirs = other.join().expect("the other capture's thread");
+
+    let named = |lines: &[Line], name: &str| {
+        lines
+            .iter()
+            .filter(|line| line.get("emitter") == Some(name))
+            .count()
+    };
+    let ours = logs.lines();
+    assert!(named(&ours, "this-capture") > 0, "{ours:#?}");
+    assert!(named(&theirs, "other-capture") > 0, "{theirs:#?}");
+    assert_eq!(named(&ours, "other-capture"), 0, "{ours:#?}");
+    assert_eq!(named(&theirs, "this-capture"), 0, "{theirs:#?}");
+}
+
+/// `tracing` caches whether a call site is wanted when it is first reached; a capture must
+/// still see a call site first reached on a thread that captures nothing (see
+/// `common::logs`): here one only this test reaches, first from a thread without a capture.
+#[test]
+fn a_call_site_first_reached_outside_any_capture_is_still_captured() {
+    fn probe(marker: &str) {
+        tracing::warn!(target: "snowplow_actix::test_probe", marker, "first reached elsewhere");
+    }
+    let logs = Logs::capture();
+    std::thread::spawn(|| probe("elsewhere"))
+        .join()
+        .expect("the thread without a capture");
+
+    probe("here");
+
+    let seen: Vec<Option<String>> = logs
+        .lines()
+        .iter()
+        .filter(|line| line.message == "first reached elsewhere")
+        .map(|line| line.get("marker").map(str::to_owned))
+        .collect();
+    assert_eq!(seen, [Some("here".to_owned())]);
 }

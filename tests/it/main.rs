@@ -1,6 +1,11 @@
 //! The integration tests: one test binary (`it`), one module per area, sharing the helpers
 //! of [`common`] (the test collector, the Iglu validator, shortcuts), compiled once.
 //!
+//! Every test runs in this one process, beside others, so no test changes process-wide
+//! state: each captures its own logs (`common::logs`), the TLS tests name their crypto
+//! provider instead of installing one, and no test sets an environment variable (the crash
+//! and signal tests hand theirs to the child process they start).
+//!
 //! Run one area or one test with a filter: `cargo test --all-features --test it -- retries::`.
 
 // The helpers live in `tests/common/`, where `benches/emitter.rs` finds the test collector.

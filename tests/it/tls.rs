@@ -35,7 +35,9 @@ type Received = Arc<Mutex<Vec<String>>>;
 fn start_tls_collector(
     certificate: &SelfSigned,
 ) -> (String, Received, actix_web::dev::ServerHandle) {
-    let config = rustls::ServerConfig::builder()
+    let config = rustls::ServerConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
         .with_no_client_auth()
         .with_single_cert(
             vec![certificate.cert.clone()],
@@ -77,7 +79,9 @@ fn start_tls_collector(
 fn client_trusting(certificate: CertificateDer<'static>) -> awc::Client {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(certificate).expect("a usable trust anchor");
-    let config = rustls::ClientConfig::builder()
+    let config = rustls::ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
     awc::Client::builder()
@@ -85,15 +89,17 @@ fn client_trusting(certificate: CertificateDer<'static>) -> awc::Client {
         .finish()
 }
 
-fn install_ring() {
-    // As the crate does: rustls panics without a process default provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// The crypto provider of this file's TLS configurations, named rather than installed as
+/// the process default: the test installs nothing for the other tests of the binary. (The
+/// crate's own default client installs ring as the process default when none is; ring is
+/// the only provider compiled in, so whichever test gets there first, it is the same one.)
+fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 #[actix_rt::test]
 async fn a_self_signed_collector_is_rejected_by_default_with_a_certificate_error_and_nothing_lost()
 {
-    install_ring();
     let certificate = self_signed();
     let (endpoint, received, server) = start_tls_collector(&certificate);
     let (failures_tx, mut failures) = unbounded_channel();
@@ -152,7 +158,6 @@ async fn a_self_signed_collector_is_rejected_by_default_with_a_certificate_error
 
 #[actix_rt::test]
 async fn a_client_factory_trusting_the_certificate_delivers_over_tls() {
-    install_ring();
     let certificate = self_signed();
     let (endpoint, received, server) = start_tls_collector(&certificate);
     let trusted = certificate.cert.clone();
