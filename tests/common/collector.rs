@@ -18,13 +18,13 @@
 //! # Usage
 //!
 //! ```ignore
-//! let collector = TestCollector::start(CollectorConfig::default()).await;
+//! let collector = TestCollector::with_faults(Faults::none()).await;
 //! // Build an emitter against `collector.endpoint()` (`http://127.0.0.1:PORT`), track events…
 //! let events = collector.wait_for_events(3, Duration::from_secs(5)).await.unwrap();
 //! assert_eq!(events[0].get("e"), Some("pv"));
 //!
 //! // Faults are set at start or changed while running:
-//! collector.set_faults(Faults::none().with_sequence([500, 500, 200]));
+//! collector.set_faults(Faults::statuses([500, 500, 200]));
 //! collector.stop().await;
 //! ```
 //!
@@ -43,42 +43,36 @@
 //! * Any other method or path is answered 405 / 404.
 //!
 //! An invalid request is answered at once (400, 404 or 405), recorded with `valid == false` and
-//! `error` set, and touches no fault state: it is not delayed, does not consume the status
-//! sequence, and is not counted by "first N" rules. Its events are never accepted.
+//! `error` set, and never reaches the faults: it is not delayed and not counted in `n` (below).
+//! Its events are never accepted.
 //!
 //! # When a request is recorded
 //!
 //! A request is recorded when it arrives, with the status it will be answered, and its events
-//! are accepted then if that status is 2xx; a [`Faults::delay`] only postpones the answer. So a
+//! are accepted then if that status is 2xx; a delay ([`Faults::with_delay`]) only postpones the
+//! answer. So a
 //! client that gives up during the delay still has its events stored, like a real collector that
 //! stored a batch but whose answer was lost: that is how duplicates are produced on purpose.
 //! `RecordedRequest::index` is the arrival order and equals the position in `requests()`.
 //!
-//! # Fault decisions, in order
+//! # Faults
 //!
-//! For each valid request, with `n` its ordinal (0-based) among the valid requests received
-//! since the faults were installed (at start, or by the last [`TestCollector::set_faults`]):
+//! [`Faults`] is one function from each valid request to its [`Answer`] (a status, a delay, a
+//! `Retry-After`), built with named constructors: [`Faults::none`], [`Faults::always`],
+//! [`Faults::statuses`], [`Faults::fail_first`], [`Faults::down_for`],
+//! [`Faults::failure_rate`], [`Faults::max_body`] and [`Faults::decide`] (by content); then
+//! `a.or(b)` (`b` where `a` gives no status), and [`Faults::with_delay`],
+//! [`Faults::with_delay_first`] and [`Faults::with_retry_after`]. What applies first is what
+//! is written first; a request no rule fails is answered 200.
 //!
-//! 1. Delay: [`Faults::delay`] delays the answer of every request, or only of the first `n`
-//!    when set with [`Faults::with_delay_first`]. It applies whatever the status.
-//! 2. Down: while less than [`Faults::down_for`] has passed since the faults were installed,
-//!    the answer is `down_status` (503). The collector answers rather than refuses connections.
-//! 3. Decider: [`Faults::with_decider`] is called with the request (its events);
-//!    `Some(status)` is the answer. This is how GET requests get mixed statuses by content.
-//! 4. Status sequence: if [`Faults::status_sequence`] is not empty, its first status is taken
-//!    (consumed) and answered.
-//! 5. Fail first: if `n < N` for [`Faults::fail_first`] `(N, status)`, that status.
-//! 6. Failure rate: [`Faults::failure_rate`] draws one number from a seeded [`SplitMix64`]
-//!    (one draw per request that reaches this step); below `rate`, its `status`.
-//! 7. Otherwise `default_status` (200).
-//!
-//! Installing new faults resets all of this state: the sequence, `n`, the down window and the
-//! random generator.
+//! A rule sees the request's `n`, its ordinal (0-based) among the valid requests since the
+//! faults were installed (at start, or by the last [`TestCollector::set_faults`]), how long
+//! after that it arrived, its method, its length and its events. Installing faults restarts
+//! both.
 //!
 //! Answers: 2xx to POST is `ok`, 2xx to GET a 1x1 GIF; any other status carries a short text
 //! (the validation error for a 400).
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -192,59 +186,43 @@ impl RecordedRequest {
 // Faults
 // ---------------------------------------------------------------------------------------------
 
-/// What a [`Faults`] decider sees of a request.
+/// What a fault rule sees of one valid request.
 #[derive(Debug)]
-pub(crate) struct DecideInput<'a> {
+pub(crate) struct Request<'a> {
+    /// Its ordinal among the valid requests since the faults were installed, from 0.
+    pub(crate) n: usize,
+    /// How long after the faults were installed it arrived.
+    pub(crate) elapsed: Duration,
+    /// `GET` or `POST`.
+    pub(crate) method: &'a str,
+    /// POST: the body's length in bytes; GET: the raw query's.
+    pub(crate) len: usize,
     /// The events it carries (one for GET).
     pub(crate) events: &'a [RecordedEvent],
 }
 
-/// A per-request status decision; `None` passes to the next rule.
-pub(crate) type Decider = Arc<dyn Fn(&DecideInput<'_>) -> Option<u16> + Send + Sync>;
-
-/// A seeded random failure rate.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct FailureRate {
-    /// Probability in `[0, 1]` that a request fails.
-    pub(crate) rate: f64,
-    /// Seed of the [`SplitMix64`] generator.
-    pub(crate) seed: u64,
-    /// Status answered to a failing request.
-    pub(crate) status: u16,
+/// What the faults make of one valid request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// Its status; `None`: no fault, 200.
+    pub(crate) status: Option<u16>,
+    /// How long its answer is held after it was recorded.
+    pub(crate) delay: Option<Duration>,
+    /// A `Retry-After` value, sent only with a status that is not 2xx.
+    pub(crate) retry_after: Option<String>,
 }
 
-/// A delay before answering.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Delay {
-    /// How long.
-    pub(crate) duration: Duration,
-    /// Only the first `first` valid requests; `None`: all.
-    pub(crate) first: Option<usize>,
-}
+type Decide = Arc<dyn Fn(&Request<'_>) -> Answer + Send + Sync>;
 
-/// Fault injection settings. See the module docs for the order in which they apply.
+/// The faults the [`TestCollector`] injects: one function from a valid request to its
+/// [`Answer`], built with the named constructors below and combined with `or` and the
+/// `with_` modifiers, so a test's set-up reads as the faults it wants, in the order they
+/// apply. The default is [`Faults::none`].
 #[derive(Clone)]
 pub(crate) struct Faults {
-    /// Answer `down_status` until this long after the faults were installed.
-    pub(crate) down_for: Option<Duration>,
-    /// Status while down (503 by default).
-    pub(crate) down_status: u16,
-    /// Per-request decision, before the sequence.
-    pub(crate) decider: Option<Decider>,
-    /// Statuses consumed one per valid request.
-    pub(crate) status_sequence: Vec<u16>,
-    /// `(N, status)`: the first `N` valid requests get `status`.
-    pub(crate) fail_first: Option<(usize, u16)>,
-    /// Seeded random failures.
-    pub(crate) failure_rate: Option<FailureRate>,
-    /// Delay before answering.
-    pub(crate) delay: Option<Delay>,
-    /// Status when no rule applies (200 by default).
-    pub(crate) default_status: u16,
-    /// POST bodies longer than this are answered 413 (before every other rule).
-    pub(crate) max_body: Option<usize>,
-    /// `Retry-After` value sent with every non-2xx answer.
-    pub(crate) retry_after: Option<String>,
+    decide: Decide,
+    /// How it was built, for `Debug`.
+    name: String,
 }
 
 impl Default for Faults {
@@ -255,220 +233,194 @@ impl Default for Faults {
 
 impl fmt::Debug for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Faults")
-            .field("down_for", &self.down_for)
-            .field("down_status", &self.down_status)
-            .field("decider", &self.decider.as_ref().map(|_| "<fn>"))
-            .field("status_sequence", &self.status_sequence)
-            .field("fail_first", &self.fail_first)
-            .field("failure_rate", &self.failure_rate)
-            .field("delay", &self.delay)
-            .field("default_status", &self.default_status)
-            .field("max_body", &self.max_body)
-            .field("retry_after", &self.retry_after)
-            .finish()
+        f.write_str(&self.name)
     }
 }
 
 impl Faults {
-    /// No faults: every valid request is answered 200 at once.
-    pub(crate) fn none() -> Self {
+    fn new(name: String, decide: impl Fn(&Request<'_>) -> Answer + Send + Sync + 'static) -> Self {
         Faults {
-            down_for: None,
-            down_status: 503,
-            decider: None,
-            status_sequence: Vec::new(),
-            fail_first: None,
-            failure_rate: None,
-            delay: None,
-            default_status: 200,
-            max_body: None,
-            retry_after: None,
+            decide: Arc::new(decide),
+            name,
         }
     }
 
-    /// Answer 413 to POST bodies longer than `bytes`, as a collector or proxy with a body
-    /// limit does.
-    pub(crate) fn with_max_body(mut self, bytes: usize) -> Self {
-        self.max_body = Some(bytes);
-        self
-    }
-
-    /// Send `Retry-After: value` with every non-2xx answer.
-    pub(crate) fn with_retry_after(mut self, value: impl Into<String>) -> Self {
-        self.retry_after = Some(value.into());
-        self
-    }
-
-    /// Statuses consumed one per valid request, then the other rules.
-    pub(crate) fn with_sequence(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
-        self.status_sequence = statuses.into_iter().collect();
-        self
-    }
-
-    /// The first `n` valid requests are answered `status`.
-    pub(crate) fn with_fail_first(mut self, n: usize, status: u16) -> Self {
-        self.fail_first = Some((n, status));
-        self
-    }
-
-    /// Each request fails with `status` with probability `rate`, drawn from a generator seeded
-    /// with `seed` (deterministic for the same sequence of requests).
-    pub(crate) fn with_failure_rate(mut self, rate: f64, seed: u64, status: u16) -> Self {
-        self.failure_rate = Some(FailureRate { rate, seed, status });
-        self
-    }
-
-    /// Delay every answer.
-    pub(crate) fn with_delay(mut self, duration: Duration) -> Self {
-        self.delay = Some(Delay {
-            duration,
-            first: None,
-        });
-        self
-    }
-
-    /// Delay the answers of the first `n` valid requests.
-    pub(crate) fn with_delay_first(mut self, n: usize, duration: Duration) -> Self {
-        self.delay = Some(Delay {
-            duration,
-            first: Some(n),
-        });
-        self
-    }
-
-    /// Answer 503 until `duration` after the faults are installed.
-    pub(crate) fn with_down_for(mut self, duration: Duration) -> Self {
-        self.down_for = Some(duration);
-        self
-    }
-
-    /// Decide the status of each request from its content (`None`: the next rules decide).
-    pub(crate) fn with_decider(
-        mut self,
-        decider: impl Fn(&DecideInput<'_>) -> Option<u16> + Send + Sync + 'static,
+    /// A fault deciding the status alone: `status(request)`, `None` for no fault.
+    fn status(
+        name: String,
+        status: impl Fn(&Request<'_>) -> Option<u16> + Send + Sync + 'static,
     ) -> Self {
-        self.decider = Some(Arc::new(decider));
-        self
+        Self::new(name, move |request| Answer {
+            status: status(request),
+            ..Answer::default()
+        })
     }
 
-    /// The status when no rule applies.
-    pub(crate) fn with_default_status(mut self, status: u16) -> Self {
-        self.default_status = status;
-        self
+    /// No faults: every valid request is answered 200 at once.
+    pub(crate) fn none() -> Self {
+        Self::status("none()".to_owned(), |_| None)
+    }
+
+    /// Every valid request is answered `status` (a collector that is down, or one whose
+    /// success is another 2xx).
+    pub(crate) fn always(status: u16) -> Self {
+        Self::status(format!("always({status})"), move |_| Some(status))
+    }
+
+    /// The `n`-th valid request is answered the `n`-th status, the requests after the
+    /// last one 200.
+    pub(crate) fn statuses(statuses: impl IntoIterator<Item = u16>) -> Self {
+        let statuses: Vec<u16> = statuses.into_iter().collect();
+        Self::status(format!("statuses({statuses:?})"), move |request| {
+            statuses.get(request.n).copied()
+        })
+    }
+
+    /// The first `n` valid requests are answered `status`, the others 200.
+    pub(crate) fn fail_first(n: usize, status: u16) -> Self {
+        Self::status(format!("fail_first({n}, {status})"), move |request| {
+            (request.n < n).then_some(status)
+        })
+    }
+
+    /// 503 to every valid request arriving less than `duration` after the faults were
+    /// installed, then 200. The collector answers; it does not refuse connections.
+    pub(crate) fn down_for(duration: Duration) -> Self {
+        Self::status(format!("down_for({duration:?})"), move |request| {
+            (request.elapsed < duration).then_some(503)
+        })
+    }
+
+    /// Each valid request is answered `status` with probability `rate`, drawn from `seed`
+    /// and the request's ordinal ([`draw`]): the same requests in the same order meet the
+    /// same failures.
+    pub(crate) fn failure_rate(rate: f64, seed: u64, status: u16) -> Self {
+        Self::status(
+            format!("failure_rate({rate}, {seed}, {status})"),
+            move |request| (draw(seed, request.n) < rate).then_some(status),
+        )
+    }
+
+    /// 413 to a POST whose body is longer than `bytes`, as a collector or proxy with a body
+    /// limit does.
+    pub(crate) fn max_body(bytes: usize) -> Self {
+        Self::status(format!("max_body({bytes})"), move |request| {
+            (request.method == "POST" && request.len > bytes).then_some(413)
+        })
+    }
+
+    /// The status `decide` gives a request by its content (`None`: 200), e.g. mixed statuses
+    /// for GET requests by their events.
+    pub(crate) fn decide(
+        decide: impl Fn(&Request<'_>) -> Option<u16> + Send + Sync + 'static,
+    ) -> Self {
+        Self::status("decide(..)".to_owned(), decide)
+    }
+
+    /// These faults, and where they give no status, `next`'s (its delay and `Retry-After`
+    /// too, where these give none).
+    pub(crate) fn or(self, next: Faults) -> Self {
+        let (first, then) = (self.decide, next.decide);
+        Self::new(format!("{}.or({})", self.name, next.name), move |request| {
+            let (first, then) = (first(request), then(request));
+            Answer {
+                status: first.status.or(then.status),
+                delay: first.delay.or(then.delay),
+                retry_after: first.retry_after.or(then.retry_after),
+            }
+        })
+    }
+
+    /// Every answer held `duration` (whatever its status), after the request was recorded.
+    pub(crate) fn with_delay(self, duration: Duration) -> Self {
+        let name = format!("{}.with_delay({duration:?})", self.name);
+        self.modified(name, move |_, answer| answer.delay = Some(duration))
+    }
+
+    /// The answers to the first `n` valid requests held `duration`.
+    pub(crate) fn with_delay_first(self, n: usize, duration: Duration) -> Self {
+        let name = format!("{}.with_delay_first({n}, {duration:?})", self.name);
+        self.modified(name, move |request, answer| {
+            if request.n < n {
+                answer.delay = Some(duration);
+            }
+        })
+    }
+
+    /// `Retry-After: value` sent with every answer that is not 2xx.
+    pub(crate) fn with_retry_after(self, value: impl Into<String>) -> Self {
+        let value = value.into();
+        let name = format!("{}.with_retry_after({value:?})", self.name);
+        self.modified(name, move |_, answer| {
+            answer.retry_after = Some(value.clone());
+        })
+    }
+
+    fn modified(
+        self,
+        name: String,
+        modify: impl Fn(&Request<'_>, &mut Answer) + Send + Sync + 'static,
+    ) -> Self {
+        let decide = self.decide;
+        Self::new(name, move |request| {
+            let mut answer = decide(request);
+            modify(request, &mut answer);
+            answer
+        })
     }
 }
 
-/// Configuration of a [`TestCollector`].
+/// The `n`-th number in `[0, 1)` of the SplitMix64 stream seeded with `seed`, computed
+/// directly (no `rand` crate needed, no state to consume).
+pub(crate) fn draw(seed: u64, n: usize) -> f64 {
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut z = seed.wrapping_add(GAMMA.wrapping_mul(n as u64 + 1));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Configuration of a [`TestCollector`] (what `benches/emitter.rs` starts one with).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CollectorConfig {
     /// Faults installed at start.
     pub(crate) faults: Faults,
 }
 
-impl CollectorConfig {
-    /// A configuration with these faults.
-    pub(crate) fn with_faults(faults: Faults) -> Self {
-        CollectorConfig { faults }
-    }
-}
-
-/// SplitMix64, a tiny deterministic generator (no `rand` crate needed).
-#[derive(Clone, Debug)]
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator with this seed.
-    pub(crate) fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Faults plus the state their rules consume.
+/// The faults installed, with when they were and how many valid requests they have seen.
 struct FaultState {
     faults: Faults,
     installed_at: Instant,
-    ordinal: usize,
-    sequence: VecDeque<u16>,
-    rng: SplitMix64,
+    seen: usize,
 }
 
 impl FaultState {
     fn new(faults: Faults) -> Self {
-        let seed = faults.failure_rate.map_or(0, |r| r.seed);
         FaultState {
-            sequence: faults.status_sequence.iter().copied().collect(),
             faults,
             installed_at: Instant::now(),
-            ordinal: 0,
-            rng: SplitMix64::new(seed),
+            seen: 0,
         }
     }
 
-    /// Status and delay of a valid request (module docs, "Fault decisions").
+    /// The answer to a valid request that arrived at `arrived`.
     fn decide(
         &mut self,
         arrived: Instant,
         method: &str,
-        events: &[RecordedEvent],
         len: usize,
-    ) -> (u16, Option<Duration>) {
-        if method == "POST" && self.faults.max_body.is_some_and(|max| len > max) {
-            return (413, None);
-        }
-        let n = self.ordinal;
-        self.ordinal += 1;
-        let f = &self.faults;
-        let delay = match f.delay {
-            Some(Delay {
-                duration,
-                first: None,
-            }) => Some(duration),
-            Some(Delay {
-                duration,
-                first: Some(k),
-            }) if n < k => Some(duration),
-            _ => None,
+        events: &[RecordedEvent],
+    ) -> Answer {
+        let request = Request {
+            n: self.seen,
+            elapsed: arrived.saturating_duration_since(self.installed_at),
+            method,
+            len,
+            events,
         };
-        if let Some(down) = f.down_for {
-            if arrived < self.installed_at + down {
-                return (f.down_status, delay);
-            }
-        }
-        if let Some(decider) = &f.decider {
-            let input = DecideInput { events };
-            if let Some(status) = decider(&input) {
-                return (status, delay);
-            }
-        }
-        if let Some(status) = self.sequence.pop_front() {
-            return (status, delay);
-        }
-        if let Some((k, status)) = f.fail_first {
-            if n < k {
-                return (status, delay);
-            }
-        }
-        if let Some(rate) = f.failure_rate {
-            if self.rng.next_f64() < rate.rate {
-                return (rate.status, delay);
-            }
-        }
-        (f.default_status, delay)
+        self.seen += 1;
+        (self.faults.decide)(&request)
     }
 }
 
@@ -490,7 +442,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking decider must not wedge the collector.
+        // A panicking rule must not wedge the collector.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -523,11 +475,15 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
 
     let (status, delay, retry_after) = {
         let mut st = shared.lock();
-        let (status, delay) = match &parsed.verdict {
-            Err((status, _)) => (*status, None),
-            Ok(()) => st.faults.decide(at, &method, &parsed.events, parsed.len),
+        let answer = match &parsed.verdict {
+            Err((status, _)) => Answer {
+                status: Some(*status),
+                ..Answer::default()
+            },
+            Ok(()) => st.faults.decide(at, &method, parsed.len, &parsed.events),
         };
-        let retry_after = st.faults.faults.retry_after.clone();
+        let (status, delay) = (answer.status.unwrap_or(200), answer.delay);
+        let retry_after = answer.retry_after;
         let record = RecordedRequest {
             index: st.requests.len(),
             at,
@@ -802,10 +758,15 @@ impl TestCollector {
 
     /// Starts a collector on `addr`, e.g. a port a client was already failing to reach
     /// (connection refused until now). Panics if it cannot bind.
-    pub(crate) async fn start_at(config: CollectorConfig, addr: SocketAddr) -> TestCollector {
+    pub(crate) async fn start_at(faults: Faults, addr: SocketAddr) -> TestCollector {
         let listener =
             std::net::TcpListener::bind(addr).expect("test collector: bind the given address");
-        Self::start_with(config, listener).await
+        Self::start_with(CollectorConfig { faults }, listener).await
+    }
+
+    /// Starts a collector with `faults` installed, as [`TestCollector::start`] does.
+    pub(crate) async fn with_faults(faults: Faults) -> TestCollector {
+        Self::start(CollectorConfig { faults }).await
     }
 
     async fn start_with(config: CollectorConfig, listener: std::net::TcpListener) -> TestCollector {

@@ -6,9 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::collector::{
-    CollectorConfig, Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector,
-};
+use crate::common::collector::{Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector};
 use crate::common::support::{events, fixed_jitter, labels, settings, stats, track_all, SOON};
 use snowplow_actix::{
     AddEmitterError, BuildError, DropReason, EmitterBuilder, FailureReason, Flush, Method,
@@ -211,7 +209,7 @@ async fn collector_replacing(raw: RawCollector) -> TestCollector {
     for _ in 0..1_000 {
         if let Ok(listener) = std::net::TcpListener::bind(addr) {
             drop(listener);
-            return TestCollector::start_at(CollectorConfig::default(), addr).await;
+            return TestCollector::start_at(Faults::none(), addr).await;
         }
         actix_rt::task::yield_now().await;
     }
@@ -316,17 +314,15 @@ async fn an_event_above_the_byte_limit_is_sent_alone_and_settled_by_its_answer()
         for status in [200u16, 500, 413, 400] {
             let case = format!("{method:?} answered {status}");
             let answered = Arc::new(Mutex::new(false));
-            let collector = TestCollector::start(CollectorConfig::with_faults(
-                Faults::none().with_decider(move |request| {
-                    if !request.events.iter().any(is_big) {
-                        return None;
-                    }
-                    let mut answered = answered.lock().unwrap();
-                    let first = !*answered;
-                    *answered = true;
-                    first.then_some(status)
-                }),
-            ))
+            let collector = TestCollector::with_faults(Faults::decide(move |request| {
+                if !request.events.iter().any(is_big) {
+                    return None;
+                }
+                let mut answered = answered.lock().unwrap();
+                let first = !*answered;
+                *answered = true;
+                first.then_some(status)
+            }))
             .await;
             let (tx, mut failures) = unbounded_channel();
             let emitter = EmitterBuilder::new(collector.endpoint())
@@ -426,10 +422,7 @@ async fn an_event_above_the_byte_limit_is_sent_alone_and_settled_by_its_answer()
 async fn callbacks_that_panic_are_counted_and_nothing_is_lost() {
     // Batches of 4: the first fails twice then passes, the second is rejected, the third
     // passes at once.
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 503, 200, 400, 200]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 503, 200, 400, 200])).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(4)
         .max_request_events(4)
@@ -490,7 +483,7 @@ async fn hostile_values_arrive_unchanged_by_post_and_get() {
     .map(String::from)
     .to_vec();
     for method in [Method::Post, Method::Get] {
-        let collector = TestCollector::start(CollectorConfig::default()).await;
+        let collector = TestCollector::with_faults(Faults::none()).await;
         let emitter = EmitterBuilder::new(collector.endpoint())
             .method(method)
             .build()

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
+use crate::common::collector::{Faults, RecordedRequest, TestCollector};
 use crate::common::support::{
     events, fixed_jitter, labels, range_labels, settings, stats, track_all, SOON,
 };
@@ -76,7 +76,7 @@ fn expected_cuts(sizes: &[usize], batch_size: usize, byte_limit: usize) -> Vec<u
 
 #[actix_rt::test]
 async fn a_full_batch_is_sent_without_a_flush_and_a_partial_one_waits_for_a_flush() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let (builder, mut successes) =
         with_success_channel(EmitterBuilder::new(collector.endpoint()).batch_size(5));
     let emitter = builder.build().unwrap().start();
@@ -136,7 +136,7 @@ async fn a_full_batch_is_sent_without_a_flush_and_a_partial_one_waits_for_a_flus
 
 #[actix_rt::test]
 async fn reaching_the_byte_limit_sends_without_a_flush() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let all = events(5);
     let sizes: Vec<usize> = all.iter().map(|e| e.post_size()).collect();
     // Exactly three events fit in one request.
@@ -182,7 +182,7 @@ async fn reaching_the_byte_limit_sends_without_a_flush() {
 /// first request goes in a second one, without waiting for a later trigger or flush.
 #[actix_rt::test]
 async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let all = events(4);
     let sizes: Vec<usize> = all.iter().map(|e| e.post_size()).collect();
     // Exactly three events fit in one request.
@@ -217,7 +217,7 @@ async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
 /// event of the full batch goes, not only the first.
 #[actix_rt::test]
 async fn get_batch_size_trigger_sends_every_event_of_the_batch_without_a_flush() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .method(Method::Get)
         .batch_size(3)
@@ -255,7 +255,7 @@ async fn get_batch_size_trigger_sends_every_event_of_the_batch_without_a_flush()
 
 #[actix_rt::test]
 async fn a_flush_cuts_requests_by_batch_size_and_by_bytes_as_sent() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // Multi-byte characters and JSON escapes: sizes are UTF-8 bytes as sent, not characters.
     let large = [
         "x".repeat(400),
@@ -340,7 +340,7 @@ async fn a_flush_cuts_requests_by_batch_size_and_by_bytes_as_sent() {
 
 #[actix_rt::test]
 async fn get_byte_limit_bounds_the_whole_request_url() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let endpoint = format!("{}/sub", collector.endpoint());
     let at_limit = "a".repeat(50);
     let over_limit = "b".repeat(51);
@@ -360,7 +360,7 @@ async fn get_byte_limit_bounds_the_whole_request_url() {
     let over_failed = Arc::new(Mutex::new(false));
     let decider_at_limit = at_limit.clone();
     let decider_over_limit = over_limit.clone();
-    let faults = Faults::none().with_decider(move |request| {
+    let faults = Faults::decide(move |request| {
         let label = request.events.first()?.get("se_la")?;
         if label == decider_over_limit {
             let mut failed = over_failed.lock().unwrap();
@@ -448,24 +448,22 @@ async fn an_event_over_the_cap_goes_alone_is_retried_and_dropped_only_when_refus
     // The large event is answered 500 (retried), then 413 (dropped as `oversize`).
     let decider_big = big.clone();
     let big_failed = Arc::new(Mutex::new(false));
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_decider(move |request| {
-            let has_big = request
-                .events
-                .iter()
-                .any(|e| e.get("se_la") == Some(decider_big.as_str()));
-            has_big.then(|| {
-                let mut failed = big_failed.lock().unwrap();
-                let first = !*failed;
-                *failed = true;
-                if first {
-                    500
-                } else {
-                    413
-                }
-            })
-        }),
-    ))
+    let collector = TestCollector::with_faults(Faults::decide(move |request| {
+        let has_big = request
+            .events
+            .iter()
+            .any(|e| e.get("se_la") == Some(decider_big.as_str()));
+        has_big.then(|| {
+            let mut failed = big_failed.lock().unwrap();
+            let first = !*failed;
+            *failed = true;
+            if first {
+                500
+            } else {
+                413
+            }
+        })
+    }))
     .await;
     let failures = Arc::new(Mutex::new(Vec::new()));
     let seen = failures.clone();
@@ -551,7 +549,7 @@ async fn an_event_over_the_cap_goes_alone_is_retried_and_dropped_only_when_refus
 
 #[actix_rt::test]
 async fn an_oversize_event_that_is_accepted_is_sent_alone_once() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let big = "y".repeat(2_000);
     let names = ["0", big.as_str(), "2"];
     let all = labelled(&names);
@@ -597,21 +595,19 @@ async fn a_post_body_exactly_at_the_byte_limit_is_not_oversize() {
     let failed_once = Arc::new(Mutex::new(false));
     let decider_at_limit = at_limit.clone();
     let decider_over_limit = over_limit.clone();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_decider(move |request| {
-            let label = request.events.first()?.get("se_la")?;
-            if label == decider_over_limit {
-                Some(413)
-            } else if label == decider_at_limit {
-                let mut failed = failed_once.lock().unwrap();
-                let first = !*failed;
-                *failed = true;
-                first.then_some(500)
-            } else {
-                None
-            }
-        }),
-    ))
+    let collector = TestCollector::with_faults(Faults::decide(move |request| {
+        let label = request.events.first()?.get("se_la")?;
+        if label == decider_over_limit {
+            Some(413)
+        } else if label == decider_at_limit {
+            let mut failed = failed_once.lock().unwrap();
+            let first = !*failed;
+            *failed = true;
+            first.then_some(500)
+        } else {
+            None
+        }
+    }))
     .await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(1)

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{
     closed_port, events, fixed_jitter, next_failure, reported, stats, track_all, Seen,
 };
@@ -51,10 +51,7 @@ fn accepted_requests(collector: &TestCollector) -> Vec<Vec<String>> {
 #[actix_rt::test]
 async fn on_success_receives_exactly_the_events_of_each_successful_request() {
     // The second request fails once and is retried.
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([200, 500]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([200, 500])).await;
     let (builder, successes, mut failures) = recording_builder(collector.endpoint());
     // Requests of one batch, one at a time: the requests below are fixed.
     let emitter = builder
@@ -92,10 +89,7 @@ async fn on_success_receives_exactly_the_events_of_each_successful_request() {
 
 #[actix_rt::test]
 async fn on_failure_receives_the_status_the_events_and_whether_they_are_retried() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 200, 400]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 200, 400])).await;
     let (builder, successes, mut failures) = recording_builder(collector.endpoint());
     let emitter = builder.build().unwrap().start();
     let first = track_all(&emitter, events(3));
@@ -160,7 +154,7 @@ async fn on_failure_receives_connection_errors() {
     );
     assert!(successes.lock().unwrap().is_empty());
 
-    let collector = TestCollector::start_at(CollectorConfig::default(), addr).await;
+    let collector = TestCollector::start_at(Faults::none(), addr).await;
     let report = emitter.send(Flush::default()).await.unwrap();
     assert_eq!((report.queued, report.timed_out), (0, false));
     assert_eq!(*successes.lock().unwrap(), vec![ids.clone()]);
@@ -178,11 +172,9 @@ async fn on_failure_receives_connection_errors() {
 async fn on_failure_receives_timeouts() {
     // The first answer comes 2 s late; the emitter gives up after 200 ms and retries. The
     // late answer is a 503, so the collector does not keep that request's events.
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none()
-            .with_sequence([503])
-            .with_delay_first(1, Duration::from_secs(2)),
-    ))
+    let collector = TestCollector::with_faults(
+        Faults::statuses([503]).with_delay_first(1, Duration::from_secs(2)),
+    )
     .await;
     let (builder, successes, mut failures) = recording_builder(collector.endpoint());
     let emitter = builder
@@ -217,7 +209,7 @@ async fn on_failure_receives_timeouts() {
 
 #[actix_rt::test]
 async fn a_panicking_on_success_loses_nothing() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(4)
         .max_request_events(4)
@@ -260,10 +252,7 @@ async fn a_panicking_on_success_loses_nothing() {
 
 #[actix_rt::test]
 async fn a_panicking_on_failure_loses_nothing() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 503, 200, 400]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 503, 200, 400])).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .jitter(fixed_jitter(0.01))
         .max_retry_delay(Duration::from_millis(50))

@@ -4,17 +4,14 @@
 
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{events, fixed_jitter, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 /// A collector that answers 503 to everything until its faults are cleared.
 async fn down_collector() -> TestCollector {
-    TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await
+    TestCollector::with_faults(Faults::always(503)).await
 }
 
 /// An emitter builder retrying every 10 to 50 ms, reporting each failed request's reason.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
+use crate::common::collector::{Faults, RecordedRequest, TestCollector};
 use crate::common::support::{
     events, fixed_jitter, labels, range_labels, sorted_accepted, stats, track_all, SOON,
 };
@@ -57,10 +57,7 @@ fn waves(requests: &[RecordedRequest], gap: Duration) -> Vec<usize> {
 #[actix_rt::test]
 async fn concurrency_starts_at_one_and_doubles_per_round_trip_up_to_max_in_flight() {
     let delay = Duration::from_millis(300);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(delay),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::none().with_delay(delay)).await;
     let (builder, answered) = recording_answers(
         EmitterBuilder::new(collector.endpoint())
             .max_in_flight(4)
@@ -96,10 +93,8 @@ async fn concurrency_starts_at_one_and_doubles_per_round_trip_up_to_max_in_fligh
 
 #[actix_rt::test]
 async fn with_max_in_flight_one_requests_go_one_at_a_time_and_events_arrive_in_order() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(10)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(10))).await;
     let (builder, answered) = recording_answers(
         EmitterBuilder::new(collector.endpoint())
             .max_in_flight(1)
@@ -134,10 +129,7 @@ async fn with_max_in_flight_one_requests_go_one_at_a_time_and_events_arrive_in_o
 
 #[actix_rt::test]
 async fn with_max_in_flight_one_events_arrive_in_order_through_retries() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_failure_rate(0.3, 7, 503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::failure_rate(0.3, 7, 503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(1)
         .batch_size(5)
@@ -167,11 +159,9 @@ async fn with_max_in_flight_one_events_arrive_in_order_through_retries() {
 
 #[actix_rt::test]
 async fn several_requests_in_flight_deliver_every_event_exactly_once_through_failures() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none()
-            .with_failure_rate(0.3, 11, 503)
-            .with_delay(Duration::from_millis(5)),
-    ))
+    let collector = TestCollector::with_faults(
+        Faults::failure_rate(0.3, 11, 503).with_delay(Duration::from_millis(5)),
+    )
     .await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(4)
@@ -203,10 +193,8 @@ async fn several_requests_in_flight_deliver_every_event_exactly_once_through_fai
 
 #[actix_rt::test]
 async fn concurrent_sync_flushes_all_resolve_with_the_same_complete_report() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(100)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(100))).await;
     // Nothing goes out before the first flush: the batch is larger than what is tracked.
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
@@ -233,10 +221,8 @@ async fn concurrent_sync_flushes_all_resolve_with_the_same_complete_report() {
 
 #[actix_rt::test]
 async fn concurrent_sync_flushes_interleaved_with_tracking_resolve_in_order_and_agree() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(20)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(20))).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
         .build()
@@ -279,10 +265,7 @@ async fn concurrent_sync_flushes_interleaved_with_tracking_resolve_in_order_and_
 #[actix_rt::test]
 async fn a_short_flush_deadline_does_not_end_a_concurrent_longer_flush() {
     let delay = Duration::from_millis(500);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(delay),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::none().with_delay(delay)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(15)
         .build()
@@ -309,12 +292,9 @@ async fn a_short_flush_deadline_does_not_end_a_concurrent_longer_flush() {
 #[actix_rt::test]
 async fn get_with_max_in_flight_eight_delivers_every_event_exactly_once() {
     let delay = Duration::from_millis(200);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none()
-            .with_failure_rate(0.2, 3, 500)
-            .with_delay_first(8, delay),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::failure_rate(0.2, 3, 500).with_delay_first(8, delay))
+            .await;
     let (builder, answered) = recording_answers(
         EmitterBuilder::new(collector.endpoint())
             .method(Method::Get)

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{events, stats, track_all, SOON};
 use snowplow_actix::store::{EventStore, SqliteStore};
 use snowplow_actix::{EmitterBuilder, Flush, GetStats, Shutdown};
@@ -142,7 +142,7 @@ async fn a_killed_process_loses_nothing_it_stored() {
     assert_eq!(in_flight, 10, "{output:?}");
     assert_eq!(output.ids.len(), EVENTS);
 
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let store = SqliteStore::open(&path, 10_000).expect("reopen after the kill");
     assert_eq!(store.recovered(), EVENTS as u64);
     assert_eq!(store.unreadable(), 0);

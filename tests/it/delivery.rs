@@ -1,12 +1,12 @@
 //! POST and GET delivery to a real collector: the wire format as received.
 
-use crate::common::collector::{CollectorConfig, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{events, labels, range_labels, sorted_labels, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, Flush, Method};
 
 #[actix_rt::test]
 async fn post_delivers_batches_in_order_with_a_valid_envelope() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // One request at a time, of at most one batch: the baseline's requests.
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(1)
@@ -48,7 +48,7 @@ async fn post_delivers_batches_in_order_with_a_valid_envelope() {
 
 #[actix_rt::test]
 async fn by_default_a_flush_sends_the_backlog_in_requests_as_large_as_the_caps_allow() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // A batch size no burst reaches: the flush alone sends them.
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
@@ -82,7 +82,7 @@ async fn by_default_a_flush_sends_the_backlog_in_requests_as_large_as_the_caps_a
 
 #[actix_rt::test]
 async fn get_sends_one_request_per_event() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .method(Method::Get)
         .build()

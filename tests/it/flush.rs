@@ -3,16 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{events, fixed_jitter, labels, range_labels, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, Flush, FlushReport};
 
 #[actix_rt::test]
 async fn sync_flush_waits_through_backoff_and_reports_what_was_sent() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 503, 200]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 503, 200])).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_secs(1))
         .jitter(fixed_jitter(0.2))
@@ -44,10 +41,7 @@ async fn sync_flush_waits_through_backoff_and_reports_what_was_sent() {
 
 #[actix_rt::test]
 async fn sync_flush_returns_at_its_deadline_while_the_collector_is_down_without_hot_looping() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_millis(200))
         .jitter(fixed_jitter(0.2))
@@ -79,7 +73,7 @@ async fn sync_flush_returns_at_its_deadline_while_the_collector_is_down_without_
 
 #[actix_rt::test]
 async fn async_flush_sends_a_partial_batch_without_waiting() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .build()
         .unwrap()
@@ -95,7 +89,7 @@ async fn async_flush_sends_a_partial_batch_without_waiting() {
 
 #[actix_rt::test]
 async fn flush_with_nothing_buffered_replies_at_once_and_sends_nothing() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .build()
         .unwrap()
@@ -109,10 +103,8 @@ async fn flush_with_nothing_buffered_replies_at_once_and_sends_nothing() {
 
 #[actix_rt::test]
 async fn flush_covers_the_events_received_before_it_and_not_later_ones() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(200)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(200))).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .build()
         .unwrap()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{events, stats, track_all, SOON};
 use snowplow_actix::{EmitterBuilder, Flush, Shutdown, Structured, Tracker};
 
@@ -16,7 +16,7 @@ fn structured() -> Structured {
 /// means "no deadline".
 #[actix_rt::test]
 async fn finding_duration_max_deadlines_do_not_panic() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("hardening")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .no_flush_timer()
@@ -44,7 +44,7 @@ async fn finding_duration_max_deadlines_do_not_panic() {
 /// "never").
 #[actix_rt::test]
 async fn finding_duration_max_settings_do_not_panic() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("hardening")
         .emitter(
             EmitterBuilder::new(collector.endpoint())
@@ -73,7 +73,7 @@ async fn finding_duration_max_settings_do_not_panic() {
 /// without them a limit of 0 that made every event oversize.
 #[actix_rt::test]
 async fn finding_byte_limit_usize_max_does_not_overflow() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .byte_limit(usize::MAX)
         .max_request_bytes(usize::MAX)
@@ -95,10 +95,7 @@ async fn finding_byte_limit_usize_max_does_not_overflow() {
 /// shutdown: the flush resolves with the shutdown.
 #[actix_rt::test]
 async fn finding_a_flush_without_deadline_ends_with_the_shutdown() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_millis(50))
         .build()
@@ -175,10 +172,8 @@ fn finding_build_errors_never_echo_an_endpoints_secrets() {
 /// is unknown, and the report says so.
 #[actix_rt::test]
 async fn finding_events_in_flight_at_the_deadline_are_outcome_unknown_not_dropped() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_secs(3)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_secs(3))).await;
     let tracker = Tracker::builder("hardening")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .no_flush_timer()
@@ -216,10 +211,7 @@ async fn finding_a_shut_down_emitter_with_a_durable_store_sends_nothing_more() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("events.db");
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(2)
         .max_retry_delay(Duration::from_millis(20))
@@ -266,10 +258,7 @@ async fn finding_a_shut_down_emitter_with_a_durable_store_sends_nothing_more() {
 async fn finding_large_events_are_bounded_by_the_buffers_byte_capacity() {
     const LIMIT: usize = 1_000_000;
     const EVENTS: u64 = 50;
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("hardening")
         .emitter(
             EmitterBuilder::new(collector.endpoint())
@@ -394,7 +383,7 @@ impl snowplow_actix::transport::Transport for PanickyTransport {
 /// restarts with its queue and counters, counts the panic, and delivers everything.
 #[actix_rt::test]
 async fn finding_a_panic_inside_an_emitter_restarts_it_without_losing_events() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let sends = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let factory_sends = sends.clone();
     let emitter = EmitterBuilder::new(collector.endpoint())
@@ -442,10 +431,7 @@ async fn finding_a_panic_inside_an_emitter_restarts_it_without_losing_events() {
 /// answer; the panic is caught where the jitter is drawn (0.5 s is used instead).
 #[actix_rt::test]
 async fn finding_a_panicking_jitter_source_is_caught_where_it_is_drawn() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(1, 500),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::fail_first(1, 500)).await;
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let jitter_calls = calls.clone();
     let emitter = EmitterBuilder::new(collector.endpoint())
@@ -481,10 +467,7 @@ async fn finding_a_panicking_jitter_source_is_caught_where_it_is_drawn() {
 /// as `capacity`) and taken in chunks: the shutdown holds its deadline, from the call.
 #[actix_rt::test]
 async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("hardening")
         .emitter(
             // Every `add` takes 50 µs (a slow disk), on the emitter's own arbiter.
@@ -537,10 +520,7 @@ async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
 /// nothing behind; a sync flush is the only kind that waits.
 #[actix_rt::test]
 async fn finding_async_flushes_leave_no_waiter_behind() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("hardening")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .no_flush_timer()
@@ -579,10 +559,7 @@ async fn finding_async_flushes_leave_no_waiter_behind() {
 /// at once, as timed out, with what is left still queued.
 #[actix_rt::test]
 async fn finding_a_flush_deadline_runs_from_when_it_was_made() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(5)
         .max_retry_delay(Duration::from_secs(30))

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{fixed_jitter, SOON};
 use snowplow_actix::health::{HealthReason, HealthStatus};
 use snowplow_actix::{EmitterBuilder, Structured, Tracker};
@@ -18,7 +18,7 @@ fn track(tracker: &Tracker, n: usize) {
 
 #[actix_rt::test]
 async fn a_collector_that_accepts_is_healthy() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("health")
         .emitter(EmitterBuilder::new(collector.endpoint()).name("primary"))
         .build()
@@ -46,10 +46,7 @@ async fn next_failure(failures: &mut mpsc::UnboundedReceiver<()>) {
 
 #[actix_rt::test]
 async fn failing_requests_then_the_brake_degrade_and_a_success_heals() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let (failed, mut failures) = mpsc::unbounded_channel();
     let tracker = Tracker::builder("health")
         .emitter(
@@ -97,10 +94,7 @@ async fn failing_requests_then_the_brake_degrade_and_a_success_heals() {
 
 #[actix_rt::test]
 async fn a_filling_buffer_is_degraded_and_a_full_one_down() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("health")
         .emitter(
             EmitterBuilder::new(collector.endpoint())
@@ -129,7 +123,7 @@ async fn a_filling_buffer_is_degraded_and_a_full_one_down() {
 
 #[actix_rt::test]
 async fn a_shut_down_tracker_and_its_emitters_are_down() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("health")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .build()

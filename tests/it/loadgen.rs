@@ -5,7 +5,7 @@ mod run;
 
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use serde_json::Value;
 use snowplow_actix::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES};
 
@@ -15,8 +15,8 @@ fn args(list: &[&str]) -> Vec<String> {
 
 #[actix_rt::test]
 async fn loadgen_delivers_every_event_to_every_endpoint_and_reports_json() {
-    let first = TestCollector::start(CollectorConfig::default()).await;
-    let second = TestCollector::start(CollectorConfig::default()).await;
+    let first = TestCollector::with_faults(Faults::none()).await;
+    let second = TestCollector::with_faults(Faults::none()).await;
     let options = run::Options::parse(&args(&[
         "--endpoint",
         &first.endpoint(),
@@ -121,7 +121,7 @@ fn flags_not_given_leave_the_library_defaults() {
 
 #[actix_rt::test]
 async fn max_request_events_caps_every_request() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let options = run::Options::parse(&args(&[
         "--endpoint",
         &collector.endpoint(),
@@ -146,7 +146,7 @@ async fn max_request_events_caps_every_request() {
 
 #[actix_rt::test]
 async fn max_request_bytes_caps_every_body_and_is_reported() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let options = run::Options::parse(&args(&[
         "--endpoint",
         &collector.endpoint(),
@@ -169,7 +169,7 @@ async fn max_request_bytes_caps_every_body_and_is_reported() {
 
 #[actix_rt::test]
 async fn the_report_carries_the_concurrency_limit() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // Without --max-in-flight: the library's bound.
     let options = run::Options::parse(&args(&[
         "--endpoint",

@@ -9,9 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::common::collector::{
-    CollectorConfig, Faults, RawBehaviour, RawCollector, TestCollector,
-};
+use crate::common::collector::{Faults, RawBehaviour, RawCollector, TestCollector};
 use crate::common::logs::{Line, Logs};
 use crate::common::support::{closed_port, events, fixed_jitter, stats, track_all};
 use snowplow_actix::{
@@ -57,14 +55,8 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
     // Every kind of failure the crate logs: statuses retried and rejected, a refused
     // connection, an answer that is not HTTP, panicking callbacks, a full buffer, shutdown
     // with events left; by POST and by GET.
-    let statuses = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 400, 503]),
-    ))
-    .await;
-    let get_statuses = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 400, 503]),
-    ))
-    .await;
+    let statuses = TestCollector::with_faults(Faults::statuses([500, 400, 503])).await;
+    let get_statuses = TestCollector::with_faults(Faults::statuses([500, 400, 503])).await;
     let garbage = RawCollector::start(RawBehaviour::Garbage).await;
     let refused = format!("http://{}", closed_port());
     let quick = |builder: EmitterBuilder| {
@@ -158,10 +150,7 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
 #[actix_rt::test]
 async fn each_failed_post_request_is_one_warn_with_its_status_and_event_count() {
     let logs = Logs::capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 503, 200, 400]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 503, 200, 400])).await;
     let endpoint = collector.endpoint();
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .jitter(fixed_jitter(0.01))
@@ -195,10 +184,7 @@ async fn each_failed_post_request_is_one_warn_with_its_status_and_event_count() 
 #[actix_rt::test]
 async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
     let logs = Logs::capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 200, 422, 200]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 200, 422, 200])).await;
     let endpoint = collector.endpoint();
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .name(endpoint.as_str())
@@ -229,10 +215,7 @@ async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
 #[actix_rt::test]
 async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
     let logs = Logs::capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let endpoint = collector.endpoint();
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .buffer_capacity(10)
@@ -277,7 +260,7 @@ async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
     assert_eq!(logged[0].get("dropped"), Some("100"));
 
     // A second burst of 50 is one more line.
-    collector.set_faults(Faults::none().with_default_status(503));
+    collector.set_faults(Faults::always(503));
     track_all(&emitter, events(9));
     track_all(&emitter, events(50));
     let second = stats(&emitter).await;
@@ -349,14 +332,8 @@ async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
 #[actix_rt::test]
 async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
     let logs = Logs::capture();
-    let posts = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 400]),
-    ))
-    .await;
-    let gets = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([503, 422]),
-    ))
-    .await;
+    let posts = TestCollector::with_faults(Faults::statuses([500, 400])).await;
+    let gets = TestCollector::with_faults(Faults::statuses([503, 422])).await;
     let quick = |builder: EmitterBuilder| {
         builder
             .jitter(fixed_jitter(0.01))
@@ -424,7 +401,7 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
 #[actix_rt::test]
 async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
     let logs = Logs::capture();
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // `host:port` without a scheme is https; this collector speaks plain HTTP.
     let endpoint = collector.addr().to_string();
     let emitter = EmitterBuilder::new(endpoint.as_str())
@@ -477,10 +454,8 @@ async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
 #[actix_rt::test]
 async fn a_404_is_one_error_with_the_url_and_a_hint_then_one_line_per_burst() {
     let logs = Logs::capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([404, 404, 404, 200, 404, 200]),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::statuses([404, 404, 404, 200, 404, 200])).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .name("wrong-path")
         .jitter(fixed_jitter(0.01))
@@ -521,10 +496,7 @@ async fn a_404_is_one_error_with_the_url_and_a_hint_then_one_line_per_burst() {
 #[actix_rt::test]
 async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
     let logs = Logs::capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let namespace = format!("dropped-{}", uuid_like());
     let tracker = Tracker::builder(namespace.as_str())
         .emitter(EmitterBuilder::new(collector.endpoint()).name(namespace.as_str()))
@@ -582,7 +554,7 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
 #[actix_rt::test]
 async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
     let logs = Logs::capture();
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let emitter = EmitterBuilder::new(collector.endpoint())
         .name("flaky-store")

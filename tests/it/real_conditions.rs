@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{
     events, labels, settings, sorted, sorted_accepted, stats, track_all, SOON,
 };
@@ -15,10 +15,7 @@ use snowplow_actix::{
 #[actix_rt::test]
 async fn a_collector_100_ms_away_gets_a_backlog_in_few_large_requests() {
     let delay = Duration::from_millis(100);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(delay),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::none().with_delay(delay)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .build()
         .unwrap()
@@ -41,10 +38,7 @@ async fn a_collector_100_ms_away_gets_a_backlog_in_few_large_requests() {
 #[actix_rt::test]
 async fn a_collector_refusing_large_bodies_gets_everything_in_smaller_requests() {
     let max_body = 20_000;
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_max_body(max_body),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::max_body(max_body)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(1_000)
         .build()
@@ -76,10 +70,8 @@ async fn a_collector_refusing_large_bodies_gets_everything_in_smaller_requests()
 
 #[actix_rt::test]
 async fn retry_after_holds_the_emitter_until_it_passes() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(1, 503).with_retry_after("1"),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::fail_first(1, 503).with_retry_after("1")).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(2)
         .build()
@@ -104,10 +96,7 @@ async fn retry_after_holds_the_emitter_until_it_passes() {
 #[actix_rt::test]
 async fn an_outage_is_braked_to_a_few_requests_and_loses_nothing() {
     let down = Duration::from_secs(1);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_down_for(down),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::down_for(down)).await;
     let started = Instant::now();
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_millis(500))
@@ -140,7 +129,7 @@ async fn an_outage_is_braked_to_a_few_requests_and_loses_nothing() {
 
 #[actix_rt::test]
 async fn a_get_whose_url_cannot_be_built_is_dropped_as_oversize_and_the_emitter_goes_on() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .method(Method::Get)
         .build()

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
+use crate::common::collector::{Faults, RecordedRequest, TestCollector};
 use crate::common::support::{
     closed_port, events, fixed_jitter, labels, next_failure, range_labels, sorted_labels, stats,
     track_all, Seen, SOON,
@@ -22,10 +22,7 @@ fn gaps(requests: &[RecordedRequest]) -> Vec<Duration> {
 
 #[actix_rt::test]
 async fn retries_500_until_the_collector_recovers_with_backoff_growing_and_capped() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(4, 500),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::fail_first(4, 500)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_millis(400))
         .jitter(fixed_jitter(0.1))
@@ -101,7 +98,7 @@ async fn retries_connection_refused_until_the_collector_starts() {
         assert!(matches!(reason, FailureReason::Connection(_)), "{reason:?}");
         assert!(will_retry);
     }
-    let collector = TestCollector::start_at(CollectorConfig::default(), addr).await;
+    let collector = TestCollector::start_at(Faults::none(), addr).await;
 
     let received = collector.wait_for_events(2, SOON).await.unwrap();
     assert_eq!(labels(&received), range_labels(0..2));
@@ -114,10 +111,7 @@ async fn retries_connection_refused_until_the_collector_starts() {
 
 #[actix_rt::test]
 async fn with_max_in_flight_one_nothing_is_sent_early_while_backing_off() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(1, 500),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::fail_first(1, 500)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(1)
         .batch_size(2)
@@ -154,10 +148,7 @@ async fn with_max_in_flight_one_nothing_is_sent_early_while_backing_off() {
 
 #[actix_rt::test]
 async fn by_default_a_failed_request_waits_its_own_backoff_while_newer_events_go() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(1, 500),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::fail_first(1, 500)).await;
     let (tx, mut failures) = tokio::sync::mpsc::unbounded_channel();
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(2)
@@ -207,10 +198,7 @@ async fn by_default_a_failed_request_waits_its_own_backoff_while_newer_events_go
 
 #[actix_rt::test]
 async fn max_attempts_drops_events_as_attempts_exhausted() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(500),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(500)).await;
     let dropped = Arc::new(Mutex::new(Vec::new()));
     let seen = dropped.clone();
     let emitter = EmitterBuilder::new(collector.endpoint())
@@ -245,10 +233,7 @@ async fn max_attempts_drops_events_as_attempts_exhausted() {
 
 #[actix_rt::test]
 async fn max_event_age_drops_old_events_as_expired_when_their_request_fails() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_event_age(Duration::from_millis(150))
         .max_retry_delay(Duration::from_millis(60))

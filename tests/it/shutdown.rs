@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{events, labels, range_labels, track_all};
 use actix::Arbiter;
 use snowplow_actix::{EmitterBuilder, FlushError, ShutdownError, Structured, TrackError, Tracker};
@@ -16,7 +16,7 @@ fn structured(idx: usize) -> Structured {
 
 #[actix_rt::test]
 async fn shutdown_drains_every_emitter_and_reports() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .no_flush_timer()
@@ -40,10 +40,7 @@ async fn shutdown_drains_every_emitter_and_reports() {
 
 #[actix_rt::test]
 async fn shutdown_respects_its_deadline_while_the_collector_is_down_and_reports_the_dropped() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("test")
         .emitter(
             EmitterBuilder::new(collector.endpoint()).max_retry_delay(Duration::from_millis(100)),
@@ -73,7 +70,7 @@ async fn shutdown_respects_its_deadline_while_the_collector_is_down_and_reports_
 
 #[actix_rt::test]
 async fn after_a_shutdown_tracking_flushing_and_a_second_shutdown_are_errors() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .build()
@@ -91,10 +88,7 @@ async fn after_a_shutdown_tracking_flushing_and_a_second_shutdown_are_errors() {
 
 #[actix_rt::test]
 async fn stopping_an_emitters_arbiter_counts_what_is_left_as_shutdown() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let config = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_secs(30))
         .build()

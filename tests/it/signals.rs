@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -210,10 +210,8 @@ fn number(value: &Value, path: &str) -> u64 {
 async fn drains_on(mode: Mode, signal: Signal) {
     const VIEWS: usize = 60;
     const BUYS: usize = 45;
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(300)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(300))).await;
     let child = Running::start(mode, &collector.endpoint()).await;
     browse(child.addr, VIEWS, BUYS).await;
 
@@ -286,10 +284,7 @@ async fn the_servers_own_signal_handling_loses_nothing_either() {
 #[actix_rt::test]
 async fn a_second_signal_ends_the_drain_at_once_and_reports_what_is_lost() {
     const BUYS: usize = 7;
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let child = Running::start(Mode::Serve, &collector.endpoint()).await;
     browse(child.addr, 0, BUYS).await;
     // Below a batch, so nothing was sent before the signal.

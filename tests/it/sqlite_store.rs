@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{events, labels, range_labels, stats, track_all, SOON};
 use actix::{Addr, Arbiter};
 use snowplow_actix::store::{Added, EventStore, LeaseId, SqliteStore, StoredEvent};
@@ -400,7 +400,7 @@ impl Running {
 #[actix_rt::test]
 async fn an_emitter_on_a_sqlite_store_delivers_everything_and_leaves_it_empty() {
     let dir = TempDir::new("deliver");
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let running = start(
         EmitterBuilder::new(collector.endpoint())
             .event_store(open(&dir.db(), 1_000))
@@ -452,7 +452,7 @@ async fn a_second_emitter_delivers_what_the_first_left_while_the_collector_was_d
     assert_eq!((last.sent, last.dropped.total()), (0, 0), "{last:#?}");
     assert_eq!((last.queued, last.in_flight), (57, 0), "{last:#?}");
 
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let store = open(&dir.db(), 1_000);
     assert_eq!((store.recovered(), store.next_seq()), (57, 57));
     let second = start(
@@ -496,7 +496,7 @@ async fn recovered_events_are_sent_at_start_and_unreadable_ones_counted_as_dropp
         .unwrap()
         .execute("UPDATE events SET payload = 'damaged' WHERE seq = 2", [])
         .unwrap();
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
 
     // Fewer than a batch and no flush: sent because they were recovered.
     let running = start(

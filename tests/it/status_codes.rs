@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{
     closed_port, events, fixed_jitter, labels, next_failure, range_labels, reported, stats,
     track_all, Seen,
@@ -54,10 +54,7 @@ fn fast_builder(endpoint: String) -> (EmitterBuilder, UnboundedReceiver<Seen>) {
 async fn rejected_codes_are_dropped_and_reported() {
     assert_eq!(DEFAULT_NON_RETRYABLE_CODES, [400, 401, 403, 410, 422]);
     for code in DEFAULT_NON_RETRYABLE_CODES {
-        let collector = TestCollector::start(CollectorConfig::with_faults(
-            Faults::none().with_sequence([code]),
-        ))
-        .await;
+        let collector = TestCollector::with_faults(Faults::statuses([code])).await;
         let (builder, mut failures) = fast_builder(collector.endpoint());
         let emitter = builder.build().unwrap().start();
         let ids = track_all(&emitter, events(3));
@@ -104,10 +101,7 @@ async fn rejected_codes_are_dropped_and_reported() {
 #[actix_rt::test]
 async fn retryable_codes_are_retried_then_delivered() {
     for code in [500, 503, 404, 429, 408, 301] {
-        let collector = TestCollector::start(CollectorConfig::with_faults(
-            Faults::none().with_sequence([code, 200]),
-        ))
-        .await;
+        let collector = TestCollector::with_faults(Faults::statuses([code, 200])).await;
         let (builder, mut failures) = fast_builder(collector.endpoint());
         let emitter = builder.build().unwrap().start();
         let ids = track_all(&emitter, events(3));
@@ -146,10 +140,7 @@ async fn retryable_codes_are_retried_then_delivered() {
 #[actix_rt::test]
 async fn every_2xx_status_counts_as_sent() {
     for code in [200, 201, 202, 204, 299] {
-        let collector = TestCollector::start(CollectorConfig::with_faults(
-            Faults::none().with_default_status(code),
-        ))
-        .await;
+        let collector = TestCollector::with_faults(Faults::always(code)).await;
         let (builder, mut failures) = fast_builder(collector.endpoint());
         let emitter = builder.build().unwrap().start();
         let ids = track_all(&emitter, events(3));
@@ -171,10 +162,7 @@ async fn every_2xx_status_counts_as_sent() {
 
 #[actix_rt::test]
 async fn custom_retry_code_false_drops_a_retryable_status_as_rejected() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500])).await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
     let emitter = builder
         .custom_retry_code(500, false)
@@ -197,10 +185,7 @@ async fn custom_retry_code_false_drops_a_retryable_status_as_rejected() {
 
 #[actix_rt::test]
 async fn custom_retry_code_true_retries_a_rejected_status_until_delivered() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([401, 401, 200]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([401, 401, 200])).await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
     let emitter = builder
         .custom_retry_code(401, true)
@@ -267,7 +252,7 @@ async fn connection_errors_are_retried_until_the_collector_is_up() {
     );
     assert_eq!((first.eids, first.will_retry), (ids.clone(), true));
 
-    let collector = TestCollector::start_at(CollectorConfig::default(), addr).await;
+    let collector = TestCollector::start_at(Faults::none(), addr).await;
     let report = emitter.send(Flush::default()).await.unwrap();
 
     assert_eq!((report.queued, report.timed_out), (0, false));
@@ -281,11 +266,9 @@ async fn connection_errors_are_retried_until_the_collector_is_up() {
 async fn timeouts_are_dropped_as_rejected_when_not_retried() {
     // The answer comes 2 s late; the emitter gives up after 200 ms. The status is 503 so
     // the collector does not keep the events of the request it answers late.
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none()
-            .with_sequence([503])
-            .with_delay_first(1, Duration::from_secs(2)),
-    ))
+    let collector = TestCollector::with_faults(
+        Faults::statuses([503]).with_delay_first(1, Duration::from_secs(2)),
+    )
     .await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
     let emitter = builder
@@ -311,7 +294,7 @@ async fn timeouts_are_dropped_as_rejected_when_not_retried() {
 /// anything else is accepted.
 fn by_label() -> Faults {
     let failed_once = Arc::new(Mutex::new(HashSet::new()));
-    Faults::none().with_decider(move |request| {
+    Faults::decide(move |request| {
         let label = request.events.first()?.get("se_la")?.to_owned();
         match label.as_str() {
             "0" | "1" => failed_once.lock().unwrap().insert(label).then_some(500),
@@ -323,7 +306,7 @@ fn by_label() -> Faults {
 
 #[actix_rt::test]
 async fn get_events_one_at_a_time_are_each_decided_by_their_own_status() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(by_label())).await;
+    let collector = TestCollector::with_faults(by_label()).await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
     let emitter = builder
         .method(Method::Get)
@@ -382,7 +365,7 @@ async fn get_events_one_at_a_time_are_each_decided_by_their_own_status() {
 
 #[actix_rt::test]
 async fn concurrent_get_events_are_each_decided_by_their_own_status() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(by_label())).await;
+    let collector = TestCollector::with_faults(by_label()).await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
     let emitter = builder
         .method(Method::Get)

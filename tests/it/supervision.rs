@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::collector::{CollectorConfig, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{events, fixed_jitter, labels, range_labels, stats, track_all};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
@@ -31,7 +31,7 @@ impl Transport for FailingOnce {
 
 #[actix_rt::test]
 async fn a_fatal_transport_error_restarts_the_emitter_without_losing_events() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let sent = Arc::new(AtomicUsize::new(0));
     let built = Arc::new(AtomicUsize::new(0));
     let (sent_by_transport, transports) = (sent.clone(), built.clone());

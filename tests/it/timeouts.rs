@@ -5,9 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::collector::{
-    CollectorConfig, Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector,
-};
+use crate::common::collector::{Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector};
 use crate::common::support::{events, fixed_jitter, stats, track_all, SOON};
 use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Flush};
 
@@ -65,10 +63,8 @@ const SLOW_ANSWER: Duration = Duration::from_secs(2);
 
 #[actix_rt::test]
 async fn a_timed_out_request_is_retried_and_the_stored_batch_arrives_twice_with_the_same_eids() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay_first(1, SLOW_ANSWER),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay_first(1, SLOW_ANSWER)).await;
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(collector.endpoint())
             .request_timeout(TIMEOUT)
@@ -123,10 +119,8 @@ async fn a_timed_out_request_is_retried_and_the_stored_batch_arrives_twice_with_
 
 #[actix_rt::test]
 async fn split_connect_and_response_timeouts_also_time_out_a_slow_answer() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay_first(1, SLOW_ANSWER),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay_first(1, SLOW_ANSWER)).await;
     let connect = Duration::from_millis(100);
     let response = Duration::from_millis(100);
     let (builder, failures) = recording_failures(
@@ -166,10 +160,9 @@ async fn split_connect_and_response_timeouts_also_time_out_a_slow_answer() {
 /// `connect + response` would wait 2.2 s here instead of 200 ms).
 #[actix_rt::test]
 async fn split_response_timeout_bounds_the_wait_for_the_answer_whatever_the_connect_timeout() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay_first(1, Duration::from_secs(4)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay_first(1, Duration::from_secs(4)))
+            .await;
     let connect = Duration::from_secs(2);
     let response = Duration::from_millis(200);
     let (builder, failures) = recording_failures(
@@ -198,10 +191,8 @@ async fn split_response_timeout_bounds_the_wait_for_the_answer_whatever_the_conn
 
 #[actix_rt::test]
 async fn with_retry_timeouts_off_a_timed_out_batch_is_dropped_as_rejected() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay_first(1, SLOW_ANSWER),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay_first(1, SLOW_ANSWER)).await;
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(collector.endpoint())
             .request_timeout(TIMEOUT)

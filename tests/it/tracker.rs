@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::common::collector::{CollectorConfig, Faults, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{labels, range_labels, SOON};
 use actix::prelude::*;
 use futures::channel::mpsc;
@@ -55,8 +55,8 @@ fn eid_set(events: &[crate::common::collector::RecordedEvent]) -> BTreeSet<Strin
 
 #[actix_rt::test]
 async fn fanout_delivers_every_event_to_every_emitter() {
-    let post = TestCollector::start(CollectorConfig::default()).await;
-    let get = TestCollector::start(CollectorConfig::default()).await;
+    let post = TestCollector::with_faults(Faults::none()).await;
+    let get = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(post.endpoint()))
         .emitter(EmitterBuilder::new(get.endpoint()).method(Method::Get))
@@ -90,11 +90,8 @@ async fn fanout_delivers_every_event_to_every_emitter() {
 
 #[actix_rt::test]
 async fn one_emitter_down_does_not_slow_the_others() {
-    let down = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
-    let healthy = TestCollector::start(CollectorConfig::default()).await;
+    let down = TestCollector::with_faults(Faults::always(503)).await;
+    let healthy = TestCollector::with_faults(Faults::none()).await;
     let (failed, mut failures) = tokio::sync::mpsc::unbounded_channel();
     let tracker = Tracker::builder("test")
         .emitter(
@@ -141,7 +138,7 @@ async fn one_emitter_down_does_not_slow_the_others() {
 
 #[actix_rt::test]
 async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .flush_interval(Duration::from_millis(100))
@@ -176,7 +173,7 @@ async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
 
 #[actix_rt::test]
 async fn an_empty_timer_tick_sends_nothing() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .flush_interval(Duration::from_millis(20))
@@ -194,8 +191,8 @@ async fn an_empty_timer_tick_sends_nothing() {
 
 #[actix_rt::test]
 async fn per_emitter_timer_flushes_only_its_emitter() {
-    let timed = TestCollector::start(CollectorConfig::default()).await;
-    let untimed = TestCollector::start(CollectorConfig::default()).await;
+    let timed = TestCollector::with_faults(Faults::none()).await;
+    let untimed = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(timed.endpoint()))
         .emitter(EmitterBuilder::new(untimed.endpoint()))
@@ -216,8 +213,8 @@ async fn per_emitter_timer_flushes_only_its_emitter() {
 
 #[actix_rt::test]
 async fn an_emitter_added_at_run_time_gets_the_events_tracked_after() {
-    let first = TestCollector::start(CollectorConfig::default()).await;
-    let second = TestCollector::start(CollectorConfig::default()).await;
+    let first = TestCollector::with_faults(Faults::none()).await;
+    let second = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(first.endpoint()))
         .no_flush_timer()
@@ -272,7 +269,7 @@ async fn invalid_settings_are_build_errors() {
 
 #[actix_rt::test]
 async fn tracking_from_many_threads_loses_nothing() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()).batch_size(50))
         .no_flush_timer()
@@ -349,7 +346,7 @@ impl Handler<Flush> for Collecting {
 
 #[actix_rt::test]
 async fn a_custom_emitter_receives_every_event_of_a_burst_and_flushes() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let (events_tx, mut events) = mpsc::unbounded();
     // Started with a full-size mailbox: a burst beyond actix's initial 16 places is kept.
     let custom = CustomEmitter::start(Collecting {

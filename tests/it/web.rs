@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::collector::{CollectorConfig, Faults, RecordedEvent, TestCollector};
+use crate::common::collector::{Faults, RecordedEvent, TestCollector};
 use crate::common::support::SOON;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{header, StatusCode};
@@ -126,7 +126,7 @@ async fn ips_and_urls(
     configure: impl FnOnce(SnowplowTracking) -> SnowplowTracking,
     requests: impl IntoIterator<Item = TestRequest>,
 ) -> Vec<Vec<(String, Option<String>)>> {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = configure(SnowplowTracking::new(tracker.clone()));
     let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
@@ -158,7 +158,7 @@ const SUBJECT: &[&str] = &["e", "url", "refr", "ip", "ua", "lang", "uid", "tnuid
 
 #[actix_rt::test]
 async fn a_successful_get_is_a_page_view_with_the_request_subject() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let app = test::init_service(
         App::new()
@@ -211,7 +211,7 @@ async fn a_successful_get_is_a_page_view_with_the_request_subject() {
 
 #[actix_rt::test]
 async fn user_id_function_and_network_user_id_cookie_fill_the_subject() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
         .user_id(|request| {
@@ -254,7 +254,7 @@ async fn user_id_function_and_network_user_id_cookie_fill_the_subject() {
 
 #[actix_rt::test]
 async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone()).trusted_proxy(addr(PROXY).ip());
     let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
@@ -509,7 +509,7 @@ async fn a_public_origin_makes_the_page_url_when_no_trusted_proxy_forwards_one()
 
 #[actix_rt::test]
 async fn a_huge_x_forwarded_for_from_a_trusted_proxy_is_read_from_the_right() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
         .trusted_proxy("10.0.0.0/8".parse::<IpRange>().unwrap());
@@ -542,7 +542,7 @@ async fn a_huge_x_forwarded_for_from_a_trusted_proxy_is_read_from_the_right() {
 
 #[actix_rt::test]
 async fn excluded_paths_and_prefixes_are_not_tracked() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
         .exclude_path("/health")
@@ -577,7 +577,7 @@ async fn excluded_paths_and_prefixes_are_not_tracked() {
 
 #[actix_rt::test]
 async fn only_successful_gets_are_tracked_by_default() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let app = test::init_service(
         App::new()
@@ -613,7 +613,7 @@ async fn only_successful_gets_are_tracked_by_default() {
 
 #[actix_rt::test]
 async fn a_custom_decision_function_chooses_the_event() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let decisions = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&decisions);
@@ -697,7 +697,7 @@ async fn a_custom_decision_function_chooses_the_event() {
 
 #[actix_rt::test]
 async fn tracking_failures_never_change_the_response() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone()).decide(|request, status| {
         if request.path() == "/shoes" {
@@ -726,7 +726,7 @@ async fn tracking_failures_never_change_the_response() {
 
 #[actix_rt::test]
 async fn the_extractor_tracks_handler_events_with_the_request_subject() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
         .trusted_proxy(addr(PROXY).ip())
@@ -786,7 +786,7 @@ async fn the_extractor_tracks_handler_events_with_the_request_subject() {
 
 #[actix_rt::test]
 async fn the_extractor_uses_app_data_without_the_middleware() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let app = test::init_service(
         App::new()
@@ -860,10 +860,7 @@ async fn the_extractor_fails_with_a_plain_500_without_a_tracker() {
 async fn a_slow_collector_does_not_delay_responses() {
     const SLOW: Duration = Duration::from_secs(2);
     const BOUND: Duration = Duration::from_millis(400);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(SLOW),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::none().with_delay(SLOW)).await;
     // Every event is sent at once, in its own request, each answered 2 s later.
     let tracker = Tracker::builder("web")
         .emitter(
@@ -907,7 +904,7 @@ async fn a_slow_collector_does_not_delay_responses() {
 
 #[actix_rt::test]
 async fn stopping_the_server_then_shutting_down_the_tracker_drains_every_page_view() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // No flush timer and batches of 10: 7 page views stay buffered until the shutdown.
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone());
