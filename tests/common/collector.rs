@@ -34,12 +34,13 @@
 //!
 //! # Validation (a light structural check, not the Iglu schema)
 //!
-//! * POST: `Content-Type` starts with `application/json`; the body is JSON of exactly
-//!   `{"schema": PAYLOAD_DATA_SCHEMA, "data": [...]}`; `data` is a non-empty array of objects;
-//!   every value is a JSON string; each event has `tv`, `p`, `e` and a `stm` of 13 digits.
-//! * GET: the query is form-decoded (`+` is a space, `%XX` a byte, the bytes must be UTF-8 and
-//!   every `%` must start a valid escape); it must hold `e`, `tv` and `p`; `stm`, if present,
-//!   must be 13 digits. One event per request.
+//! The rules of `examples/common/envelope.rs` (the parser shared with the example collector,
+//! [`envelope`]): a POST body is exactly a `payload_data` envelope of events of string values,
+//! a GET query is form-decoded strictly, and every event has non-empty `e`, `p` and `tv` and
+//! no `stm` but one of 13 digits. Then this collector's own:
+//!
+//! * POST: `Content-Type` starts with `application/json`, and every event has a `stm`.
+//! * GET: one event per request, at `{prefix}/i`.
 //! * Any other method or path is answered 405 / 404.
 //!
 //! An invalid request is answered at once (400, 404 or 405), recorded with `valid == false` and
@@ -80,26 +81,17 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-/// The schema URI of the POST envelope.
-pub(crate) const PAYLOAD_DATA_SCHEMA: &str =
-    "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
-/// The POST path (after any endpoint path).
-pub(crate) const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
-/// The GET path (after any endpoint path).
-pub(crate) const GET_PATH: &str = "/i";
+use envelope::{GET_PATH, PIXEL_GIF, POST_PATH};
+
+/// The parser of what a collector receives, shared with the example collector.
+#[path = "../../examples/common/envelope.rs"]
+pub(crate) mod envelope;
+
 /// Largest request body the collector reads.
 const MAX_BODY: usize = 256 * 1024 * 1024;
-/// A transparent 1x1 GIF, the answer of a real collector to a successful GET.
-const PIXEL_GIF: &[u8] = &[
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x01, 0x44, 0x00, 0x3b,
-];
 
 // ---------------------------------------------------------------------------------------------
 // Records
@@ -119,11 +111,6 @@ impl RecordedEvent {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether a pair named `name` is present.
-    pub(crate) fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
     }
 
     /// The names, in wire order.
@@ -568,77 +555,26 @@ fn classify(
     }
 }
 
-/// A JSON object read with its keys in order.
-struct OrderedObject(Vec<(String, serde_json::Value)>);
-
-impl<'de> Deserialize<'de> for OrderedObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OrderedObject;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an event object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedObject, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some(pair) = map.next_entry::<String, serde_json::Value>()? {
-                    pairs.push(pair);
-                }
-                Ok(OrderedObject(pairs))
-            }
-        }
-        d.deserialize_map(V)
-    }
+/// The events of a parsed request, as recorded.
+fn recorded(events: Vec<envelope::Event<'_>>) -> Vec<RecordedEvent> {
+    events
+        .into_iter()
+        .map(|event| RecordedEvent {
+            pairs: event.into_owned(),
+        })
+        .collect()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Envelope {
-    schema: String,
-    data: Vec<OrderedObject>,
-}
-
-fn is_stm(v: &str) -> bool {
-    v.len() == 13 && v.bytes().all(|b| b.is_ascii_digit())
-}
-
+/// The envelope's rules ([`envelope::parse_post`]), then this collector's own: the
+/// `Content-Type` is JSON, and every event has a `stm` (the tracker always sends one).
 fn check_post(content_type: Option<&str>, body: &[u8]) -> (Vec<RecordedEvent>, Result<(), String>) {
-    let envelope: Envelope = match serde_json::from_slice(body) {
-        Ok(e) => e,
-        Err(e) => {
-            return (
-                Vec::new(),
-                Err(format!("body is not a payload_data envelope: {e}")),
-            )
+    let mut parsed = envelope::parse_post(body);
+    for (index, event) in parsed.events.iter().enumerate() {
+        if event.get("stm").is_none() {
+            parsed
+                .problems
+                .push(format!("event {index}: missing `stm`"));
         }
-    };
-    let mut errors = Vec::new();
-    let mut events = Vec::with_capacity(envelope.data.len());
-    for (i, OrderedObject(pairs)) in envelope.data.into_iter().enumerate() {
-        let mut event = RecordedEvent::default();
-        for (k, v) in pairs {
-            let v = match v {
-                serde_json::Value::String(s) => s,
-                other => {
-                    errors.push(format!(
-                        "event {i}: value of `{k}` is not a string: {other}"
-                    ));
-                    other.to_string()
-                }
-            };
-            event.pairs.push((k, v));
-        }
-        for required in ["tv", "p", "e", "stm"] {
-            if !event.has(required) {
-                errors.push(format!("event {i}: missing `{required}`"));
-            }
-        }
-        if let Some(stm) = event.get("stm") {
-            if !is_stm(stm) {
-                errors.push(format!("event {i}: `stm` is not 13 digits: {stm:?}"));
-            }
-        }
-        events.push(event);
     }
     let ct_ok = content_type.is_some_and(|ct| {
         ct.trim_start()
@@ -646,86 +582,20 @@ fn check_post(content_type: Option<&str>, body: &[u8]) -> (Vec<RecordedEvent>, R
             .starts_with("application/json")
     });
     if !ct_ok {
-        errors.insert(
+        parsed.problems.insert(
             0,
             format!("Content-Type is {content_type:?}, not application/json"),
         );
     }
-    if envelope.schema != PAYLOAD_DATA_SCHEMA {
-        errors.insert(0, format!("schema is {:?}", envelope.schema));
-    }
-    if events.is_empty() {
-        errors.push("data is empty".to_owned());
-    }
-    let verdict = if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    };
-    (events, verdict)
+    let verdict = parsed.verdict();
+    (recorded(parsed.events), verdict)
 }
 
+/// The envelope's rules ([`envelope::parse_get`]).
 fn check_get(query: &str) -> (Vec<RecordedEvent>, Result<(), String>) {
-    let pairs = match form_decode(query) {
-        Ok(p) => p,
-        Err(e) => return (Vec::new(), Err(e)),
-    };
-    let event = RecordedEvent { pairs };
-    let mut errors = Vec::new();
-    if query.is_empty() {
-        errors.push("empty query".to_owned());
-    }
-    for required in ["e", "tv", "p"] {
-        if !event.has(required) {
-            errors.push(format!("missing `{required}`"));
-        }
-    }
-    if let Some(stm) = event.get("stm") {
-        if !is_stm(stm) {
-            errors.push(format!("`stm` is not 13 digits: {stm:?}"));
-        }
-    }
-    let verdict = if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    };
-    (vec![event], verdict)
-}
-
-/// Decodes an `application/x-www-form-urlencoded` query strictly: `+` is a space, `%XX` a byte,
-/// a `%` without two hex digits or bytes that are not UTF-8 are errors.
-pub(crate) fn form_decode(query: &str) -> Result<Vec<(String, String)>, String> {
-    fn decode(part: &str) -> Result<String, String> {
-        let bytes = part.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let hex = bytes
-                        .get(i + 1..i + 3)
-                        .and_then(|h| std::str::from_utf8(h).ok())
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                        .ok_or_else(|| format!("bad percent escape in {part:?}"))?;
-                    out.push(hex);
-                    i += 2;
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).map_err(|_| format!("{part:?} does not decode to UTF-8"))
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Ok((decode(k)?, decode(v)?))
-        })
-        .collect()
+    let parsed = envelope::parse_get(query);
+    let verdict = parsed.verdict();
+    (recorded(parsed.events), verdict)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,9 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::collector::{
-    draw, form_decode, Faults, RawBehaviour, RawCollector, TestCollector, PAYLOAD_DATA_SCHEMA,
-};
+use crate::common::collector::envelope::{form_decode, PAYLOAD_DATA_SCHEMA};
+use crate::common::collector::{draw, Faults, RawBehaviour, RawCollector, TestCollector};
 
 const WAIT: Duration = Duration::from_secs(5);
 const JSON: &str = "application/json; charset=utf-8";
