@@ -1,11 +1,16 @@
-//! Shortcuts shared by the emitter tests: events to track, stats, the accounting identity.
+//! Shortcuts shared by the emitter tests: events to track, starting and flushing emitters,
+//! stats and the accounting identity, waiting at the collector, failures reported.
 
 use std::time::Duration;
 
 use actix::Addr;
 use snowplow_actix::{
-    Emitter, EmitterStats, GetStats, StampedEvent, Structured, Track, TrackerSettings,
+    Emitter, EmitterBuilder, EmitterStats, Flush, FlushReport, GetStats, StampedEvent, Structured,
+    Track, TrackerSettings,
 };
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::collector::{RecordedEvent, RecordedRequest, TestCollector};
 
 /// Generous bound for anything that should happen "soon" (5x slack and more).
 pub(crate) const SOON: Duration = Duration::from_secs(10);
@@ -44,15 +49,86 @@ pub(crate) fn track_all(emitter: &Addr<Emitter>, events: Vec<StampedEvent>) -> V
 /// The emitter's stats, checking the accounting identity.
 pub(crate) async fn stats(emitter: &Addr<Emitter>) -> EmitterStats {
     let stats = emitter.send(GetStats).await.expect("emitter alive");
+    assert_balanced(&stats);
+    stats
+}
+
+/// Asserts the accounting identity of `stats` (live or final).
+#[track_caller]
+pub(crate) fn assert_balanced(stats: &EmitterStats) {
     assert!(
         stats.is_balanced(),
         "accounting identity broken: {stats:#?}"
     );
-    stats
+}
+
+/// What the tests do with an [`EmitterBuilder`] beyond its own settings.
+pub(crate) trait BuilderExt {
+    /// Built (the settings must be valid) and started on the current arbiter.
+    fn started(self) -> Addr<Emitter>;
+
+    /// Retrying fast: a fixed jitter of 10 ms and the backoff capped at `cap`. (A jitter
+    /// of exactly 0 would make every delay 0: the delay grows as `delay * 2 + jitter`.)
+    fn retrying_fast(self, cap: Duration) -> Self;
+}
+
+impl BuilderExt for EmitterBuilder {
+    fn started(self) -> Addr<Emitter> {
+        self.build().expect("valid emitter settings").start()
+    }
+
+    fn retrying_fast(self, cap: Duration) -> Self {
+        self.jitter(fixed_jitter(0.01)).max_retry_delay(cap)
+    }
+}
+
+/// A sync flush of `emitter` with the default deadline: its report.
+pub(crate) async fn flush(emitter: &Addr<Emitter>) -> FlushReport {
+    emitter.send(Flush::default()).await.expect("emitter alive")
+}
+
+/// A sync flush of `emitter` that waits at most `timeout`: its report.
+pub(crate) async fn flush_within(emitter: &Addr<Emitter>, timeout: Duration) -> FlushReport {
+    emitter
+        .send(Flush::with_timeout(timeout))
+        .await
+        .expect("emitter alive")
+}
+
+/// Asserts that a flush settled everything before its deadline, `sent` events sent by it.
+#[track_caller]
+pub(crate) fn assert_delivered(report: &FlushReport, sent: u64) {
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (sent, 0, false),
+        "{report:#?}"
+    );
+}
+
+/// Asserts that a flush settled everything before its deadline (whatever it sent itself).
+#[track_caller]
+pub(crate) fn assert_settled(report: &FlushReport) {
+    assert_eq!((report.queued, report.timed_out), (0, false), "{report:#?}");
+}
+
+/// The events accepted at `collector` once there are at least `n`, within [`SOON`].
+pub(crate) async fn wait_events(collector: &TestCollector, n: usize) -> Vec<RecordedEvent> {
+    collector
+        .wait_for_events(n, SOON)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The requests recorded at `collector` once there are at least `n`, within [`SOON`].
+pub(crate) async fn wait_requests(collector: &TestCollector, n: usize) -> Vec<RecordedRequest> {
+    collector
+        .wait_for_requests(n, SOON)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// The labels (`se_la`) of recorded events, in order.
-pub(crate) fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
+pub(crate) fn labels(events: &[RecordedEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| e.get("se_la").unwrap_or_default().to_owned())
@@ -61,14 +137,14 @@ pub(crate) fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> 
 
 /// The labels of `events` in numeric order: for emitters with several requests in flight,
 /// which do not keep the order.
-pub(crate) fn sorted_labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
+pub(crate) fn sorted_labels(events: &[RecordedEvent]) -> Vec<String> {
     let mut labels = labels(events);
     labels.sort_by_key(|label| label.parse::<u64>().unwrap_or(u64::MAX));
     labels
 }
 
 /// The `eid`s the collector accepted, sorted, duplicates kept: delivery without order.
-pub(crate) fn sorted_accepted(collector: &super::collector::TestCollector) -> Vec<String> {
+pub(crate) fn sorted_accepted(collector: &TestCollector) -> Vec<String> {
     sorted(collector.event_ids())
 }
 
@@ -116,21 +192,37 @@ impl Seen {
     }
 }
 
-/// Every failure reported so far (callbacks run before the flush that settles them returns).
-pub(crate) fn reported(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    while let Ok(failure) = rx.try_recv() {
-        seen.push(failure);
+/// The failures an emitter reports, in order ([`record_failures`]).
+#[derive(Debug)]
+pub(crate) struct Failures(UnboundedReceiver<Seen>);
+
+impl Failures {
+    /// The next failure reported, within [`SOON`].
+    pub(crate) async fn next(&mut self) -> Seen {
+        tokio::time::timeout(SOON, self.0.recv())
+            .await
+            .expect("a failure in time")
+            .expect("callback channel open")
     }
-    seen
+
+    /// Every failure reported so far (callbacks run before the flush that settles them
+    /// returns).
+    pub(crate) fn reported(&mut self) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        while let Ok(failure) = self.0.try_recv() {
+            seen.push(failure);
+        }
+        seen
+    }
 }
 
-/// The next failure reported, within [`SOON`].
-pub(crate) async fn next_failure(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Seen {
-    tokio::time::timeout(SOON, rx.recv())
-        .await
-        .expect("a failure in time")
-        .expect("callback channel open")
+/// `builder` with an `on_failure` reporting each failure to the returned [`Failures`].
+pub(crate) fn record_failures(builder: EmitterBuilder) -> (EmitterBuilder, Failures) {
+    let (tx, rx) = unbounded_channel();
+    let builder = builder.on_failure(move |failure| {
+        let _ = tx.send(Seen::of(failure));
+    });
+    (builder, Failures(rx))
 }
 
 /// What a [`HookedStore`] runs before each `add`: an answer of its own, or `None` to let

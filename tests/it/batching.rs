@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use crate::common::collector::{Faults, RecordedRequest, TestCollector};
 use crate::common::support::{
-    events, fixed_jitter, labels, range_labels, settings, stats, track_all, SOON,
+    assert_delivered, assert_settled, events, flush, flush_within, labels, range_labels, settings,
+    stats, track_all, wait_events, wait_requests, BuilderExt, SOON,
 };
 use snowplow_actix::{
-    wire, DropReason, EmitterBuilder, FailureReason, Flush, Method, StampedEvent, Structured,
+    wire, DropReason, EmitterBuilder, FailureReason, Method, StampedEvent, Structured,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -79,7 +80,7 @@ async fn a_full_batch_is_sent_without_a_flush_and_a_partial_one_waits_for_a_flus
     let collector = TestCollector::with_faults(Faults::none()).await;
     let (builder, mut successes) =
         with_success_channel(EmitterBuilder::new(collector.endpoint()).batch_size(5));
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let all = events(9);
     let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
     let mut all = all.into_iter();
@@ -87,7 +88,7 @@ async fn a_full_batch_is_sent_without_a_flush_and_a_partial_one_waits_for_a_flus
     track_all(&emitter, all.by_ref().take(5).collect());
 
     // No flush was sent: the fifth event triggered the request.
-    let received = collector.wait_for_events(5, SOON).await.unwrap();
+    let received = wait_events(&collector, 5).await;
     assert_eq!(labels(&received), range_labels(0..5));
     assert_eq!(next_success(&mut successes).await, ids[..5]);
     let settled = stats(&emitter).await;
@@ -117,12 +118,9 @@ async fn a_full_batch_is_sent_without_a_flush_and_a_partial_one_waits_for_a_flus
     );
     assert_eq!(collector.request_count(), 1);
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (4, 0, false)
-    );
+    assert_delivered(&report, 4);
     assert_eq!(next_success(&mut successes).await, ids[5..]);
     let requests = collector.requests();
     assert_eq!(
@@ -147,7 +145,7 @@ async fn reaching_the_byte_limit_sends_without_a_flush() {
             .batch_size(100)
             .byte_limit(byte_limit),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
     let mut all = all.into_iter();
 
@@ -160,14 +158,14 @@ async fn reaching_the_byte_limit_sends_without_a_flush() {
     // The fourth reaches it: a request of the three that fit goes out, no flush sent.
     track_all(&emitter, all.by_ref().take(1).collect());
     assert_eq!(next_success(&mut successes).await, ids[..3]);
-    let requests = collector.wait_for_requests(1, SOON).await.unwrap();
+    let requests = wait_requests(&collector, 1).await;
     assert_eq!(request_labels(&requests[..1]), [range_labels(0..3)]);
     assert_eq!(requests[0].body_len_or_query_len, byte_limit);
 
     track_all(&emitter, all.collect());
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     let requests = collector.requests();
     assert_eq!(request_labels(&requests[..1]), [range_labels(0..3)]);
     for request in &requests {
@@ -190,9 +188,7 @@ async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
         .byte_limit(byte_limit)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let mut all = all.into_iter();
     let mut ids = track_all(&emitter, all.by_ref().take(3).collect());
     assert_eq!(stats(&emitter).await.requests, 0, "below the byte limit");
@@ -200,7 +196,7 @@ async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
     // The fourth event reaches the limit: the buffer (four events) is flushed.
     ids.extend(track_all(&emitter, all.collect()));
 
-    let received = collector.wait_for_events(4, SOON).await.unwrap();
+    let received = wait_events(&collector, 4).await;
     assert_eq!(labels(&received), range_labels(0..4));
     assert_eq!(
         request_labels(&collector.requests()),
@@ -208,7 +204,7 @@ async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
     );
     assert_eq!(collector.event_ids(), ids);
     // The second request may still await its answer: the flush settles it.
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.queued, 0);
     assert_eq!(stats(&emitter).await.sent, 4);
 }
@@ -221,9 +217,7 @@ async fn get_batch_size_trigger_sends_every_event_of_the_batch_without_a_flush()
     let emitter = EmitterBuilder::new(collector.endpoint())
         .method(Method::Get)
         .batch_size(3)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let all = events(5);
     let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
     let mut all = all.into_iter();
@@ -237,14 +231,14 @@ async fn get_batch_size_trigger_sends_every_event_of_the_batch_without_a_flush()
     );
     track_all(&emitter, all.by_ref().take(1).collect());
 
-    let received = collector.wait_for_events(3, SOON).await.unwrap();
+    let received = wait_events(&collector, 3).await;
     assert_eq!(labels(&received), range_labels(0..3));
     assert_eq!(collector.request_count(), 3);
 
     // Two more wait for the next trigger or a flush.
     track_all(&emitter, all.collect());
-    let report = emitter.send(Flush::default()).await.unwrap();
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    let report = flush(&emitter).await;
+    assert_settled(&report);
     // The last two go in requests that may be in flight together: any order.
     assert_eq!(
         crate::common::support::sorted(collector.event_ids()),
@@ -294,17 +288,12 @@ async fn a_flush_cuts_requests_by_batch_size_and_by_bytes_as_sent() {
         .max_request_events(batch_size)
         .max_in_flight(1)
         .byte_limit(byte_limit)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (24, 0, false)
-    );
+    assert_delivered(&report, 24);
     let requests = collector.requests();
     assert_eq!(
         requests.iter().map(|r| r.events.len()).collect::<Vec<_>>(),
@@ -382,19 +371,13 @@ async fn get_byte_limit_bounds_the_whole_request_url() {
         .method(Method::Get)
         .max_in_flight(1)
         .byte_limit(byte_limit)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(50))
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (2, 0, false)
-    );
+    assert_delivered(&report, 2);
     assert_eq!(report.dropped.oversize, 1);
     let requests = collector.requests();
     let seen: Vec<(String, u16)> = requests
@@ -471,8 +454,7 @@ async fn an_event_over_the_cap_goes_alone_is_retried_and_dropped_only_when_refus
         .batch_size(10)
         .max_in_flight(1)
         .byte_limit(byte_limit)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
+        .retrying_fast(Duration::from_millis(50))
         .on_failure(move |failure| {
             seen.lock().unwrap().push((
                 failure
@@ -485,20 +467,12 @@ async fn an_event_over_the_cap_goes_alone_is_retried_and_dropped_only_when_refus
                 failure.dropped,
             ));
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter
-        .send(Flush::with_timeout(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let report = flush_within(&emitter, Duration::from_secs(5)).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (4, 0, false)
-    );
+    assert_delivered(&report, 4);
     assert_eq!((report.dropped.oversize, report.dropped.total()), (1, 1));
     let requests = collector.requests();
     assert_eq!(
@@ -556,17 +530,12 @@ async fn an_oversize_event_that_is_accepted_is_sent_alone_once() {
     let byte_limit = wire::post_body_size([all[0].post_size(); 3]);
     let emitter = EmitterBuilder::new(collector.endpoint())
         .byte_limit(byte_limit)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (3, 0, false)
-    );
+    assert_delivered(&report, 3);
     assert_eq!(
         request_labels(&collector.requests()),
         [
@@ -612,22 +581,13 @@ async fn a_post_body_exactly_at_the_byte_limit_is_not_oversize() {
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(1)
         .byte_limit(byte_limit)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(50))
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter
-        .send(Flush::with_timeout(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let report = flush_within(&emitter, Duration::from_secs(5)).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (1, 0, false)
-    );
+    assert_delivered(&report, 1);
     assert_eq!((report.dropped.oversize, report.dropped.total()), (1, 1));
     let requests = collector.requests();
     let seen: Vec<(String, u16, usize)> = requests

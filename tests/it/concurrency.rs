@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, RecordedRequest, TestCollector};
 use crate::common::support::{
-    events, fixed_jitter, labels, range_labels, sorted_accepted, stats, track_all, SOON,
+    assert_delivered, events, flush, labels, range_labels, sorted_accepted, stats, track_all,
+    wait_requests, BuilderExt,
 };
 use futures::future::join_all;
 use futures::FutureExt as _;
@@ -64,15 +65,12 @@ async fn concurrency_starts_at_one_and_doubles_per_round_trip_up_to_max_in_fligh
             .batch_size(5)
             .max_request_events(5),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let mut ids = track_all(&emitter, events(60));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (60, 0, false)
-    );
+    assert_delivered(&report, 60);
     let requests = collector.requests();
     assert_eq!(requests.len(), 12);
     assert!(requests.iter().all(|r| r.events.len() == 5 && r.accepted()));
@@ -101,15 +99,12 @@ async fn with_max_in_flight_one_requests_go_one_at_a_time_and_events_arrive_in_o
             .batch_size(5)
             .max_request_events(5),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let ids = track_all(&emitter, events(60));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (60, 0, false)
-    );
+    assert_delivered(&report, 60);
     let requests = collector.requests();
     let answered = answers(&answered);
     assert_eq!(requests.len(), 12);
@@ -134,19 +129,13 @@ async fn with_max_in_flight_one_events_arrive_in_order_through_retries() {
         .max_in_flight(1)
         .batch_size(5)
         .max_request_events(5)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(10))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(10))
+        .started();
     let ids = track_all(&emitter, events(100));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (100, 0, false)
-    );
+    assert_delivered(&report, 100);
     let requests = collector.requests();
     let failed = events_in_failed_requests(&requests);
     assert!(failed > 0, "the seed produces failures");
@@ -167,19 +156,13 @@ async fn several_requests_in_flight_deliver_every_event_exactly_once_through_fai
         .max_in_flight(4)
         .batch_size(5)
         .max_request_events(5)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(10))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(10))
+        .started();
     let mut ids = track_all(&emitter, events(200));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (200, 0, false)
-    );
+    assert_delivered(&report, 200);
     assert_eq!(report.dropped.total(), 0);
     ids.sort();
     assert_eq!(sorted_accepted(&collector), ids, "each event exactly once");
@@ -198,9 +181,7 @@ async fn concurrent_sync_flushes_all_resolve_with_the_same_complete_report() {
     // Nothing goes out before the first flush: the batch is larger than what is tracked.
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(30));
 
     let reports = join_all((0..5).map(|_| emitter.send(Flush::default()))).await;
@@ -225,9 +206,7 @@ async fn concurrent_sync_flushes_interleaved_with_tracking_resolve_in_order_and_
         TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(20))).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     // Track 10, flush, track 10, flush, track 10, flush: each flush covers what came before.
     let resolved = Arc::new(AtomicUsize::new(0));
     let mut flushes = Vec::new();
@@ -268,9 +247,7 @@ async fn a_short_flush_deadline_does_not_end_a_concurrent_longer_flush() {
     let collector = TestCollector::with_faults(Faults::none().with_delay(delay)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(15)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(30));
 
     let short = emitter.send(Flush::with_timeout(delay / 10));
@@ -299,24 +276,20 @@ async fn get_with_max_in_flight_eight_delivers_every_event_exactly_once() {
         EmitterBuilder::new(collector.endpoint())
             .method(Method::Get)
             .max_in_flight(8)
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(10)),
+            .retrying_fast(Duration::from_millis(10)),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let mut ids = track_all(&emitter, events(100));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (100, 0, false)
-    );
+    assert_delivered(&report, 100);
     assert_eq!(report.dropped.total(), 0);
     ids.sort();
     assert_eq!(sorted_accepted(&collector), ids, "each event exactly once");
     let accepted: BTreeSet<_> = collector.event_ids().into_iter().collect();
     assert_eq!(accepted.len(), 100);
-    let requests = collector.wait_for_requests(8, SOON).await.unwrap();
+    let requests = wait_requests(&collector, 8).await;
     assert!(requests
         .iter()
         .all(|r| r.method == "GET" && r.events.len() == 1));

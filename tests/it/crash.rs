@@ -14,9 +14,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::collector::{Faults, TestCollector};
-use crate::common::support::{events, stats, track_all, SOON};
+use crate::common::support::{
+    assert_balanced, assert_delivered, events, flush, stats, track_all, SOON,
+};
 use snowplow_actix::store::{EventStore, SqliteStore};
-use snowplow_actix::{EmitterBuilder, Flush, GetStats, Shutdown};
+use snowplow_actix::{EmitterBuilder, GetStats, Shutdown};
 
 /// Set (to the store's path) in the child process only.
 const CHILD_ENV: &str = "SNOWPLOW_CRASH_TEST_STORE";
@@ -63,7 +65,7 @@ async fn child_tracks_into_the_store_until_killed() {
         }
         now = emitter.send(GetStats).await.expect("child: emitter alive");
     }
-    assert!(now.is_balanced(), "{now:#?}");
+    assert_balanced(&now);
     assert_eq!(now.dropped.total(), 0, "{now:#?}");
     assert_eq!(
         now.queued + now.in_flight,
@@ -156,12 +158,9 @@ async fn a_killed_process_loses_nothing_it_stored() {
         .unwrap();
     let final_stats = config.final_stats();
     let emitter = config.start();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (EVENTS as u64, 0, false)
-    );
+    assert_delivered(&report, EVENTS as u64);
     let received = collector.event_ids();
     let unique: HashSet<&str> = received.iter().map(String::as_str).collect();
     let expected: HashSet<&str> = output.ids.iter().map(String::as_str).collect();
@@ -182,7 +181,7 @@ async fn a_killed_process_loses_nothing_it_stored() {
 
     emitter.send(Shutdown::with_timeout(SOON)).await.unwrap();
     let last = final_stats.get().expect("final stats");
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
     drop(emitter);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crate::common::collector::{Faults, TestCollector};
-use crate::common::support::{events, stats, track_all, SOON};
+use crate::common::support::{
+    assert_balanced, events, flush, flush_within, stats, track_all, wait_requests, BuilderExt, SOON,
+};
 use snowplow_actix::{EmitterBuilder, Flush, Shutdown, Structured, Tracker};
 
 fn structured() -> Structured {
@@ -27,10 +29,7 @@ async fn finding_duration_max_deadlines_do_not_panic() {
     assert_eq!((report.sent, report.timed_out), (1, false));
 
     let emitter = tracker.emitters()[0].addr().clone();
-    let direct = emitter
-        .send(Flush::with_timeout(Duration::MAX))
-        .await
-        .unwrap();
+    let direct = flush_within(&emitter, Duration::MAX).await;
     assert!(!direct.timed_out);
 
     tracker.track(structured()).unwrap();
@@ -80,11 +79,9 @@ async fn finding_byte_limit_usize_max_does_not_overflow() {
         .buffer_capacity(usize::MAX)
         .batch_size(usize::MAX)
         .max_request_events(usize::MAX)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(3));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.dropped.total()), (3, 0));
     let now = stats(&emitter).await;
     assert_eq!(now.dropped.oversize, 0);
@@ -98,9 +95,7 @@ async fn finding_a_flush_without_deadline_ends_with_the_shutdown() {
     let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_millis(50))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(2));
     let pending = emitter.send(Flush::with_timeout(Duration::MAX));
     let shutdown = emitter
@@ -183,7 +178,7 @@ async fn finding_events_in_flight_at_the_deadline_are_outcome_unknown_not_droppe
         tracker.track(structured()).unwrap();
     }
     tracker.request_flush();
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
 
     let report = tracker.shutdown(Duration::from_millis(200)).await.unwrap();
 
@@ -195,7 +190,7 @@ async fn finding_events_in_flight_at_the_deadline_are_outcome_unknown_not_droppe
     assert!(report.timed_out);
     let last = tracker.emitters()[0].final_stats().unwrap();
     assert_eq!((last.outcome_unknown, last.dropped.shutdown), (3, 0));
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
     // The collector did store them.
     assert_eq!(collector.event_ids().len(), 3);
 }
@@ -216,11 +211,9 @@ async fn finding_a_shut_down_emitter_with_a_durable_store_sends_nothing_more() {
         .batch_size(2)
         .max_retry_delay(Duration::from_millis(20))
         .event_store(SqliteStore::open(&path, 100).unwrap())
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(4));
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
     let report = tokio::time::timeout(
         SOON,
         emitter.send(Shutdown::with_timeout(Duration::from_millis(100))),
@@ -287,7 +280,7 @@ async fn finding_large_events_are_bounded_by_the_buffers_byte_capacity() {
         "about 1 MB of 100 KB events: {now:#?}"
     );
     assert_eq!(now.dropped.capacity, EVENTS - held);
-    assert!(now.is_balanced(), "{now:#?}");
+    assert_balanced(&now);
     let health = tracker.health().await;
     assert_eq!(
         health.status,
@@ -399,9 +392,7 @@ async fn finding_a_panic_inside_an_emitter_restarts_it_without_losing_events() {
                 panic_at: 2,
             })
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(30));
 
     let report = tokio::time::timeout(SOON, emitter.send(Flush::default()))
@@ -410,20 +401,20 @@ async fn finding_a_panic_inside_an_emitter_restarts_it_without_losing_events() {
         .unwrap();
     // The flush in progress at the panic may be answered as timed out; a second one sees
     // everything delivered.
-    let again = emitter.send(Flush::default()).await.unwrap();
+    let again = flush(&emitter).await;
 
     assert_eq!(again.queued, 0, "{report:#?} {again:#?}");
     let now = stats(&emitter).await;
     assert_eq!((now.panics, now.restarts), (1, 1), "{now:#?}");
     assert_eq!((now.received, now.sent, now.dropped.total()), (30, 30, 0));
-    assert!(now.is_balanced(), "{now:#?}");
+    assert_balanced(&now);
     assert_eq!(
         crate::common::support::sorted(collector.event_ids()),
         crate::common::support::sorted(ids)
     );
     // It takes new events as before.
     track_all(&emitter, events(3));
-    let last = emitter.send(Flush::default()).await.unwrap();
+    let last = flush(&emitter).await;
     assert_eq!(last.sent, 3);
 }
 
@@ -442,21 +433,19 @@ async fn finding_a_panicking_jitter_source_is_caught_where_it_is_drawn() {
             }
             0.001
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(5));
 
     let _ = tokio::time::timeout(SOON, emitter.send(Flush::default()))
         .await
         .expect("the flush returns");
-    let again = emitter.send(Flush::default()).await.unwrap();
+    let again = flush(&emitter).await;
 
     assert_eq!(again.queued, 0);
     let now = stats(&emitter).await;
     assert_eq!((now.panics, now.restarts), (0, 0), "{now:#?}");
     assert_eq!((now.received, now.sent), (5, 5), "{now:#?}");
-    assert!(now.is_balanced(), "{now:#?}");
+    assert_balanced(&now);
     assert_eq!(collector.accepted_count(), 5);
 }
 
@@ -510,7 +499,7 @@ async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
         tracked - refused
     );
     assert!(emitter.dropped.capacity > 0, "{emitter:#?}");
-    assert!(emitter.is_balanced(), "{emitter:#?}");
+    assert_balanced(&emitter);
     assert_eq!((emitter.queued, emitter.in_flight), (0, 0), "{report:#?}");
 }
 
@@ -563,12 +552,10 @@ async fn finding_a_flush_deadline_runs_from_when_it_was_made() {
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(5)
         .max_retry_delay(Duration::from_secs(30))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(5));
     let made = Flush::with_timeout(Duration::from_millis(200));
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
     // The flush waits (as in a busy mailbox) until its deadline has passed.
     tokio::time::sleep_until(tokio::time::Instant::from_std(made.deadline())).await;
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::common::collector::{Faults, TestCollector};
-use crate::common::support::{fixed_jitter, SOON};
+use crate::common::support::{BuilderExt, SOON};
 use snowplow_actix::health::{HealthReason, HealthStatus};
 use snowplow_actix::{EmitterBuilder, Structured, Tracker};
 use tokio::sync::mpsc;
@@ -51,8 +51,7 @@ async fn failing_requests_then_the_brake_degrade_and_a_success_heals() {
     let tracker = Tracker::builder("health")
         .emitter(
             EmitterBuilder::new(collector.endpoint())
-                .jitter(fixed_jitter(0.01))
-                .max_retry_delay(Duration::from_millis(20))
+                .retrying_fast(Duration::from_millis(20))
                 .on_failure(move |_| {
                     let _ = failed.send(());
                 }),

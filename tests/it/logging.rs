@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use crate::common::collector::{Faults, RawBehaviour, RawCollector, TestCollector};
 use crate::common::logs::{Line, Logs};
-use crate::common::support::{closed_port, events, fixed_jitter, stats, track_all};
-use snowplow_actix::{
-    EmitterBuilder, Flush, GetStats, Method, PageView, Structured, Subject, Tracker,
+use crate::common::support::{
+    assert_balanced, closed_port, events, fixed_jitter, flush, flush_within, stats, track_all,
+    BuilderExt,
 };
+use snowplow_actix::{EmitterBuilder, GetStats, Method, PageView, Structured, Subject, Tracker};
 use tracing::Level;
 
 /// The lines at `level` or above of the emitter called `name` (by default its endpoint).
@@ -62,8 +63,7 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
     let quick = |builder: EmitterBuilder| {
         let marker = marker.clone();
         builder
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(20))
+            .retrying_fast(Duration::from_millis(20))
             .request_timeout(Duration::from_millis(300))
             .on_failure(move |_| panic!("on_failure panics with {marker}"))
     };
@@ -153,16 +153,13 @@ async fn each_failed_post_request_is_one_warn_with_its_status_and_event_count() 
     let collector = TestCollector::with_faults(Faults::statuses([500, 503, 200, 400])).await;
     let endpoint = collector.endpoint();
     let emitter = EmitterBuilder::new(endpoint.as_str())
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(20))
+        .started();
     track_all(&emitter, events(3));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.queued), (3, 0));
     track_all(&emitter, events(2));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.dropped.rejected), (0, 2));
 
     assert_eq!(collector.statuses(), [500, 503, 200, 400]);
@@ -189,14 +186,11 @@ async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .name(endpoint.as_str())
         .method(Method::Get)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(20))
+        .started();
     track_all(&emitter, events(3));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!(
         (report.sent, report.dropped.rejected, report.queued),
@@ -219,11 +213,8 @@ async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
     let endpoint = collector.endpoint();
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .buffer_capacity(10)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(20))
+        .started();
     let full = |endpoint: &str| -> Vec<Line> {
         lines_of(&logs, endpoint, Level::WARN)
             .into_iter()
@@ -251,7 +242,7 @@ async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
 
     // The collector recovers, the buffer has room: one line with the burst's size.
     collector.clear_faults();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.queued), (10, 0));
     track_all(&emitter, events(1));
     let _ = emitter.send(GetStats).await.unwrap();
@@ -336,8 +327,7 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
     let gets = TestCollector::with_faults(Faults::statuses([503, 422])).await;
     let quick = |builder: EmitterBuilder| {
         builder
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(20))
+            .retrying_fast(Duration::from_millis(20))
             .max_in_flight(1)
     };
     let tracker = Tracker::builder("logging")
@@ -406,17 +396,11 @@ async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
     let endpoint = collector.addr().to_string();
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .name("scheme-hint")
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(20))
+        .started();
     track_all(&emitter, events(1));
 
-    let report = emitter
-        .send(Flush::with_timeout(Duration::from_millis(300)))
-        .await
-        .unwrap();
+    let report = flush_within(&emitter, Duration::from_millis(300)).await;
 
     assert_eq!((report.sent, report.timed_out), (0, true));
     let failed: Vec<Line> = lines_of(&logs, "scheme-hint", Level::WARN)
@@ -432,14 +416,9 @@ async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
     let refused = format!("http://{}", closed_port());
     let plain = EmitterBuilder::new(refused.as_str())
         .jitter(fixed_jitter(0.01))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&plain, events(1));
-    plain
-        .send(Flush::with_timeout(Duration::from_millis(100)))
-        .await
-        .unwrap();
+    flush_within(&plain, Duration::from_millis(100)).await;
     let lines: Vec<Line> = lines_of(&logs, &refused, Level::WARN)
         .into_iter()
         .filter(|line| line.message.starts_with("request failed"))
@@ -458,16 +437,13 @@ async fn a_404_is_one_error_with_the_url_and_a_hint_then_one_line_per_burst() {
         TestCollector::with_faults(Faults::statuses([404, 404, 404, 200, 404, 200])).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .name("wrong-path")
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
+        .retrying_fast(Duration::from_millis(20))
         .max_in_flight(1)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(2));
-    let first = emitter.send(Flush::default()).await.unwrap();
+    let first = flush(&emitter).await;
     track_all(&emitter, events(2));
-    let second = emitter.send(Flush::default()).await.unwrap();
+    let second = flush(&emitter).await;
 
     assert_eq!((first.sent, second.sent), (2, 2));
     assert_eq!(collector.statuses(), [404, 404, 404, 200, 404, 200]);
@@ -540,7 +516,7 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
     }
     let last = last.expect("the emitter left its stats");
     assert_eq!(last.dropped.shutdown, 4, "{last:#?}");
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
     let warned = logs
         .lines()
         .iter()
@@ -570,15 +546,13 @@ async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
                 }),
             )
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(200));
     let burst = stats(&emitter).await;
     assert_eq!(burst.dropped.store, 200);
     failing.store(false, Ordering::Relaxed);
     track_all(&emitter, events(3));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.sent, 3);
 
     let lines = lines_of(&logs, "flaky-store", Level::WARN);
@@ -664,8 +638,7 @@ async fn a_capture_sees_the_lines_of_its_own_trackers_only() {
             .emitter(
                 EmitterBuilder::new(format!("http://{}", closed_port()))
                     .name(name)
-                    .jitter(fixed_jitter(0.01))
-                    .max_retry_delay(Duration::from_millis(20)),
+                    .retrying_fast(Duration::from_millis(20)),
             )
             .no_flush_timer()
             .build()

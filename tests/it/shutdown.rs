@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, TestCollector};
-use crate::common::support::{events, labels, range_labels, track_all};
+use crate::common::support::{
+    assert_balanced, events, labels, range_labels, track_all, wait_requests,
+};
 use actix::Arbiter;
 use snowplow_actix::{EmitterBuilder, FlushError, ShutdownError, Structured, TrackError, Tracker};
 
@@ -35,7 +37,7 @@ async fn shutdown_drains_every_emitter_and_reports() {
     assert_eq!(labels(&collector.events()), range_labels(0..25));
     let last = tracker.emitters()[0].final_stats().unwrap();
     assert_eq!((last.received, last.sent), (25, 25));
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
 }
 
 #[actix_rt::test]
@@ -65,7 +67,7 @@ async fn shutdown_respects_its_deadline_while_the_collector_is_down_and_reports_
     );
     let last = tracker.emitters()[0].final_stats().unwrap();
     assert_eq!((last.received, last.dropped.shutdown), (7, 7));
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
 }
 
 #[actix_rt::test]
@@ -98,10 +100,7 @@ async fn stopping_an_emitters_arbiter_counts_what_is_left_as_shutdown() {
     let emitter = config.start_in(&arbiter.handle());
     track_all(&emitter, events(12));
     // The first batch has been tried and the emitter is backing off with all 12 buffered.
-    collector
-        .wait_for_requests(1, crate::common::support::SOON)
-        .await
-        .unwrap();
+    wait_requests(&collector, 1).await;
     assert!(last_stats.get().is_none());
 
     arbiter.stop();
@@ -126,5 +125,5 @@ async fn stopping_an_emitters_arbiter_counts_what_is_left_as_shutdown() {
         "{last:#?}"
     );
     assert_eq!((last.queued, last.in_flight), (0, 0));
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
 }

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::collector::{Faults, TestCollector};
-use crate::common::support::{events, fixed_jitter, labels, range_labels, stats, track_all};
+use crate::common::support::{
+    assert_settled, events, flush, labels, range_labels, stats, track_all, BuilderExt,
+};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
 use snowplow_actix::transport::{default_client, AwcTransport, Request, Response, Transport};
-use snowplow_actix::{EmitterBuilder, Flush, TransportError};
+use snowplow_actix::{EmitterBuilder, TransportError};
 
 /// The real awc transport, except that the request numbered `fail_at` (counted across
 /// restarts) fails fatally.
@@ -38,8 +40,7 @@ async fn a_fatal_transport_error_restarts_the_emitter_without_losing_events() {
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(5)
         .max_in_flight(2)
-        .max_retry_delay(Duration::from_millis(50))
-        .jitter(fixed_jitter(0.01))
+        .retrying_fast(Duration::from_millis(50))
         .transport_factory(move || {
             transports.fetch_add(1, Ordering::SeqCst);
             Box::new(FailingOnce {
@@ -48,14 +49,12 @@ async fn a_fatal_transport_error_restarts_the_emitter_without_losing_events() {
                 fail_at: 1,
             })
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
 
     track_all(&emitter, events(20));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     let mut received = labels(&collector.events());
     received.sort_by_key(|label| label.parse::<usize>().unwrap());
     received.dedup();

@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, TestCollector};
-use crate::common::support::{labels, range_labels, SOON};
+use crate::common::support::{
+    assert_balanced, assert_settled, labels, range_labels, wait_events, SOON,
+};
 use actix::prelude::*;
 use futures::channel::mpsc;
 use futures::StreamExt as _;
@@ -43,7 +45,7 @@ async fn sent_by_each(tracker: &Tracker) -> Vec<u64> {
         .iter()
         .filter_map(|emitter| emitter.stats.as_ref())
         .map(|counters| {
-            assert!(counters.is_balanced(), "{counters:#?}");
+            assert_balanced(counters);
             counters.sent
         })
         .collect()
@@ -69,7 +71,7 @@ async fn fanout_delivers_every_event_to_every_emitter() {
 
     // The flush covers every event; full batches may have been sent before it began, so
     // the report's `sent` is at most the total and the counters hold the whole of it.
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert!(report.sent <= 46, "{report:?}");
     assert_eq!(sent_by_each(&tracker).await, [23, 23]);
     assert_eq!(eid_set(&post.events()), ids);
@@ -109,7 +111,7 @@ async fn one_emitter_down_does_not_slow_the_others() {
 
     track_range(&tracker, 0..50);
 
-    let received = healthy.wait_for_events(50, SOON).await.unwrap();
+    let received = wait_events(&healthy, 50).await;
     assert_eq!(labels(&received), range_labels(0..50));
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -148,7 +150,7 @@ async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
     // Below a batch: only the timer sends them.
     let started = Instant::now();
     track_range(&tracker, 0..3);
-    collector.wait_for_events(3, SOON).await.unwrap();
+    wait_events(&collector, 3).await;
     assert!(
         started.elapsed() >= Duration::from_millis(90),
         "{:?}",
@@ -157,7 +159,7 @@ async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
 
     tracker.set_flush_timer(Duration::from_millis(50));
     track_range(&tracker, 3..5);
-    collector.wait_for_events(5, SOON).await.unwrap();
+    wait_events(&collector, 5).await;
 
     tracker.cancel_flush_timer();
     // A flush reply proves the cancel was handled before these events were tracked.
@@ -203,11 +205,11 @@ async fn per_emitter_timer_flushes_only_its_emitter() {
 
     track_range(&tracker, 0..3);
 
-    timed.wait_for_events(3, SOON).await.unwrap();
+    wait_events(&timed, 3).await;
     assert_eq!(untimed.request_count(), 0);
     tracker.emitters()[0].cancel_flush_timer();
     let report = tracker.flush().await.unwrap();
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!((timed.accepted_count(), untimed.accepted_count()), (3, 3));
 }
 
@@ -228,7 +230,7 @@ async fn an_emitter_added_at_run_time_gets_the_events_tracked_after() {
     track_range(&tracker, 5..12);
     let report = tracker.flush().await.unwrap();
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(sent_by_each(&tracker).await, [12, 7]);
     assert_eq!(labels(&first.events()), range_labels(0..12));
     assert_eq!(labels(&second.events()), range_labels(5..12));
@@ -368,7 +370,7 @@ async fn a_custom_emitter_receives_every_event_of_a_burst_and_flushes() {
     // The custom emitter's reply counts every event it received before the flush: all 200
     // (the built-in emitter may have sent full batches before the flush began).
     assert!((200..=400).contains(&report.sent), "{report:?}");
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(sent_by_each(&tracker).await, [200]);
     let received: Vec<String> = (&mut events).take(200).collect().await;
     assert_eq!(received, ids);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, RecordedEvent, TestCollector};
-use crate::common::support::SOON;
+use crate::common::support::{wait_events, wait_requests, SOON};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::test::{self, TestRequest};
@@ -881,7 +881,7 @@ async fn a_slow_collector_does_not_delay_responses() {
 
     assert_eq!(call(&app, page().to_request()).await, StatusCode::OK);
     // The collector now holds the first event's request for 2 s.
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
     let started = Instant::now();
     let mut latencies = Vec::new();
     for _ in 0..5 {
@@ -897,7 +897,7 @@ async fn a_slow_collector_does_not_delay_responses() {
     );
     assert!(elapsed < SLOW, "{elapsed:?}");
     // Every page view did leave for the collector.
-    let events = collector.wait_for_events(6, SOON).await.unwrap();
+    let events = wait_events(&collector, 6).await;
     assert_eq!(events.len(), 6);
     assert_eq!(collector.requests()[0].delay, Some(SLOW));
 }
