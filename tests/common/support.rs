@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix::Addr;
 use snowplow_actix::{
     Emitter, EmitterBuilder, EmitterStats, Flush, FlushReport, GetStats, StampedEvent, Structured,
-    Track, TrackerSettings,
+    Track, Tracker, TrackerBuilder, TrackerSettings,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -79,6 +79,21 @@ impl BuilderExt for EmitterBuilder {
 
     fn retrying_fast(self, cap: Duration) -> Self {
         self.jitter(fixed_jitter(0.01)).max_retry_delay(cap)
+    }
+}
+
+/// What the tests do with a [`TrackerBuilder`] beyond its own settings.
+pub(crate) trait TrackerBuilderExt {
+    /// Built (the settings must be valid) without a flush timer: it sends full batches, and
+    /// the rest when the test flushes.
+    fn flushed_by_hand(self) -> Tracker;
+}
+
+impl TrackerBuilderExt for TrackerBuilder {
+    fn flushed_by_hand(self) -> Tracker {
+        self.no_flush_timer()
+            .build()
+            .expect("valid tracker settings")
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::common::collector::{Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector};
 use crate::common::support::{
     events, flush, labels, record_failures, settings, stats, track_all, BuilderExt, Failures, Seen,
+    TrackerBuilderExt,
 };
 use snowplow_actix::{
     AddEmitterError, BuildError, DropReason, EmitterBuilder, FailureReason, Flush, Method,
@@ -139,9 +140,7 @@ async fn a_tracker_refuses_bad_endpoints_at_build_and_when_adding_an_emitter() {
     }
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for (endpoint, expected) in bad_endpoints() {
         let error = tracker
             .add_emitter(EmitterBuilder::new(endpoint))

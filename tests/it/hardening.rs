@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{
-    assert_balanced, events, flush, flush_within, stats, track_all, wait_requests, BuilderExt, SOON,
+    assert_balanced, events, flush, flush_within, stats, track_all, wait_requests, BuilderExt,
+    TrackerBuilderExt, SOON,
 };
 use snowplow_actix::{EmitterBuilder, Flush, Shutdown, Structured, Tracker};
 
@@ -21,9 +22,7 @@ async fn finding_duration_max_deadlines_do_not_panic() {
     let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("hardening")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     tracker.track(structured()).unwrap();
     let report = tracker.flush_with_timeout(Duration::MAX).await.unwrap();
     assert_eq!((report.sent, report.timed_out), (1, false));
@@ -171,9 +170,7 @@ async fn finding_events_in_flight_at_the_deadline_are_outcome_unknown_not_droppe
         TestCollector::with_faults(Faults::none().with_delay(Duration::from_secs(3))).await;
     let tracker = Tracker::builder("hardening")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for _ in 0..3 {
         tracker.track(structured()).unwrap();
     }
@@ -258,9 +255,7 @@ async fn finding_large_events_are_bounded_by_the_buffers_byte_capacity() {
                 .buffer_bytes(LIMIT)
                 .max_retry_delay(Duration::from_secs(30)),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let large = "x".repeat(100_000);
     for _ in 0..EVENTS {
         tracker.track(structured().label(large.as_str())).unwrap();
@@ -322,9 +317,7 @@ async fn finding_a_custom_emitter_that_never_answers_does_not_hold_a_flush_or_sh
             snowplow_actix::CustomEmitter::new("silent", silent.clone().recipient())
                 .flush(silent.recipient()),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     tracker.track(structured()).unwrap();
 
     let started = std::time::Instant::now();
@@ -473,9 +466,7 @@ async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
                 ),
             ),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let tracked = 100_000;
     let mut refused = 0u64;
     for _ in 0..tracked {
@@ -512,9 +503,7 @@ async fn finding_async_flushes_leave_no_waiter_behind() {
     let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("hardening")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for _ in 0..10 {
         tracker.track(structured()).unwrap();
     }

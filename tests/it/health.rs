@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::common::collector::{Faults, TestCollector};
-use crate::common::support::{BuilderExt, SOON};
+use crate::common::support::{BuilderExt, TrackerBuilderExt, SOON};
 use snowplow_actix::health::{HealthReason, HealthStatus};
 use snowplow_actix::{EmitterBuilder, Structured, Tracker};
 use tokio::sync::mpsc;
@@ -56,9 +56,7 @@ async fn failing_requests_then_the_brake_degrade_and_a_success_heals() {
                     let _ = failed.send(());
                 }),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     track(&tracker, 1);
     tracker.request_flush();
     next_failure(&mut failures).await;
@@ -100,9 +98,7 @@ async fn a_filling_buffer_is_degraded_and_a_full_one_down() {
                 .buffer_capacity(10)
                 .max_retry_delay(Duration::from_secs(30)),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     track(&tracker, 6);
     let filling = tracker.health().await;
     assert!(

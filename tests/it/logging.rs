@@ -13,7 +13,7 @@ use crate::common::collector::{Faults, RawBehaviour, RawCollector, TestCollector
 use crate::common::logs::{Line, Logs};
 use crate::common::support::{
     assert_balanced, closed_port, events, fixed_jitter, flush, flush_within, stats, track_all,
-    BuilderExt,
+    BuilderExt, TrackerBuilderExt,
 };
 use snowplow_actix::{EmitterBuilder, GetStats, Method, PageView, Structured, Subject, Tracker};
 use tracing::Level;
@@ -83,9 +83,7 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
         .emitter(quick(
             EmitterBuilder::new(refused.as_str()).buffer_capacity(3),
         ))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for idx in 0..6 {
         let url = format!("https://shop.example/{marker}/{idx}?email={marker}");
         tracker
@@ -337,9 +335,7 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
                 .name("mirror")
                 .method(Method::Get),
         ))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let page = "/private/account?email=someone@example.com";
     tracker
         .track(PageView::new(format!("https://shop.example{page}")).unwrap())
@@ -476,9 +472,7 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
     let namespace = format!("dropped-{}", uuid_like());
     let tracker = Tracker::builder(namespace.as_str())
         .emitter(EmitterBuilder::new(collector.endpoint()).name(namespace.as_str()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for _ in 0..4 {
         tracker.track(Structured::new("a", "b").unwrap()).unwrap();
     }
@@ -582,9 +576,7 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
     let marker = format!("personal-{}", uuid_like());
     let tracker = Tracker::builder("logging")
         .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let tracking = SnowplowTracking::new(tracker.clone())
         .decide(|_, _| panic!("the decision function panics"));
     let app = web_test::init_service(
@@ -640,9 +632,7 @@ async fn a_capture_sees_the_lines_of_its_own_trackers_only() {
                     .name(name)
                     .retrying_fast(Duration::from_millis(20)),
             )
-            .no_flush_timer()
-            .build()
-            .unwrap();
+            .flushed_by_hand();
         tracker.track(Structured::new("a", "b").unwrap()).unwrap();
         let report = tracker
             .flush_with_timeout(Duration::from_millis(200))

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{
-    assert_balanced, events, labels, range_labels, track_all, wait_requests,
+    assert_balanced, events, labels, range_labels, track_all, wait_requests, TrackerBuilderExt,
 };
 use actix::Arbiter;
 use snowplow_actix::{EmitterBuilder, FlushError, ShutdownError, Structured, TrackError, Tracker};
@@ -21,9 +21,7 @@ async fn shutdown_drains_every_emitter_and_reports() {
     let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for idx in 0..25 {
         tracker.track(structured(idx)).unwrap();
     }
@@ -47,9 +45,7 @@ async fn shutdown_respects_its_deadline_while_the_collector_is_down_and_reports_
         .emitter(
             EmitterBuilder::new(collector.endpoint()).max_retry_delay(Duration::from_millis(100)),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for idx in 0..7 {
         tracker.track(structured(idx)).unwrap();
     }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, RecordedEvent, RecordedRequest, Request, TestCollector};
+use crate::common::support::TrackerBuilderExt;
 use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Structured, Tracker};
 
 /// Events tracked.
@@ -127,9 +128,7 @@ async fn a_fault_matrix_soak_loses_no_retryable_event_and_accounts_for_every_dro
         .emitter(emitter_for(&cases[0], 1))
         .emitter(emitter_for(&cases[1], 1))
         .emitter(emitter_for(&cases[2], 2))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
 
     let ids: Vec<String> = (0..EVENTS)
         .map(|n| {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{
-    assert_balanced, assert_settled, labels, range_labels, wait_events, SOON,
+    assert_balanced, assert_settled, labels, range_labels, wait_events, TrackerBuilderExt, SOON,
 };
 use actix::prelude::*;
 use futures::channel::mpsc;
@@ -62,9 +62,7 @@ async fn fanout_delivers_every_event_to_every_emitter() {
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(post.endpoint()))
         .emitter(EmitterBuilder::new(get.endpoint()).method(Method::Get))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let ids: BTreeSet<String> = track_range(&tracker, 0..23).into_iter().collect();
 
     let report = tracker.flush().await.unwrap();
@@ -104,9 +102,7 @@ async fn one_emitter_down_does_not_slow_the_others() {
                 }),
         )
         .emitter(EmitterBuilder::new(healthy.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let started = Instant::now();
 
     track_range(&tracker, 0..50);
@@ -198,9 +194,7 @@ async fn per_emitter_timer_flushes_only_its_emitter() {
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(timed.endpoint()))
         .emitter(EmitterBuilder::new(untimed.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     tracker.emitters()[0].set_flush_timer(Duration::from_millis(50));
 
     track_range(&tracker, 0..3);
@@ -219,9 +213,7 @@ async fn an_emitter_added_at_run_time_gets_the_events_tracked_after() {
     let second = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(first.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     track_range(&tracker, 0..5);
 
     tracker
@@ -274,9 +266,7 @@ async fn tracking_from_many_threads_loses_nothing() {
     let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()).batch_size(50))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let threads: Vec<_> = (0..4)
         .map(|thread| {
             let tracker = tracker.clone();
@@ -360,9 +350,7 @@ async fn a_custom_emitter_receives_every_event_of_a_burst_and_flushes() {
         .custom_emitter(
             CustomEmitter::new("collecting", custom.clone().recipient()).flush(custom.recipient()),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let ids = track_range(&tracker, 0..200);
 
     let report = tracker.flush().await.unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, RecordedEvent, TestCollector};
-use crate::common::support::{wait_events, wait_requests, SOON};
+use crate::common::support::{wait_events, wait_requests, TrackerBuilderExt, SOON};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::test::{self, TestRequest};
@@ -31,9 +31,7 @@ fn tracker_for(collector: &TestCollector) -> Tracker {
     Tracker::builder("web")
         .app_id("shop")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap()
+        .flushed_by_hand()
 }
 
 fn addr(text: &str) -> SocketAddr {
@@ -868,9 +866,7 @@ async fn a_slow_collector_does_not_delay_responses() {
                 .batch_size(1)
                 .max_in_flight(16),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let app = test::init_service(
         App::new()
             .wrap(SnowplowTracking::new(tracker.clone()))
