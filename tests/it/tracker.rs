@@ -101,7 +101,14 @@ async fn one_emitter_down_does_not_slow_the_others() {
                     let _ = failed.send(());
                 }),
         )
-        .emitter(EmitterBuilder::new(healthy.endpoint()))
+        // Every event is a full batch, so all 50 go without a flush however the emitter cuts
+        // them (with batches of 10, a request cut when 46 had arrived left 4 waiting for a
+        // flush); one request at a time keeps them in order.
+        .emitter(
+            EmitterBuilder::new(healthy.endpoint())
+                .batch_size(1)
+                .max_in_flight(1),
+        )
         .flushed_by_hand();
     let started = Instant::now();
 
