@@ -4,7 +4,9 @@
 //! Every test runs in this one process, beside others, so no test changes process-wide
 //! state: each captures its own logs (`common::logs`), the TLS tests name their crypto
 //! provider instead of installing one, and no test sets an environment variable (the crash
-//! and signal tests hand theirs to the child process they start).
+//! and signal tests hand theirs to the child process they start). Tests run as many at a
+//! time as there are cores, heavy ones (the soak, the load generator, many threads tracking)
+//! beside those with time bounds: none relies on running alone.
 //!
 //! Run one area or one test with a filter: `cargo test --all-features --test it -- retries::`.
 
