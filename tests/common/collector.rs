@@ -51,9 +51,9 @@
 //!
 //! A request is recorded when it arrives, with the status it will be answered, and its events
 //! are accepted then if that status is 2xx; a delay ([`Faults::with_delay`]) only postpones the
-//! answer. So a
-//! client that gives up during the delay still has its events stored, like a real collector that
-//! stored a batch but whose answer was lost: that is how duplicates are produced on purpose.
+//! answer. So a client that gives up during the delay still has its events stored, like a real
+//! collector that stored a batch but whose answer was lost: that is how duplicates are produced
+//! on purpose.
 //! `RecordedRequest::index` is the arrival order and equals the position in `requests()`.
 //!
 //! # Faults

@@ -8,9 +8,9 @@
 //! The lines a test sees are those logged on its own thread (an emitter started there, the
 //! middleware under `actix_web::test::init_service`, the test itself) and on the threads of
 //! the trackers it builds while capturing: a tracker's threads log to the subscriber current
-//! where it was built. Threads started otherwise, such as an `HttpServer`'s workers
-//! (`actix_test::start` included), log to the global default, which is none: a test that
-//! looks at the middleware's lines drives the app with `init_service`, on its own thread.
+//! where it was built. Threads started otherwise, such as the workers of an `HttpServer` the
+//! test runs, log to the global default, which is none: a test that looks at the middleware's
+//! lines drives the app with `actix_web::test::init_service`, on its own thread.
 //!
 //! `tracing` caches, per call site, whether any subscriber wants it, and while a single
 //! subscriber is registered it asks only the subscriber of the thread that reaches the call
