@@ -9,6 +9,9 @@
 //!   and `tv`. Answered 200, or 400 for an invalid body.
 //! * `GET /i?{query}` (or `GET /com.snowplowanalytics.snowplow/i?{query}`): one
 //!   form-encoded event with `e`, `p` and `tv`. Answered 200 (a 1x1 GIF), or 400.
+//!
+//! Requests are parsed by `envelope.rs` beside this file, the parser the test collector
+//! (`tests/common/collector.rs`) uses too; its module docs give the rules.
 //! * `GET /health`: 200 `OK`.
 //! * `GET /stats`: the counters as JSON ([`Stats`]); `POST /reset`: clears the counters, the
 //!   seen event ids and the kept events, and answers the counters as they were.
@@ -45,7 +48,6 @@
 // Each example uses part of this module; the rest is not dead code in the others.
 #![allow(dead_code)]
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::io::{self, Write as _};
@@ -57,30 +59,19 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Notify;
 
-/// Schema of the POST envelope.
-const PAYLOAD_DATA_SCHEMA: &str =
-    "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
-/// Path of POST requests.
-const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
-/// Path of GET requests.
-const GET_PATH: &str = "/i";
+use envelope::{Event, GET_PATH, PIXEL_GIF, POST_PATH};
+
+/// The parser of what a collector receives, shared with the test collector.
+#[path = "envelope.rs"]
+mod envelope;
+
 /// The other path of GET requests a Snowplow collector serves.
 const VENDOR_GET_PATH: &str = "/com.snowplowanalytics.snowplow/i";
-/// Fields every event must have.
-const REQUIRED: [&str; 3] = ["e", "p", "tv"];
 /// The largest POST body read.
 const MAX_BODY: usize = 64 * 1024 * 1024;
-/// A transparent 1x1 GIF: what a collector answers to a successful GET.
-const PIXEL_GIF: &[u8] = &[
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x01, 0x44, 0x00, 0x3b,
-];
-
 /// How to run a [`Collector`].
 #[derive(Debug, Clone)]
 pub(crate) struct CollectorConfig {
@@ -478,7 +469,7 @@ impl Shared {
         method: &'static str,
         path: &str,
         too_large: bool,
-        parsed: Result<Vec<Pairs<'_>>, String>,
+        parsed: Result<Vec<Event<'_>>, String>,
     ) -> Answer {
         let faults = &self.faults;
         let mut guard = self.lock();
@@ -531,7 +522,7 @@ impl Shared {
                 state.counts.duplicates += 1;
             }
             if self.print.is_some() {
-                lines.push(event_line(&event.0));
+                lines.push(event_line(&event.pairs));
             }
             if self.keep_events {
                 state.events.push(ReceivedEvent {
@@ -616,7 +607,7 @@ async fn handle(request: HttpRequest, body: web::Bytes, shared: web::Data<Shared
             .await
         }
         GET_PATH | VENDOR_GET_PATH if method == Method::GET => {
-            let parsed = parse_get(request.query_string()).map(|event| vec![event]);
+            let parsed = parse_get(request.query_string());
             let answer = shared.record("GET", path, false, parsed);
             respond(&shared, answer, || {
                 HttpResponse::Ok().content_type("image/gif").body(PIXEL_GIF)
@@ -676,116 +667,14 @@ async fn respond(
     }
 }
 
-/// One event's name/value pairs, borrowed from the request where possible.
-struct Pairs<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
-
-impl Pairs<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_ref())
-    }
-
-    fn into_owned(self) -> Vec<(String, String)> {
-        self.0
-            .into_iter()
-            .map(|(key, value)| (key.into_owned(), value.into_owned()))
-            .collect()
-    }
-
-    fn check(&self) -> Result<(), String> {
-        match REQUIRED
-            .iter()
-            .find(|name| self.get(name).is_none_or(str::is_empty))
-        {
-            Some(name) => Err(format!("missing `{name}`")),
-            None => Ok(()),
-        }
-    }
+/// A POST body's events, or why it is invalid ([`envelope::parse_post`]).
+fn parse_post(body: &[u8]) -> Result<Vec<Event<'_>>, String> {
+    let parsed = envelope::parse_post(body);
+    parsed.verdict().map(|()| parsed.events)
 }
 
-fn parse_post(body: &[u8]) -> Result<Vec<Pairs<'_>>, String> {
-    let envelope: Envelope<'_> = serde_json::from_slice(body)
-        .map_err(|error| format!("not a payload_data envelope: {error}"))?;
-    if envelope.schema != PAYLOAD_DATA_SCHEMA {
-        return Err(format!("unexpected schema {:?}", envelope.schema));
-    }
-    if envelope.data.is_empty() {
-        return Err("`data` is empty".to_owned());
-    }
-    for (index, event) in envelope.data.iter().enumerate() {
-        event
-            .check()
-            .map_err(|error| format!("event {index}: {error}"))?;
-    }
-    Ok(envelope.data)
-}
-
-fn parse_get(query: &str) -> Result<Pairs<'static>, String> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|error| format!("invalid query: {error}"))?
-        .into_inner();
-    let event = Pairs(
-        pairs
-            .into_iter()
-            .map(|(key, value)| (Cow::Owned(key), Cow::Owned(value)))
-            .collect(),
-    );
-    event.check()?;
-    Ok(event)
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    schema: Cow<'a, str>,
-    #[serde(borrow)]
-    data: Vec<Pairs<'a>>,
-}
-
-/// An event object: every value must be a string.
-impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Object;
-        impl<'de> Visitor<'de> for Object {
-            type Value = Pairs<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an event object of string values")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(24));
-                while let Some((Str(key), Str(value))) = map.next_entry()? {
-                    pairs.push((key, value));
-                }
-                Ok(Pairs(pairs))
-            }
-        }
-        deserializer.deserialize_map(Object)
-    }
-}
-
-/// A JSON string, borrowed from the body unless it has escapes.
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl<'de> Visitor<'de> for Text {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Borrowed(value)))
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(value.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, value: String) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(value)))
-            }
-        }
-        deserializer.deserialize_str(Text)
-    }
+/// A GET query's event, or why it is invalid ([`envelope::parse_get`]).
+fn parse_get(query: &str) -> Result<Vec<Event<'static>>, String> {
+    let parsed = envelope::parse_get(query);
+    parsed.verdict().map(|()| parsed.events)
 }

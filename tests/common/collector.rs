@@ -18,13 +18,13 @@
 //! # Usage
 //!
 //! ```ignore
-//! let collector = TestCollector::start(CollectorConfig::default()).await;
+//! let collector = TestCollector::with_faults(Faults::none()).await;
 //! // Build an emitter against `collector.endpoint()` (`http://127.0.0.1:PORT`), track events…
 //! let events = collector.wait_for_events(3, Duration::from_secs(5)).await.unwrap();
 //! assert_eq!(events[0].get("e"), Some("pv"));
 //!
 //! // Faults are set at start or changed while running:
-//! collector.set_faults(Faults::none().with_sequence([500, 500, 200]));
+//! collector.set_faults(Faults::statuses([500, 500, 200]));
 //! collector.stop().await;
 //! ```
 //!
@@ -34,51 +34,46 @@
 //!
 //! # Validation (a light structural check, not the Iglu schema)
 //!
-//! * POST: `Content-Type` starts with `application/json`; the body is JSON of exactly
-//!   `{"schema": PAYLOAD_DATA_SCHEMA, "data": [...]}`; `data` is a non-empty array of objects;
-//!   every value is a JSON string; each event has `tv`, `p`, `e` and a `stm` of 13 digits.
-//! * GET: the query is form-decoded (`+` is a space, `%XX` a byte, the bytes must be UTF-8 and
-//!   every `%` must start a valid escape); it must hold `e`, `tv` and `p`; `stm`, if present,
-//!   must be 13 digits. One event per request.
+//! The rules of `examples/common/envelope.rs` (the parser shared with the example collector,
+//! [`envelope`]): a POST body is exactly a `payload_data` envelope of events of string values,
+//! a GET query is form-decoded strictly, and every event has non-empty `e`, `p` and `tv` and
+//! no `stm` but one of 13 digits. Then this collector's own:
+//!
+//! * POST: `Content-Type` starts with `application/json`, and every event has a `stm`.
+//! * GET: one event per request, at `{prefix}/i`.
 //! * Any other method or path is answered 405 / 404.
 //!
 //! An invalid request is answered at once (400, 404 or 405), recorded with `valid == false` and
-//! `error` set, and touches no fault state: it is not delayed, does not consume the status
-//! sequence, and is not counted by "first N" rules. Its events are never accepted.
+//! `error` set, and never reaches the faults: it is not delayed and not counted in `n` (below).
+//! Its events are never accepted.
 //!
 //! # When a request is recorded
 //!
 //! A request is recorded when it arrives, with the status it will be answered, and its events
-//! are accepted then if that status is 2xx; a [`Faults::delay`] only postpones the answer. So a
-//! client that gives up during the delay still has its events stored, like a real collector that
-//! stored a batch but whose answer was lost: that is how duplicates are produced on purpose.
+//! are accepted then if that status is 2xx; a delay ([`Faults::with_delay`]) only postpones the
+//! answer. So a client that gives up during the delay still has its events stored, like a real
+//! collector that stored a batch but whose answer was lost: that is how duplicates are produced
+//! on purpose.
 //! `RecordedRequest::index` is the arrival order and equals the position in `requests()`.
 //!
-//! # Fault decisions, in order
+//! # Faults
 //!
-//! For each valid request, with `n` its ordinal (0-based) among the valid requests received
-//! since the faults were installed (at start, or by the last [`TestCollector::set_faults`]):
+//! [`Faults`] is one function from each valid request to its [`Answer`] (a status, a delay, a
+//! `Retry-After`), built with named constructors: [`Faults::none`], [`Faults::always`],
+//! [`Faults::statuses`], [`Faults::fail_first`], [`Faults::down_for`],
+//! [`Faults::failure_rate`], [`Faults::max_body`] and [`Faults::decide`] (by content); then
+//! `a.or(b)` (`b` where `a` gives no status), and [`Faults::with_delay`],
+//! [`Faults::with_delay_first`] and [`Faults::with_retry_after`]. What applies first is what
+//! is written first; a request no rule fails is answered 200.
 //!
-//! 1. Delay: [`Faults::delay`] delays the answer of every request, or only of the first `n`
-//!    when set with [`Faults::with_delay_first`]. It applies whatever the status.
-//! 2. Down: while less than [`Faults::down_for`] has passed since the faults were installed,
-//!    the answer is `down_status` (503). The collector answers rather than refuses connections.
-//! 3. Decider: [`Faults::with_decider`] is called with the request (method, path, events, `n`);
-//!    `Some(status)` is the answer. This is how GET requests get mixed statuses by content.
-//! 4. Status sequence: if [`Faults::status_sequence`] is not empty, its first status is taken
-//!    (consumed) and answered.
-//! 5. Fail first: if `n < N` for [`Faults::fail_first`] `(N, status)`, that status.
-//! 6. Failure rate: [`Faults::failure_rate`] draws one number from a seeded [`SplitMix64`]
-//!    (one draw per request that reaches this step); below `rate`, its `status`.
-//! 7. Otherwise `default_status` (200).
-//!
-//! Installing new faults resets all of this state: the sequence, `n`, the down window and the
-//! random generator.
+//! A rule sees the request's `n`, its ordinal (0-based) among the valid requests since the
+//! faults were installed (at start, or by the last [`TestCollector::set_faults`]), how long
+//! after that it arrived, its method, its length and its events. Installing faults restarts
+//! both.
 //!
 //! Answers: 2xx to POST is `ok`, 2xx to GET a 1x1 GIF; any other status carries a short text
 //! (the validation error for a 400).
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -86,26 +81,17 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-/// The schema URI of the POST envelope.
-pub const PAYLOAD_DATA_SCHEMA: &str =
-    "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
-/// The POST path (after any endpoint path).
-pub const POST_PATH: &str = "/com.snowplowanalytics.snowplow/tp2";
-/// The GET path (after any endpoint path).
-pub const GET_PATH: &str = "/i";
+use envelope::{GET_PATH, PIXEL_GIF, POST_PATH};
+
+/// The parser of what a collector receives, shared with the example collector.
+#[path = "../../examples/common/envelope.rs"]
+pub(crate) mod envelope;
+
 /// Largest request body the collector reads.
 const MAX_BODY: usize = 256 * 1024 * 1024;
-/// A transparent 1x1 GIF, the answer of a real collector to a successful GET.
-const PIXEL_GIF: &[u8] = &[
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
-    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
-    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x01, 0x44, 0x00, 0x3b,
-];
 
 // ---------------------------------------------------------------------------------------------
 // Records
@@ -113,73 +99,68 @@ const PIXEL_GIF: &[u8] = &[
 
 /// One event as received: its name/value pairs in the order they were sent.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct RecordedEvent {
+pub(crate) struct RecordedEvent {
     /// Name/value pairs, in wire order (POST: object key order; GET: query order).
-    pub pairs: Vec<(String, String)>,
+    pub(crate) pairs: Vec<(String, String)>,
 }
 
 impl RecordedEvent {
     /// The value of the first pair named `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    /// Whether a pair named `name` is present.
-    pub fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
     /// The names, in wire order.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.pairs.iter().map(|(k, _)| k.as_str()).collect()
     }
 
     /// The event id (`eid`), if any.
-    pub fn eid(&self) -> Option<&str> {
+    pub(crate) fn eid(&self) -> Option<&str> {
         self.get("eid")
     }
 }
 
 /// One HTTP request as received by the [`TestCollector`].
 #[derive(Clone, Debug)]
-pub struct RecordedRequest {
+pub(crate) struct RecordedRequest {
     /// Arrival order, from 0; also the position in [`TestCollector::requests`].
-    pub index: usize,
+    pub(crate) index: usize,
     /// Arrival time.
-    pub at: Instant,
+    pub(crate) at: Instant,
     /// HTTP method, e.g. `POST`.
-    pub method: String,
+    pub(crate) method: String,
     /// Request path, e.g. `/sub/i` (without the query).
-    pub path: String,
+    pub(crate) path: String,
     /// `Content-Type` header, if any.
-    pub content_type: Option<String>,
+    pub(crate) content_type: Option<String>,
     /// The events it carried (for an invalid request: what could be parsed, possibly none).
-    pub events: Vec<RecordedEvent>,
+    pub(crate) events: Vec<RecordedEvent>,
     /// POST: body length in bytes; GET: raw query length in bytes.
-    pub body_len_or_query_len: usize,
+    pub(crate) body_len_or_query_len: usize,
     /// POST: the body (lossy UTF-8); GET: the raw (still encoded) query.
-    pub raw: String,
+    pub(crate) raw: String,
     /// The status it is answered with.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Whether it passed the structural checks.
-    pub valid: bool,
+    pub(crate) valid: bool,
     /// Why it is invalid.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The delay before its answer, if any.
-    pub delay: Option<Duration>,
+    pub(crate) delay: Option<Duration>,
 }
 
 impl RecordedRequest {
     /// Whether it was answered 2xx (its events are then accepted).
-    pub fn accepted(&self) -> bool {
+    pub(crate) fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
     /// Length of the whole request target (`path` plus `?query` for GET).
-    pub fn target_len(&self) -> usize {
+    pub(crate) fn target_len(&self) -> usize {
         if self.method == "GET" {
             self.path.len() + 1 + self.raw.len()
         } else {
@@ -192,65 +173,43 @@ impl RecordedRequest {
 // Faults
 // ---------------------------------------------------------------------------------------------
 
-/// What a [`Faults`] decider sees of a request.
+/// What a fault rule sees of one valid request.
 #[derive(Debug)]
-pub struct DecideInput<'a> {
+pub(crate) struct Request<'a> {
+    /// Its ordinal among the valid requests since the faults were installed, from 0.
+    pub(crate) n: usize,
+    /// How long after the faults were installed it arrived.
+    pub(crate) elapsed: Duration,
     /// `GET` or `POST`.
-    pub method: &'a str,
-    /// Request path.
-    pub path: &'a str,
+    pub(crate) method: &'a str,
+    /// POST: the body's length in bytes; GET: the raw query's.
+    pub(crate) len: usize,
     /// The events it carries (one for GET).
-    pub events: &'a [RecordedEvent],
-    /// Ordinal among the valid requests since the faults were installed, from 0.
-    pub ordinal: usize,
+    pub(crate) events: &'a [RecordedEvent],
 }
 
-/// A per-request status decision; `None` passes to the next rule.
-pub type Decider = Arc<dyn Fn(&DecideInput<'_>) -> Option<u16> + Send + Sync>;
-
-/// A seeded random failure rate.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct FailureRate {
-    /// Probability in `[0, 1]` that a request fails.
-    pub rate: f64,
-    /// Seed of the [`SplitMix64`] generator.
-    pub seed: u64,
-    /// Status answered to a failing request.
-    pub status: u16,
+/// What the faults make of one valid request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// Its status; `None`: no fault, 200.
+    pub(crate) status: Option<u16>,
+    /// How long its answer is held after it was recorded.
+    pub(crate) delay: Option<Duration>,
+    /// A `Retry-After` value, sent only with a status that is not 2xx.
+    pub(crate) retry_after: Option<String>,
 }
 
-/// A delay before answering.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Delay {
-    /// How long.
-    pub duration: Duration,
-    /// Only the first `first` valid requests; `None`: all.
-    pub first: Option<usize>,
-}
+type Decide = Arc<dyn Fn(&Request<'_>) -> Answer + Send + Sync>;
 
-/// Fault injection settings. See the module docs for the order in which they apply.
+/// The faults the [`TestCollector`] injects: one function from a valid request to its
+/// [`Answer`], built with the named constructors below and combined with `or` and the
+/// `with_` modifiers, so a test's set-up reads as the faults it wants, in the order they
+/// apply. The default is [`Faults::none`].
 #[derive(Clone)]
-pub struct Faults {
-    /// Answer `down_status` until this long after the faults were installed.
-    pub down_for: Option<Duration>,
-    /// Status while down (503 by default).
-    pub down_status: u16,
-    /// Per-request decision, before the sequence.
-    pub decider: Option<Decider>,
-    /// Statuses consumed one per valid request.
-    pub status_sequence: Vec<u16>,
-    /// `(N, status)`: the first `N` valid requests get `status`.
-    pub fail_first: Option<(usize, u16)>,
-    /// Seeded random failures.
-    pub failure_rate: Option<FailureRate>,
-    /// Delay before answering.
-    pub delay: Option<Delay>,
-    /// Status when no rule applies (200 by default).
-    pub default_status: u16,
-    /// POST bodies longer than this are answered 413 (before every other rule).
-    pub max_body: Option<usize>,
-    /// `Retry-After` value sent with every non-2xx answer.
-    pub retry_after: Option<String>,
+pub(crate) struct Faults {
+    decide: Decide,
+    /// How it was built, for `Debug`.
+    name: String,
 }
 
 impl Default for Faults {
@@ -261,226 +220,194 @@ impl Default for Faults {
 
 impl fmt::Debug for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Faults")
-            .field("down_for", &self.down_for)
-            .field("down_status", &self.down_status)
-            .field("decider", &self.decider.as_ref().map(|_| "<fn>"))
-            .field("status_sequence", &self.status_sequence)
-            .field("fail_first", &self.fail_first)
-            .field("failure_rate", &self.failure_rate)
-            .field("delay", &self.delay)
-            .field("default_status", &self.default_status)
-            .field("max_body", &self.max_body)
-            .field("retry_after", &self.retry_after)
-            .finish()
+        f.write_str(&self.name)
     }
 }
 
 impl Faults {
-    /// No faults: every valid request is answered 200 at once.
-    pub fn none() -> Self {
+    fn new(name: String, decide: impl Fn(&Request<'_>) -> Answer + Send + Sync + 'static) -> Self {
         Faults {
-            down_for: None,
-            down_status: 503,
-            decider: None,
-            status_sequence: Vec::new(),
-            fail_first: None,
-            failure_rate: None,
-            delay: None,
-            default_status: 200,
-            max_body: None,
-            retry_after: None,
+            decide: Arc::new(decide),
+            name,
         }
     }
 
-    /// Answer 413 to POST bodies longer than `bytes`, as a collector or proxy with a body
-    /// limit does.
-    pub fn with_max_body(mut self, bytes: usize) -> Self {
-        self.max_body = Some(bytes);
-        self
-    }
-
-    /// Send `Retry-After: value` with every non-2xx answer.
-    pub fn with_retry_after(mut self, value: impl Into<String>) -> Self {
-        self.retry_after = Some(value.into());
-        self
-    }
-
-    /// Statuses consumed one per valid request, then the other rules.
-    pub fn with_sequence(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
-        self.status_sequence = statuses.into_iter().collect();
-        self
-    }
-
-    /// The first `n` valid requests are answered `status`.
-    pub fn with_fail_first(mut self, n: usize, status: u16) -> Self {
-        self.fail_first = Some((n, status));
-        self
-    }
-
-    /// Each request fails with `status` with probability `rate`, drawn from a generator seeded
-    /// with `seed` (deterministic for the same sequence of requests).
-    pub fn with_failure_rate(mut self, rate: f64, seed: u64, status: u16) -> Self {
-        self.failure_rate = Some(FailureRate { rate, seed, status });
-        self
-    }
-
-    /// Delay every answer.
-    pub fn with_delay(mut self, duration: Duration) -> Self {
-        self.delay = Some(Delay {
-            duration,
-            first: None,
-        });
-        self
-    }
-
-    /// Delay the answers of the first `n` valid requests.
-    pub fn with_delay_first(mut self, n: usize, duration: Duration) -> Self {
-        self.delay = Some(Delay {
-            duration,
-            first: Some(n),
-        });
-        self
-    }
-
-    /// Answer 503 until `duration` after the faults are installed.
-    pub fn with_down_for(mut self, duration: Duration) -> Self {
-        self.down_for = Some(duration);
-        self
-    }
-
-    /// Decide the status of each request from its content (`None`: the next rules decide).
-    pub fn with_decider(
-        mut self,
-        decider: impl Fn(&DecideInput<'_>) -> Option<u16> + Send + Sync + 'static,
+    /// A fault deciding the status alone: `status(request)`, `None` for no fault.
+    fn status(
+        name: String,
+        status: impl Fn(&Request<'_>) -> Option<u16> + Send + Sync + 'static,
     ) -> Self {
-        self.decider = Some(Arc::new(decider));
-        self
+        Self::new(name, move |request| Answer {
+            status: status(request),
+            ..Answer::default()
+        })
     }
 
-    /// The status when no rule applies.
-    pub fn with_default_status(mut self, status: u16) -> Self {
-        self.default_status = status;
-        self
+    /// No faults: every valid request is answered 200 at once.
+    pub(crate) fn none() -> Self {
+        Self::status("none()".to_owned(), |_| None)
+    }
+
+    /// Every valid request is answered `status` (a collector that is down, or one whose
+    /// success is another 2xx).
+    pub(crate) fn always(status: u16) -> Self {
+        Self::status(format!("always({status})"), move |_| Some(status))
+    }
+
+    /// The `n`-th valid request is answered the `n`-th status, the requests after the
+    /// last one 200.
+    pub(crate) fn statuses(statuses: impl IntoIterator<Item = u16>) -> Self {
+        let statuses: Vec<u16> = statuses.into_iter().collect();
+        Self::status(format!("statuses({statuses:?})"), move |request| {
+            statuses.get(request.n).copied()
+        })
+    }
+
+    /// The first `n` valid requests are answered `status`, the others 200.
+    pub(crate) fn fail_first(n: usize, status: u16) -> Self {
+        Self::status(format!("fail_first({n}, {status})"), move |request| {
+            (request.n < n).then_some(status)
+        })
+    }
+
+    /// 503 to every valid request arriving less than `duration` after the faults were
+    /// installed, then 200. The collector answers; it does not refuse connections.
+    pub(crate) fn down_for(duration: Duration) -> Self {
+        Self::status(format!("down_for({duration:?})"), move |request| {
+            (request.elapsed < duration).then_some(503)
+        })
+    }
+
+    /// Each valid request is answered `status` with probability `rate`, drawn from `seed`
+    /// and the request's ordinal ([`draw`]): the same requests in the same order meet the
+    /// same failures.
+    pub(crate) fn failure_rate(rate: f64, seed: u64, status: u16) -> Self {
+        Self::status(
+            format!("failure_rate({rate}, {seed}, {status})"),
+            move |request| (draw(seed, request.n) < rate).then_some(status),
+        )
+    }
+
+    /// 413 to a POST whose body is longer than `bytes`, as a collector or proxy with a body
+    /// limit does.
+    pub(crate) fn max_body(bytes: usize) -> Self {
+        Self::status(format!("max_body({bytes})"), move |request| {
+            (request.method == "POST" && request.len > bytes).then_some(413)
+        })
+    }
+
+    /// The status `decide` gives a request by its content (`None`: 200), e.g. mixed statuses
+    /// for GET requests by their events.
+    pub(crate) fn decide(
+        decide: impl Fn(&Request<'_>) -> Option<u16> + Send + Sync + 'static,
+    ) -> Self {
+        Self::status("decide(..)".to_owned(), decide)
+    }
+
+    /// These faults, and where they give no status, `next`'s (its delay and `Retry-After`
+    /// too, where these give none).
+    pub(crate) fn or(self, next: Faults) -> Self {
+        let (first, then) = (self.decide, next.decide);
+        Self::new(format!("{}.or({})", self.name, next.name), move |request| {
+            let (first, then) = (first(request), then(request));
+            Answer {
+                status: first.status.or(then.status),
+                delay: first.delay.or(then.delay),
+                retry_after: first.retry_after.or(then.retry_after),
+            }
+        })
+    }
+
+    /// Every answer held `duration` (whatever its status), after the request was recorded.
+    pub(crate) fn with_delay(self, duration: Duration) -> Self {
+        let name = format!("{}.with_delay({duration:?})", self.name);
+        self.modified(name, move |_, answer| answer.delay = Some(duration))
+    }
+
+    /// The answers to the first `n` valid requests held `duration`.
+    pub(crate) fn with_delay_first(self, n: usize, duration: Duration) -> Self {
+        let name = format!("{}.with_delay_first({n}, {duration:?})", self.name);
+        self.modified(name, move |request, answer| {
+            if request.n < n {
+                answer.delay = Some(duration);
+            }
+        })
+    }
+
+    /// `Retry-After: value` sent with every answer that is not 2xx.
+    pub(crate) fn with_retry_after(self, value: impl Into<String>) -> Self {
+        let value = value.into();
+        let name = format!("{}.with_retry_after({value:?})", self.name);
+        self.modified(name, move |_, answer| {
+            answer.retry_after = Some(value.clone());
+        })
+    }
+
+    fn modified(
+        self,
+        name: String,
+        modify: impl Fn(&Request<'_>, &mut Answer) + Send + Sync + 'static,
+    ) -> Self {
+        let decide = self.decide;
+        Self::new(name, move |request| {
+            let mut answer = decide(request);
+            modify(request, &mut answer);
+            answer
+        })
     }
 }
 
-/// Configuration of a [`TestCollector`].
+/// The `n`-th number in `[0, 1)` of the SplitMix64 stream seeded with `seed`, computed
+/// directly (no `rand` crate needed, no state to consume).
+pub(crate) fn draw(seed: u64, n: usize) -> f64 {
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut z = seed.wrapping_add(GAMMA.wrapping_mul(n as u64 + 1));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Configuration of a [`TestCollector`] (what `benches/emitter.rs` starts one with).
 #[derive(Clone, Debug, Default)]
-pub struct CollectorConfig {
+pub(crate) struct CollectorConfig {
     /// Faults installed at start.
-    pub faults: Faults,
+    pub(crate) faults: Faults,
 }
 
-impl CollectorConfig {
-    /// A configuration with these faults.
-    pub fn with_faults(faults: Faults) -> Self {
-        CollectorConfig { faults }
-    }
-}
-
-/// SplitMix64, a tiny deterministic generator (no `rand` crate needed).
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator with this seed.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `[0, 1)`.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Faults plus the state their rules consume.
+/// The faults installed, with when they were and how many valid requests they have seen.
 struct FaultState {
     faults: Faults,
     installed_at: Instant,
-    ordinal: usize,
-    sequence: VecDeque<u16>,
-    rng: SplitMix64,
+    seen: usize,
 }
 
 impl FaultState {
     fn new(faults: Faults) -> Self {
-        let seed = faults.failure_rate.map_or(0, |r| r.seed);
         FaultState {
-            sequence: faults.status_sequence.iter().copied().collect(),
             faults,
             installed_at: Instant::now(),
-            ordinal: 0,
-            rng: SplitMix64::new(seed),
+            seen: 0,
         }
     }
 
-    /// Status and delay of a valid request (module docs, "Fault decisions").
+    /// The answer to a valid request that arrived at `arrived`.
     fn decide(
         &mut self,
         arrived: Instant,
         method: &str,
-        path: &str,
-        events: &[RecordedEvent],
         len: usize,
-    ) -> (u16, Option<Duration>) {
-        if method == "POST" && self.faults.max_body.is_some_and(|max| len > max) {
-            return (413, None);
-        }
-        let n = self.ordinal;
-        self.ordinal += 1;
-        let f = &self.faults;
-        let delay = match f.delay {
-            Some(Delay {
-                duration,
-                first: None,
-            }) => Some(duration),
-            Some(Delay {
-                duration,
-                first: Some(k),
-            }) if n < k => Some(duration),
-            _ => None,
+        events: &[RecordedEvent],
+    ) -> Answer {
+        let request = Request {
+            n: self.seen,
+            elapsed: arrived.saturating_duration_since(self.installed_at),
+            method,
+            len,
+            events,
         };
-        if let Some(down) = f.down_for {
-            if arrived < self.installed_at + down {
-                return (f.down_status, delay);
-            }
-        }
-        if let Some(decider) = &f.decider {
-            let input = DecideInput {
-                method,
-                path,
-                events,
-                ordinal: n,
-            };
-            if let Some(status) = decider(&input) {
-                return (status, delay);
-            }
-        }
-        if let Some(status) = self.sequence.pop_front() {
-            return (status, delay);
-        }
-        if let Some((k, status)) = f.fail_first {
-            if n < k {
-                return (status, delay);
-            }
-        }
-        if let Some(rate) = f.failure_rate {
-            if self.rng.next_f64() < rate.rate {
-                return (rate.status, delay);
-            }
-        }
-        (f.default_status, delay)
+        self.seen += 1;
+        (self.faults.decide)(&request)
     }
 }
 
@@ -502,7 +429,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panicking decider must not wedge the collector.
+        // A panicking rule must not wedge the collector.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -535,13 +462,15 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
 
     let (status, delay, retry_after) = {
         let mut st = shared.lock();
-        let (status, delay) = match &parsed.verdict {
-            Err((status, _)) => (*status, None),
-            Ok(()) => st
-                .faults
-                .decide(at, &method, &path, &parsed.events, parsed.len),
+        let answer = match &parsed.verdict {
+            Err((status, _)) => Answer {
+                status: Some(*status),
+                ..Answer::default()
+            },
+            Ok(()) => st.faults.decide(at, &method, parsed.len, &parsed.events),
         };
-        let retry_after = st.faults.faults.retry_after.clone();
+        let (status, delay) = (answer.status.unwrap_or(200), answer.delay);
+        let retry_after = answer.retry_after;
         let record = RecordedRequest {
             index: st.requests.len(),
             at,
@@ -626,77 +555,26 @@ fn classify(
     }
 }
 
-/// A JSON object read with its keys in order.
-struct OrderedObject(Vec<(String, serde_json::Value)>);
-
-impl<'de> Deserialize<'de> for OrderedObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OrderedObject;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an event object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedObject, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some(pair) = map.next_entry::<String, serde_json::Value>()? {
-                    pairs.push(pair);
-                }
-                Ok(OrderedObject(pairs))
-            }
-        }
-        d.deserialize_map(V)
-    }
+/// The events of a parsed request, as recorded.
+fn recorded(events: Vec<envelope::Event<'_>>) -> Vec<RecordedEvent> {
+    events
+        .into_iter()
+        .map(|event| RecordedEvent {
+            pairs: event.into_owned(),
+        })
+        .collect()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Envelope {
-    schema: String,
-    data: Vec<OrderedObject>,
-}
-
-fn is_stm(v: &str) -> bool {
-    v.len() == 13 && v.bytes().all(|b| b.is_ascii_digit())
-}
-
+/// The envelope's rules ([`envelope::parse_post`]), then this collector's own: the
+/// `Content-Type` is JSON, and every event has a `stm` (the tracker always sends one).
 fn check_post(content_type: Option<&str>, body: &[u8]) -> (Vec<RecordedEvent>, Result<(), String>) {
-    let envelope: Envelope = match serde_json::from_slice(body) {
-        Ok(e) => e,
-        Err(e) => {
-            return (
-                Vec::new(),
-                Err(format!("body is not a payload_data envelope: {e}")),
-            )
+    let mut parsed = envelope::parse_post(body);
+    for (index, event) in parsed.events.iter().enumerate() {
+        if event.get("stm").is_none() {
+            parsed
+                .problems
+                .push(format!("event {index}: missing `stm`"));
         }
-    };
-    let mut errors = Vec::new();
-    let mut events = Vec::with_capacity(envelope.data.len());
-    for (i, OrderedObject(pairs)) in envelope.data.into_iter().enumerate() {
-        let mut event = RecordedEvent::default();
-        for (k, v) in pairs {
-            let v = match v {
-                serde_json::Value::String(s) => s,
-                other => {
-                    errors.push(format!(
-                        "event {i}: value of `{k}` is not a string: {other}"
-                    ));
-                    other.to_string()
-                }
-            };
-            event.pairs.push((k, v));
-        }
-        for required in ["tv", "p", "e", "stm"] {
-            if !event.has(required) {
-                errors.push(format!("event {i}: missing `{required}`"));
-            }
-        }
-        if let Some(stm) = event.get("stm") {
-            if !is_stm(stm) {
-                errors.push(format!("event {i}: `stm` is not 13 digits: {stm:?}"));
-            }
-        }
-        events.push(event);
     }
     let ct_ok = content_type.is_some_and(|ct| {
         ct.trim_start()
@@ -704,86 +582,20 @@ fn check_post(content_type: Option<&str>, body: &[u8]) -> (Vec<RecordedEvent>, R
             .starts_with("application/json")
     });
     if !ct_ok {
-        errors.insert(
+        parsed.problems.insert(
             0,
             format!("Content-Type is {content_type:?}, not application/json"),
         );
     }
-    if envelope.schema != PAYLOAD_DATA_SCHEMA {
-        errors.insert(0, format!("schema is {:?}", envelope.schema));
-    }
-    if events.is_empty() {
-        errors.push("data is empty".to_owned());
-    }
-    let verdict = if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    };
-    (events, verdict)
+    let verdict = parsed.verdict();
+    (recorded(parsed.events), verdict)
 }
 
+/// The envelope's rules ([`envelope::parse_get`]).
 fn check_get(query: &str) -> (Vec<RecordedEvent>, Result<(), String>) {
-    let pairs = match form_decode(query) {
-        Ok(p) => p,
-        Err(e) => return (Vec::new(), Err(e)),
-    };
-    let event = RecordedEvent { pairs };
-    let mut errors = Vec::new();
-    if query.is_empty() {
-        errors.push("empty query".to_owned());
-    }
-    for required in ["e", "tv", "p"] {
-        if !event.has(required) {
-            errors.push(format!("missing `{required}`"));
-        }
-    }
-    if let Some(stm) = event.get("stm") {
-        if !is_stm(stm) {
-            errors.push(format!("`stm` is not 13 digits: {stm:?}"));
-        }
-    }
-    let verdict = if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    };
-    (vec![event], verdict)
-}
-
-/// Decodes an `application/x-www-form-urlencoded` query strictly: `+` is a space, `%XX` a byte,
-/// a `%` without two hex digits or bytes that are not UTF-8 are errors.
-pub fn form_decode(query: &str) -> Result<Vec<(String, String)>, String> {
-    fn decode(part: &str) -> Result<String, String> {
-        let bytes = part.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let hex = bytes
-                        .get(i + 1..i + 3)
-                        .and_then(|h| std::str::from_utf8(h).ok())
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                        .ok_or_else(|| format!("bad percent escape in {part:?}"))?;
-                    out.push(hex);
-                    i += 2;
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).map_err(|_| format!("{part:?} does not decode to UTF-8"))
-    }
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Ok((decode(k)?, decode(v)?))
-        })
-        .collect()
+    let parsed = envelope::parse_get(query);
+    let verdict = parsed.verdict();
+    (recorded(parsed.events), verdict)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -791,7 +603,7 @@ pub fn form_decode(query: &str) -> Result<Vec<(String, String)>, String> {
 // ---------------------------------------------------------------------------------------------
 
 /// The HTTP test collector. See the module docs.
-pub struct TestCollector {
+pub(crate) struct TestCollector {
     addr: SocketAddr,
     shared: Arc<Shared>,
     handle: actix_web::dev::ServerHandle,
@@ -808,7 +620,7 @@ impl fmt::Debug for TestCollector {
 impl TestCollector {
     /// Starts a collector on `127.0.0.1` on a free port, with one worker, spawned on the
     /// current actix runtime. Panics if it cannot bind.
-    pub async fn start(config: CollectorConfig) -> TestCollector {
+    pub(crate) async fn start(config: CollectorConfig) -> TestCollector {
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("test collector: bind 127.0.0.1:0");
         Self::start_with(config, listener).await
@@ -816,10 +628,15 @@ impl TestCollector {
 
     /// Starts a collector on `addr`, e.g. a port a client was already failing to reach
     /// (connection refused until now). Panics if it cannot bind.
-    pub async fn start_at(config: CollectorConfig, addr: SocketAddr) -> TestCollector {
+    pub(crate) async fn start_at(faults: Faults, addr: SocketAddr) -> TestCollector {
         let listener =
             std::net::TcpListener::bind(addr).expect("test collector: bind the given address");
-        Self::start_with(config, listener).await
+        Self::start_with(CollectorConfig { faults }, listener).await
+    }
+
+    /// Starts a collector with `faults` installed, as [`TestCollector::start`] does.
+    pub(crate) async fn with_faults(faults: Faults) -> TestCollector {
+        Self::start(CollectorConfig { faults }).await
     }
 
     async fn start_with(config: CollectorConfig, listener: std::net::TcpListener) -> TestCollector {
@@ -858,47 +675,47 @@ impl TestCollector {
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing `/`.
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// `{endpoint}/com.snowplowanalytics.snowplow/tp2`.
-    pub fn post_url(&self) -> String {
+    pub(crate) fn post_url(&self) -> String {
         format!("{}{POST_PATH}", self.endpoint())
     }
 
     /// `{endpoint}/i`.
-    pub fn get_url(&self) -> String {
+    pub(crate) fn get_url(&self) -> String {
         format!("{}{GET_PATH}", self.endpoint())
     }
 
     /// Replaces the faults; their state (sequence, ordinals, down window, generator) restarts.
-    pub fn set_faults(&self, faults: Faults) {
+    pub(crate) fn set_faults(&self, faults: Faults) {
         self.shared.lock().faults = FaultState::new(faults);
     }
 
     /// Removes every fault.
-    pub fn clear_faults(&self) {
+    pub(crate) fn clear_faults(&self) {
         self.set_faults(Faults::none());
     }
 
     /// Every request so far, in arrival order.
-    pub fn requests(&self) -> Vec<RecordedRequest> {
+    pub(crate) fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
     }
 
     /// Number of requests so far.
-    pub fn request_count(&self) -> usize {
+    pub(crate) fn request_count(&self) -> usize {
         self.shared.lock().requests.len()
     }
 
     /// The status of each request so far, in order.
-    pub fn statuses(&self) -> Vec<u16> {
+    pub(crate) fn statuses(&self) -> Vec<u16> {
         self.shared
             .lock()
             .requests
@@ -908,12 +725,12 @@ impl TestCollector {
     }
 
     /// The accepted events (valid requests answered 2xx), in order, duplicates included.
-    pub fn events(&self) -> Vec<RecordedEvent> {
+    pub(crate) fn events(&self) -> Vec<RecordedEvent> {
         self.shared.lock().accepted.clone()
     }
 
     /// The `eid` of each accepted event, in order (`""` if missing), duplicates included.
-    pub fn event_ids(&self) -> Vec<String> {
+    pub(crate) fn event_ids(&self) -> Vec<String> {
         self.shared
             .lock()
             .accepted
@@ -923,13 +740,13 @@ impl TestCollector {
     }
 
     /// Number of accepted events.
-    pub fn accepted_count(&self) -> usize {
+    pub(crate) fn accepted_count(&self) -> usize {
         self.shared.lock().accepted.len()
     }
 
     /// Waits until at least `n` events are accepted; returns all accepted events. On timeout,
     /// `Err` describing what was received.
-    pub async fn wait_for_events(
+    pub(crate) async fn wait_for_events(
         &self,
         n: usize,
         timeout: Duration,
@@ -942,7 +759,7 @@ impl TestCollector {
 
     /// Waits until at least `n` requests are recorded; returns all of them. On timeout, `Err`
     /// describing what was received.
-    pub async fn wait_for_requests(
+    pub(crate) async fn wait_for_requests(
         &self,
         n: usize,
         timeout: Duration,
@@ -988,7 +805,7 @@ impl TestCollector {
     }
 
     /// Stops the server (in-flight answers are dropped). Records stay readable.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.handle.stop(false).await;
     }
 }
@@ -1038,7 +855,7 @@ fn summarize(requests: &[RecordedRequest]) -> String {
 /// What the [`RawCollector`] does with each connection, after reading the request (headers and,
 /// with `Content-Length`, the body; at most 16 MiB).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RawBehaviour {
+pub(crate) enum RawBehaviour {
     /// Close with `SO_LINGER` 0, so the client gets a TCP RST.
     Reset,
     /// Answer bytes that are not HTTP, then close.
@@ -1055,15 +872,15 @@ pub enum RawBehaviour {
 }
 
 /// Bytes the [`RawBehaviour::Garbage`] mode answers.
-pub const GARBAGE: &[u8] = b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n";
+pub(crate) const GARBAGE: &[u8] = b"\x00\x01\x02 this is not HTTP \xff\xfe\r\n\r\n";
 /// Head the [`RawBehaviour::CloseMidBody`] mode answers before its truncated body.
-pub const MID_BODY_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
+pub(crate) const MID_BODY_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n";
 /// What the [`RawBehaviour::CloseMidHead`] mode answers.
-pub const MID_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Le";
+pub(crate) const MID_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Le";
 const RAW_READ_LIMIT: usize = 16 * 1024 * 1024;
 
 /// A bare TCP server on `127.0.0.1` that misbehaves ([`RawBehaviour`]).
-pub struct RawCollector {
+pub(crate) struct RawCollector {
     addr: SocketAddr,
     behaviour: RawBehaviour,
     connections: watch::Sender<usize>,
@@ -1083,7 +900,7 @@ impl fmt::Debug for RawCollector {
 
 impl RawCollector {
     /// Starts listening on `127.0.0.1` on a free port, on the current actix runtime.
-    pub async fn start(behaviour: RawBehaviour) -> RawCollector {
+    pub(crate) async fn start(behaviour: RawBehaviour) -> RawCollector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("raw collector: bind 127.0.0.1:0");
@@ -1115,23 +932,27 @@ impl RawCollector {
     }
 
     /// `http://127.0.0.1:PORT`.
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         *self.connections.borrow()
     }
 
     /// Waits until at least `n` connections were accepted; returns the count, or `Err` on
     /// timeout.
-    pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> Result<usize, String> {
+    pub(crate) async fn wait_for_connections(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<usize, String> {
         let mut rx = self.connections.subscribe();
         let reached = tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n))
             .await
@@ -1146,7 +967,7 @@ impl RawCollector {
     }
 
     /// Stops listening and closes every held connection.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.shutdown.send_replace(true);
         self.task.abort();
     }

@@ -1,22 +1,27 @@
-//! Shortcuts shared by the emitter tests: events to track, stats, the accounting identity.
+//! Shortcuts shared by the emitter tests: events to track, starting and flushing emitters,
+//! stats and the accounting identity, waiting at the collector, failures reported.
 
 use std::time::Duration;
 
 use actix::Addr;
 use snowplow_actix::{
-    Emitter, EmitterStats, GetStats, StampedEvent, Structured, Track, TrackerSettings,
+    Emitter, EmitterBuilder, EmitterStats, Flush, FlushReport, GetStats, StampedEvent, Structured,
+    Track, Tracker, TrackerBuilder, TrackerSettings,
 };
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::collector::{RecordedEvent, RecordedRequest, TestCollector};
 
 /// Generous bound for anything that should happen "soon" (5x slack and more).
-pub const SOON: Duration = Duration::from_secs(10);
+pub(crate) const SOON: Duration = Duration::from_secs(10);
 
 /// The settings every test stamps with.
-pub fn settings() -> TrackerSettings {
+pub(crate) fn settings() -> TrackerSettings {
     TrackerSettings::new("test").expect("a non-empty namespace")
 }
 
 /// `n` structured events labelled `0..n`.
-pub fn events(n: usize) -> Vec<StampedEvent> {
+pub(crate) fn events(n: usize) -> Vec<StampedEvent> {
     let settings = settings();
     (0..n)
         .flat_map(|idx| {
@@ -30,7 +35,7 @@ pub fn events(n: usize) -> Vec<StampedEvent> {
 }
 
 /// Tracks `events` on `emitter`, returning their ids in order.
-pub fn track_all(emitter: &Addr<Emitter>, events: Vec<StampedEvent>) -> Vec<String> {
+pub(crate) fn track_all(emitter: &Addr<Emitter>, events: Vec<StampedEvent>) -> Vec<String> {
     events
         .into_iter()
         .map(|event| {
@@ -42,17 +47,103 @@ pub fn track_all(emitter: &Addr<Emitter>, events: Vec<StampedEvent>) -> Vec<Stri
 }
 
 /// The emitter's stats, checking the accounting identity.
-pub async fn stats(emitter: &Addr<Emitter>) -> EmitterStats {
+pub(crate) async fn stats(emitter: &Addr<Emitter>) -> EmitterStats {
     let stats = emitter.send(GetStats).await.expect("emitter alive");
+    assert_balanced(&stats);
+    stats
+}
+
+/// Asserts the accounting identity of `stats` (live or final).
+#[track_caller]
+pub(crate) fn assert_balanced(stats: &EmitterStats) {
     assert!(
         stats.is_balanced(),
         "accounting identity broken: {stats:#?}"
     );
-    stats
+}
+
+/// What the tests do with an [`EmitterBuilder`] beyond its own settings.
+pub(crate) trait BuilderExt {
+    /// Built (the settings must be valid) and started on the current arbiter.
+    fn started(self) -> Addr<Emitter>;
+
+    /// Retrying fast: a fixed jitter of 10 ms and the backoff capped at `cap`. (A jitter
+    /// of exactly 0 would make every delay 0: the delay grows as `delay * 2 + jitter`.)
+    fn retrying_fast(self, cap: Duration) -> Self;
+}
+
+impl BuilderExt for EmitterBuilder {
+    fn started(self) -> Addr<Emitter> {
+        self.build().expect("valid emitter settings").start()
+    }
+
+    fn retrying_fast(self, cap: Duration) -> Self {
+        self.jitter(fixed_jitter(0.01)).max_retry_delay(cap)
+    }
+}
+
+/// What the tests do with a [`TrackerBuilder`] beyond its own settings.
+pub(crate) trait TrackerBuilderExt {
+    /// Built (the settings must be valid) without a flush timer: it sends full batches, and
+    /// the rest when the test flushes.
+    fn flushed_by_hand(self) -> Tracker;
+}
+
+impl TrackerBuilderExt for TrackerBuilder {
+    fn flushed_by_hand(self) -> Tracker {
+        self.no_flush_timer()
+            .build()
+            .expect("valid tracker settings")
+    }
+}
+
+/// A sync flush of `emitter` with the default deadline: its report.
+pub(crate) async fn flush(emitter: &Addr<Emitter>) -> FlushReport {
+    emitter.send(Flush::default()).await.expect("emitter alive")
+}
+
+/// A sync flush of `emitter` that waits at most `timeout`: its report.
+pub(crate) async fn flush_within(emitter: &Addr<Emitter>, timeout: Duration) -> FlushReport {
+    emitter
+        .send(Flush::with_timeout(timeout))
+        .await
+        .expect("emitter alive")
+}
+
+/// Asserts that a flush settled everything before its deadline, `sent` events sent by it.
+#[track_caller]
+pub(crate) fn assert_delivered(report: &FlushReport, sent: u64) {
+    assert_eq!(
+        (report.sent, report.queued, report.timed_out),
+        (sent, 0, false),
+        "{report:#?}"
+    );
+}
+
+/// Asserts that a flush settled everything before its deadline (whatever it sent itself).
+#[track_caller]
+pub(crate) fn assert_settled(report: &FlushReport) {
+    assert_eq!((report.queued, report.timed_out), (0, false), "{report:#?}");
+}
+
+/// The events accepted at `collector` once there are at least `n`, within [`SOON`].
+pub(crate) async fn wait_events(collector: &TestCollector, n: usize) -> Vec<RecordedEvent> {
+    collector
+        .wait_for_events(n, SOON)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The requests recorded at `collector` once there are at least `n`, within [`SOON`].
+pub(crate) async fn wait_requests(collector: &TestCollector, n: usize) -> Vec<RecordedRequest> {
+    collector
+        .wait_for_requests(n, SOON)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// The labels (`se_la`) of recorded events, in order.
-pub fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
+pub(crate) fn labels(events: &[RecordedEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| e.get("se_la").unwrap_or_default().to_owned())
@@ -61,51 +152,51 @@ pub fn labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
 
 /// The labels of `events` in numeric order: for emitters with several requests in flight,
 /// which do not keep the order.
-pub fn sorted_labels(events: &[super::collector::RecordedEvent]) -> Vec<String> {
+pub(crate) fn sorted_labels(events: &[RecordedEvent]) -> Vec<String> {
     let mut labels = labels(events);
     labels.sort_by_key(|label| label.parse::<u64>().unwrap_or(u64::MAX));
     labels
 }
 
 /// The `eid`s the collector accepted, sorted, duplicates kept: delivery without order.
-pub fn sorted_accepted(collector: &super::collector::TestCollector) -> Vec<String> {
+pub(crate) fn sorted_accepted(collector: &TestCollector) -> Vec<String> {
     sorted(collector.event_ids())
 }
 
 /// `ids`, sorted.
-pub fn sorted(mut ids: Vec<String>) -> Vec<String> {
+pub(crate) fn sorted(mut ids: Vec<String>) -> Vec<String> {
     ids.sort();
     ids
 }
 
 /// `0..n` as strings, to compare with [`labels`].
-pub fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
+pub(crate) fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|idx| idx.to_string()).collect()
 }
 
 /// A local address nothing listens on (connection refused), free to bind later.
-pub fn closed_port() -> std::net::SocketAddr {
+pub(crate) fn closed_port() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local address")
 }
 
 /// A jitter source returning `value` every time (exact backoff delays).
-pub fn fixed_jitter(value: f64) -> impl Fn() -> f64 + Send + Sync + 'static {
+pub(crate) fn fixed_jitter(value: f64) -> impl Fn() -> f64 + Send + Sync + 'static {
     move || value
 }
 
 /// What `on_failure` was given, owned.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Seen {
-    pub sent: usize,
-    pub eids: Vec<String>,
-    pub reason: snowplow_actix::FailureReason,
-    pub will_retry: bool,
-    pub dropped: Option<snowplow_actix::DropReason>,
+pub(crate) struct Seen {
+    pub(crate) sent: usize,
+    pub(crate) eids: Vec<String>,
+    pub(crate) reason: snowplow_actix::FailureReason,
+    pub(crate) will_retry: bool,
+    pub(crate) dropped: Option<snowplow_actix::DropReason>,
 }
 
 impl Seen {
-    pub fn of(failure: &snowplow_actix::Failure<'_>) -> Self {
+    pub(crate) fn of(failure: &snowplow_actix::Failure<'_>) -> Self {
         Seen {
             sent: failure.sent,
             eids: failure.events.iter().map(|e| e.id().to_string()).collect(),
@@ -116,37 +207,53 @@ impl Seen {
     }
 }
 
-/// Every failure reported so far (callbacks run before the flush that settles them returns).
-pub fn reported(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    while let Ok(failure) = rx.try_recv() {
-        seen.push(failure);
+/// The failures an emitter reports, in order ([`record_failures`]).
+#[derive(Debug)]
+pub(crate) struct Failures(UnboundedReceiver<Seen>);
+
+impl Failures {
+    /// The next failure reported, within [`SOON`].
+    pub(crate) async fn next(&mut self) -> Seen {
+        tokio::time::timeout(SOON, self.0.recv())
+            .await
+            .expect("a failure in time")
+            .expect("callback channel open")
     }
-    seen
+
+    /// Every failure reported so far (callbacks run before the flush that settles them
+    /// returns).
+    pub(crate) fn reported(&mut self) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        while let Ok(failure) = self.0.try_recv() {
+            seen.push(failure);
+        }
+        seen
+    }
 }
 
-/// The next failure reported, within [`SOON`].
-pub async fn next_failure(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>) -> Seen {
-    tokio::time::timeout(SOON, rx.recv())
-        .await
-        .expect("a failure in time")
-        .expect("callback channel open")
+/// `builder` with an `on_failure` reporting each failure to the returned [`Failures`].
+pub(crate) fn record_failures(builder: EmitterBuilder) -> (EmitterBuilder, Failures) {
+    let (tx, rx) = unbounded_channel();
+    let builder = builder.on_failure(move |failure| {
+        let _ = tx.send(Seen::of(failure));
+    });
+    (builder, Failures(rx))
 }
 
 /// What a [`HookedStore`] runs before each `add`: an answer of its own, or `None` to let
 /// the store add the event.
-pub type AddHook = Box<
+pub(crate) type AddHook = Box<
     dyn FnMut() -> Option<Result<snowplow_actix::store::Added, snowplow_actix::StoreError>> + Send,
 >;
 
 /// An in-memory store with a hook before each `add` (a failing or a slow disk).
-pub struct HookedStore {
-    pub inner: snowplow_actix::store::InMemoryStore,
-    pub before_add: AddHook,
+pub(crate) struct HookedStore {
+    pub(crate) inner: snowplow_actix::store::InMemoryStore,
+    pub(crate) before_add: AddHook,
 }
 
 impl HookedStore {
-    pub fn new(capacity: usize, before_add: AddHook) -> Self {
+    pub(crate) fn new(capacity: usize, before_add: AddHook) -> Self {
         Self {
             inner: snowplow_actix::store::InMemoryStore::new(capacity),
             before_add,
@@ -196,4 +303,14 @@ impl snowplow_actix::store::EventStore for HookedStore {
     fn oldest_seq(&self) -> Option<u64> {
         self.inner.oldest_seq()
     }
+}
+
+/// The name the test harness gives the test `test` of the module `module_path` (its
+/// `module_path!()`): the module path without the crate's name, then the test's, as
+/// `--exact` wants it to run a test alone (the crash and signal tests re-run this binary).
+pub(crate) fn harness_name(module_path: &str, test: &str) -> String {
+    let (_crate, module) = module_path
+        .split_once("::")
+        .expect("a test module inside the test crate");
+    format!("{module}::{test}")
 }

@@ -1,13 +1,13 @@
 //! The tracker: fan-out to several emitters, flush timers, runtime emitters, many threads.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_balanced, assert_settled, labels, range_labels, wait_events, TrackerBuilderExt, SOON,
+};
 use actix::prelude::*;
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{labels, range_labels, SOON};
 use futures::channel::mpsc;
 use futures::StreamExt as _;
 use snowplow_actix::{
@@ -45,33 +45,31 @@ async fn sent_by_each(tracker: &Tracker) -> Vec<u64> {
         .iter()
         .filter_map(|emitter| emitter.stats.as_ref())
         .map(|counters| {
-            assert!(counters.is_balanced(), "{counters:#?}");
+            assert_balanced(counters);
             counters.sent
         })
         .collect()
 }
 
-fn eid_set(events: &[common::collector::RecordedEvent]) -> BTreeSet<String> {
+fn eid_set(events: &[crate::common::collector::RecordedEvent]) -> BTreeSet<String> {
     events.iter().map(|e| e.eid().unwrap().to_owned()).collect()
 }
 
 #[actix_rt::test]
 async fn fanout_delivers_every_event_to_every_emitter() {
-    let post = TestCollector::start(CollectorConfig::default()).await;
-    let get = TestCollector::start(CollectorConfig::default()).await;
+    let post = TestCollector::with_faults(Faults::none()).await;
+    let get = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(post.endpoint()))
         .emitter(EmitterBuilder::new(get.endpoint()).method(Method::Get))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let ids: BTreeSet<String> = track_range(&tracker, 0..23).into_iter().collect();
 
     let report = tracker.flush().await.unwrap();
 
     // The flush covers every event; full batches may have been sent before it began, so
     // the report's `sent` is at most the total and the counters hold the whole of it.
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert!(report.sent <= 46, "{report:?}");
     assert_eq!(sent_by_each(&tracker).await, [23, 23]);
     assert_eq!(eid_set(&post.events()), ids);
@@ -92,11 +90,8 @@ async fn fanout_delivers_every_event_to_every_emitter() {
 
 #[actix_rt::test]
 async fn one_emitter_down_does_not_slow_the_others() {
-    let down = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
-    let healthy = TestCollector::start(CollectorConfig::default()).await;
+    let down = TestCollector::with_faults(Faults::always(503)).await;
+    let healthy = TestCollector::with_faults(Faults::none()).await;
     let (failed, mut failures) = tokio::sync::mpsc::unbounded_channel();
     let tracker = Tracker::builder("test")
         .emitter(
@@ -106,15 +101,20 @@ async fn one_emitter_down_does_not_slow_the_others() {
                     let _ = failed.send(());
                 }),
         )
-        .emitter(EmitterBuilder::new(healthy.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        // Every event is a full batch, so all 50 go without a flush however the emitter cuts
+        // them (with batches of 10, a request cut when 46 had arrived left 4 waiting for a
+        // flush); one request at a time keeps them in order.
+        .emitter(
+            EmitterBuilder::new(healthy.endpoint())
+                .batch_size(1)
+                .max_in_flight(1),
+        )
+        .flushed_by_hand();
     let started = Instant::now();
 
     track_range(&tracker, 0..50);
 
-    let received = healthy.wait_for_events(50, SOON).await.unwrap();
+    let received = wait_events(&healthy, 50).await;
     assert_eq!(labels(&received), range_labels(0..50));
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -143,7 +143,7 @@ async fn one_emitter_down_does_not_slow_the_others() {
 
 #[actix_rt::test]
 async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .flush_interval(Duration::from_millis(100))
@@ -153,7 +153,7 @@ async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
     // Below a batch: only the timer sends them.
     let started = Instant::now();
     track_range(&tracker, 0..3);
-    collector.wait_for_events(3, SOON).await.unwrap();
+    wait_events(&collector, 3).await;
     assert!(
         started.elapsed() >= Duration::from_millis(90),
         "{:?}",
@@ -162,7 +162,7 @@ async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
 
     tracker.set_flush_timer(Duration::from_millis(50));
     track_range(&tracker, 3..5);
-    collector.wait_for_events(5, SOON).await.unwrap();
+    wait_events(&collector, 5).await;
 
     tracker.cancel_flush_timer();
     // A flush reply proves the cancel was handled before these events were tracked.
@@ -178,7 +178,7 @@ async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
 
 #[actix_rt::test]
 async fn an_empty_timer_tick_sends_nothing() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .flush_interval(Duration::from_millis(20))
@@ -196,35 +196,31 @@ async fn an_empty_timer_tick_sends_nothing() {
 
 #[actix_rt::test]
 async fn per_emitter_timer_flushes_only_its_emitter() {
-    let timed = TestCollector::start(CollectorConfig::default()).await;
-    let untimed = TestCollector::start(CollectorConfig::default()).await;
+    let timed = TestCollector::with_faults(Faults::none()).await;
+    let untimed = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(timed.endpoint()))
         .emitter(EmitterBuilder::new(untimed.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     tracker.emitters()[0].set_flush_timer(Duration::from_millis(50));
 
     track_range(&tracker, 0..3);
 
-    timed.wait_for_events(3, SOON).await.unwrap();
+    wait_events(&timed, 3).await;
     assert_eq!(untimed.request_count(), 0);
     tracker.emitters()[0].cancel_flush_timer();
     let report = tracker.flush().await.unwrap();
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!((timed.accepted_count(), untimed.accepted_count()), (3, 3));
 }
 
 #[actix_rt::test]
 async fn an_emitter_added_at_run_time_gets_the_events_tracked_after() {
-    let first = TestCollector::start(CollectorConfig::default()).await;
-    let second = TestCollector::start(CollectorConfig::default()).await;
+    let first = TestCollector::with_faults(Faults::none()).await;
+    let second = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(first.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     track_range(&tracker, 0..5);
 
     tracker
@@ -233,7 +229,7 @@ async fn an_emitter_added_at_run_time_gets_the_events_tracked_after() {
     track_range(&tracker, 5..12);
     let report = tracker.flush().await.unwrap();
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(sent_by_each(&tracker).await, [12, 7]);
     assert_eq!(labels(&first.events()), range_labels(0..12));
     assert_eq!(labels(&second.events()), range_labels(5..12));
@@ -274,12 +270,10 @@ async fn invalid_settings_are_build_errors() {
 
 #[actix_rt::test]
 async fn tracking_from_many_threads_loses_nothing() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()).batch_size(50))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let threads: Vec<_> = (0..4)
         .map(|thread| {
             let tracker = tracker.clone();
@@ -351,7 +345,7 @@ impl Handler<Flush> for Collecting {
 
 #[actix_rt::test]
 async fn a_custom_emitter_receives_every_event_of_a_burst_and_flushes() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let (events_tx, mut events) = mpsc::unbounded();
     // Started with a full-size mailbox: a burst beyond actix's initial 16 places is kept.
     let custom = CustomEmitter::start(Collecting {
@@ -363,9 +357,7 @@ async fn a_custom_emitter_receives_every_event_of_a_burst_and_flushes() {
         .custom_emitter(
             CustomEmitter::new("collecting", custom.clone().recipient()).flush(custom.recipient()),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let ids = track_range(&tracker, 0..200);
 
     let report = tracker.flush().await.unwrap();
@@ -373,7 +365,7 @@ async fn a_custom_emitter_receives_every_event_of_a_burst_and_flushes() {
     // The custom emitter's reply counts every event it received before the flush: all 200
     // (the built-in emitter may have sent full batches before the flush began).
     assert!((200..=400).contains(&report.sent), "{report:?}");
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(sent_by_each(&tracker).await, [200]);
     let received: Vec<String> = (&mut events).take(200).collect().await;
     assert_eq!(received, ids);

@@ -1,18 +1,18 @@
 //! Supervision: an emitter whose transport fails fatally stops, is restarted with its
 //! queue, counters and backoff, and delivers everything it held.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, TestCollector};
-use common::support::{events, fixed_jitter, labels, range_labels, stats, track_all};
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_settled, events, flush, labels, range_labels, stats, track_all, BuilderExt,
+};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
 use snowplow_actix::transport::{default_client, AwcTransport, Request, Response, Transport};
-use snowplow_actix::{EmitterBuilder, Flush, TransportError};
+use snowplow_actix::{EmitterBuilder, TransportError};
 
 /// The real awc transport, except that the request numbered `fail_at` (counted across
 /// restarts) fails fatally.
@@ -33,15 +33,14 @@ impl Transport for FailingOnce {
 
 #[actix_rt::test]
 async fn a_fatal_transport_error_restarts_the_emitter_without_losing_events() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let sent = Arc::new(AtomicUsize::new(0));
     let built = Arc::new(AtomicUsize::new(0));
     let (sent_by_transport, transports) = (sent.clone(), built.clone());
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(5)
         .max_in_flight(2)
-        .max_retry_delay(Duration::from_millis(50))
-        .jitter(fixed_jitter(0.01))
+        .retrying_fast(Duration::from_millis(50))
         .transport_factory(move || {
             transports.fetch_add(1, Ordering::SeqCst);
             Box::new(FailingOnce {
@@ -50,14 +49,12 @@ async fn a_fatal_transport_error_restarts_the_emitter_without_losing_events() {
                 fail_at: 1,
             })
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
 
     track_all(&emitter, events(20));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     let mut received = labels(&collector.events());
     received.sort_by_key(|label| label.parse::<usize>().unwrap());
     received.dedup();

@@ -6,8 +6,6 @@
 //! Every event test goes through [`check`]. Self-describing envelopes (`ue_px`, `ue_pr`,
 //! `cx`, `co`) are compared as decoded JSON, never as strings.
 
-mod common;
-
 use std::error::Error;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,7 +19,7 @@ use snowplow_actix::{
 };
 use uuid::Uuid;
 
-use common::iglu;
+use crate::common::iglu;
 
 type TestResult = Result<(), Box<dyn Error>>;
 /// Expected name/value pairs of one event, in order. Envelope fields hold the decoded JSON.
@@ -1117,7 +1115,7 @@ fn form_texts_over_the_schema_limits_are_too_long_errors() -> TestResult {
     // At the limit, the event is accepted and validates.
     let at_limit = FormChange::new("f", "e", "INPUT", Some(&long_value[1..]))?;
     let stamped = tracker().stamp(at_limit);
-    common::iglu::validate_event(stamped[0].payload().iter())?;
+    crate::common::iglu::validate_event(stamped[0].payload().iter())?;
     Ok(())
 }
 

@@ -2,49 +2,35 @@
 //! are dropped as `capacity`; requeued events do not count twice; what was accepted is
 //! delivered once the collector is back.
 
-mod common;
-
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, fixed_jitter, stats, track_all, SOON};
-use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_delivered, events, flush, record_failures, stats, track_all, BuilderExt, Failures,
+};
+use snowplow_actix::{EmitterBuilder, FailureReason};
 
 /// A collector that answers 503 to everything until its faults are cleared.
 async fn down_collector() -> TestCollector {
-    TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await
+    TestCollector::with_faults(Faults::always(503)).await
 }
 
-/// An emitter builder retrying every 10 to 50 ms, reporting each failed request's reason.
-fn retrying_builder(
-    endpoint: String,
-) -> (EmitterBuilder, UnboundedReceiver<(FailureReason, bool)>) {
-    let (tx, rx) = unbounded_channel();
-    let builder = EmitterBuilder::new(endpoint)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
-        .on_failure(move |failure| {
-            let _ = tx.send((failure.reason.clone(), failure.will_retry));
-        });
-    (builder, rx)
+/// An emitter builder retrying every 10 to 50 ms, reporting each failed request.
+fn retrying_builder(endpoint: String) -> (EmitterBuilder, Failures) {
+    record_failures(EmitterBuilder::new(endpoint).retrying_fast(Duration::from_millis(50)))
 }
 
-async fn next_failure(rx: &mut UnboundedReceiver<(FailureReason, bool)>) -> (FailureReason, bool) {
-    tokio::time::timeout(SOON, rx.recv())
-        .await
-        .expect("a failed request in time")
-        .expect("callback channel open")
+/// The reason of the next failed request, and whether it is retried.
+async fn next_failure(failures: &mut Failures) -> (FailureReason, bool) {
+    let failure = failures.next().await;
+    (failure.reason, failure.will_retry)
 }
 
 #[actix_rt::test]
 async fn a_full_buffer_drops_the_newest_events_as_capacity() {
     let collector = down_collector().await;
     let (builder, mut failures) = retrying_builder(collector.endpoint());
-    let emitter = builder.buffer_capacity(5).build().unwrap().start();
+    let emitter = builder.buffer_capacity(5).started();
     let all = events(8);
     let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
 
@@ -71,12 +57,9 @@ async fn a_full_buffer_drops_the_newest_events_as_capacity() {
     );
 
     collector.clear_faults();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (5, 0, false)
-    );
+    assert_delivered(&report, 5);
     assert_eq!(
         collector.event_ids(),
         ids[..5],
@@ -87,7 +70,7 @@ async fn a_full_buffer_drops_the_newest_events_as_capacity() {
 
     // Delivered events free the buffer: five more fit.
     let more = track_all(&emitter, events(5));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.sent, 5);
     assert_eq!(collector.event_ids()[5..], more);
     let done = stats(&emitter).await;
@@ -101,7 +84,7 @@ async fn a_full_buffer_drops_the_newest_events_as_capacity() {
 async fn exactly_capacity_events_survive_a_failed_request() {
     let collector = down_collector().await;
     let (builder, mut failures) = retrying_builder(collector.endpoint());
-    let emitter = builder.buffer_capacity(5).build().unwrap().start();
+    let emitter = builder.buffer_capacity(5).started();
 
     // The fifth event fills the batch (clamped to the capacity): a request goes out and fails.
     let ids = track_all(&emitter, events(5));
@@ -116,12 +99,9 @@ async fn exactly_capacity_events_survive_a_failed_request() {
     assert!(requeued.retried >= 5);
 
     collector.clear_faults();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (5, 0, false)
-    );
+    assert_delivered(&report, 5);
     assert_eq!(report.dropped.total(), 0);
     assert_eq!(collector.event_ids(), ids);
     let done = stats(&emitter).await;
@@ -132,12 +112,7 @@ async fn exactly_capacity_events_survive_a_failed_request() {
 async fn requeued_events_do_not_count_against_capacity_twice() {
     let collector = down_collector().await;
     let (builder, mut failures) = retrying_builder(collector.endpoint());
-    let emitter = builder
-        .buffer_capacity(6)
-        .batch_size(4)
-        .build()
-        .unwrap()
-        .start();
+    let emitter = builder.buffer_capacity(6).batch_size(4).started();
     let all = events(7);
     let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
     let mut all = all.into_iter();
@@ -164,12 +139,9 @@ async fn requeued_events_do_not_count_against_capacity_twice() {
     assert_eq!(full.queued + full.in_flight, 6);
 
     collector.clear_faults();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (6, 0, false)
-    );
+    assert_delivered(&report, 6);
     // The four wait for their own retry while the two go in a request of their own: the
     // order is not kept, every event arrives once.
     let mut received = collector.event_ids();

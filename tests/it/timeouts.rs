@@ -2,16 +2,15 @@
 //! retry, the at-least-once duplicate of a stored batch whose answer was lost, and the
 //! deadline of a sync flush.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::collector::{
-    CollectorConfig, Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector,
+use crate::common::collector::{Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector};
+use crate::common::support::{
+    assert_delivered, assert_settled, events, flush, flush_within, stats, track_all, wait_requests,
+    BuilderExt, SOON,
 };
-use common::support::{events, fixed_jitter, stats, track_all, SOON};
-use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Flush};
+use snowplow_actix::{DropReason, EmitterBuilder, FailureReason};
 
 /// What `on_failure` saw, once per call.
 #[derive(Debug, Clone)]
@@ -67,21 +66,18 @@ const SLOW_ANSWER: Duration = Duration::from_secs(2);
 
 #[actix_rt::test]
 async fn a_timed_out_request_is_retried_and_the_stored_batch_arrives_twice_with_the_same_eids() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay_first(1, SLOW_ANSWER),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay_first(1, SLOW_ANSWER)).await;
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(collector.endpoint())
             .request_timeout(TIMEOUT)
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(20)),
+            .retrying_fast(Duration::from_millis(20)),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let ids = track_all(&emitter, events(3));
 
     let started = Instant::now();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!(report.sent, 3);
     assert_eq!(report.dropped.total(), 0);
@@ -101,7 +97,7 @@ async fn a_timed_out_request_is_retried_and_the_stored_batch_arrives_twice_with_
 
     // At-least-once: the collector stored the first batch (its answer was lost), then the
     // retry: the same events, same eids, in the same order, only `stm` re-stamped.
-    let requests = collector.wait_for_requests(2, SOON).await.unwrap();
+    let requests = wait_requests(&collector, 2).await;
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].delay, Some(SLOW_ANSWER));
     assert_eq!(requests[1].delay, None);
@@ -125,28 +121,22 @@ async fn a_timed_out_request_is_retried_and_the_stored_batch_arrives_twice_with_
 
 #[actix_rt::test]
 async fn split_connect_and_response_timeouts_also_time_out_a_slow_answer() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay_first(1, SLOW_ANSWER),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay_first(1, SLOW_ANSWER)).await;
     let connect = Duration::from_millis(100);
     let response = Duration::from_millis(100);
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(collector.endpoint())
             .request_timeouts(connect, response)
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(20)),
+            .retrying_fast(Duration::from_millis(20)),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let ids = track_all(&emitter, events(2));
 
     let started = Instant::now();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (2, 0, false)
-    );
+    assert_delivered(&report, 2);
     let failures = seen(&failures);
     assert_eq!(failures.len(), 1, "{failures:#?}");
     assert_eq!(failures[0].reason, FailureReason::Timeout);
@@ -168,23 +158,21 @@ async fn split_connect_and_response_timeouts_also_time_out_a_slow_answer() {
 /// `connect + response` would wait 2.2 s here instead of 200 ms).
 #[actix_rt::test]
 async fn split_response_timeout_bounds_the_wait_for_the_answer_whatever_the_connect_timeout() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay_first(1, Duration::from_secs(4)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay_first(1, Duration::from_secs(4)))
+            .await;
     let connect = Duration::from_secs(2);
     let response = Duration::from_millis(200);
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(collector.endpoint())
             .request_timeouts(connect, response)
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(20)),
+            .retrying_fast(Duration::from_millis(20)),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     track_all(&emitter, events(1));
 
     let started = Instant::now();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!((report.sent, report.timed_out), (1, false));
     let failures = seen(&failures);
@@ -200,24 +188,22 @@ async fn split_response_timeout_bounds_the_wait_for_the_answer_whatever_the_conn
 
 #[actix_rt::test]
 async fn with_retry_timeouts_off_a_timed_out_batch_is_dropped_as_rejected() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay_first(1, SLOW_ANSWER),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay_first(1, SLOW_ANSWER)).await;
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(collector.endpoint())
             .request_timeout(TIMEOUT)
             .retry_timeouts(false),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let ids = track_all(&emitter, events(3));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!(report.sent, 0);
     assert_eq!(report.dropped.rejected, 3);
     assert_eq!(report.dropped.total(), 3);
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     let failures = seen(&failures);
     assert_eq!(failures.len(), 1, "{failures:#?}");
     assert_eq!(failures[0].reason, FailureReason::Timeout);
@@ -236,7 +222,7 @@ async fn with_retry_timeouts_off_a_timed_out_batch_is_dropped_as_rejected() {
 
     // The emitter goes on: the next batch is answered at once and delivered.
     let later = track_all(&emitter, events(2));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.dropped.total()), (2, 0));
     assert_eq!(collector.event_ids(), [ids, later].concat());
     let after = stats(&emitter).await;
@@ -250,15 +236,14 @@ async fn a_never_answering_collector_yields_timeouts_and_a_sync_flush_returns_at
     let (builder, failures) = recording_failures(
         EmitterBuilder::new(raw.endpoint())
             .request_timeout(timeout)
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(20)),
+            .retrying_fast(Duration::from_millis(20)),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let ids = track_all(&emitter, events(3));
     let deadline = Duration::from_millis(600);
 
     let started = Instant::now();
-    let report = emitter.send(Flush::with_timeout(deadline)).await.unwrap();
+    let report = flush_within(&emitter, deadline).await;
     let waited = started.elapsed();
 
     assert!(report.timed_out);

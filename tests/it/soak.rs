@@ -4,15 +4,12 @@
 //! request logs: the accounting identity exactly, no retryable event lost, every rejected
 //! event reported, and duplicates only where a timed-out request had been accepted.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::collector::{
-    CollectorConfig, DecideInput, Faults, RecordedEvent, RecordedRequest, TestCollector,
-};
+use crate::common::collector::{Faults, RecordedEvent, RecordedRequest, Request, TestCollector};
+use crate::common::support::TrackerBuilderExt;
 use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Structured, Tracker};
 
 /// Events tracked.
@@ -39,7 +36,7 @@ fn rejects(event: &RecordedEvent) -> bool {
         .is_some_and(|n| (12_000..12_500).contains(&n) && n % 10 == 7)
 }
 
-fn burst_of_400(request: &DecideInput<'_>) -> Option<u16> {
+fn burst_of_400(request: &Request<'_>) -> Option<u16> {
     request.events.iter().any(rejects).then_some(400)
 }
 
@@ -93,14 +90,11 @@ fn events_in(requests: &[&RecordedRequest]) -> u64 {
 #[actix_rt::test]
 async fn a_fault_matrix_soak_loses_no_retryable_event_and_accounts_for_every_drop() {
     let started = Instant::now();
-    let start = |faults: Faults| TestCollector::start(CollectorConfig::with_faults(faults));
     let cases = [
         // Random 500s.
         Case {
-            collector: start(
-                Faults::none()
-                    .with_decider(burst_of_400)
-                    .with_failure_rate(0.15, 7, 500),
+            collector: TestCollector::with_faults(
+                Faults::decide(burst_of_400).or(Faults::failure_rate(0.15, 7, 500)),
             )
             .await,
             timeout: snowplow_actix::DEFAULT_REQUEST_TIMEOUT,
@@ -109,11 +103,10 @@ async fn a_fault_matrix_soak_loses_no_retryable_event_and_accounts_for_every_dro
         // Answers beyond the request timeout (the client drops those connections), and some
         // random 500s.
         Case {
-            collector: start(
-                Faults::none()
-                    .with_delay_first(SLOW_REQUESTS, SLOW_ANSWER)
-                    .with_decider(burst_of_400)
-                    .with_failure_rate(0.1, 11, 500),
+            collector: TestCollector::with_faults(
+                Faults::decide(burst_of_400)
+                    .or(Faults::failure_rate(0.1, 11, 500))
+                    .with_delay_first(SLOW_REQUESTS, SLOW_ANSWER),
             )
             .await,
             timeout: SHORT_TIMEOUT,
@@ -121,11 +114,10 @@ async fn a_fault_matrix_soak_loses_no_retryable_event_and_accounts_for_every_dro
         },
         // Down for a while, then random 503s; two requests in flight.
         Case {
-            collector: start(
-                Faults::none()
-                    .with_down_for(DOWN_FOR)
-                    .with_decider(burst_of_400)
-                    .with_failure_rate(0.1, 13, 503),
+            collector: TestCollector::with_faults(
+                Faults::down_for(DOWN_FOR)
+                    .or(Faults::decide(burst_of_400))
+                    .or(Faults::failure_rate(0.1, 13, 503)),
             )
             .await,
             timeout: snowplow_actix::DEFAULT_REQUEST_TIMEOUT,
@@ -136,9 +128,7 @@ async fn a_fault_matrix_soak_loses_no_retryable_event_and_accounts_for_every_dro
         .emitter(emitter_for(&cases[0], 1))
         .emitter(emitter_for(&cases[1], 1))
         .emitter(emitter_for(&cases[2], 2))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
 
     let ids: Vec<String> = (0..EVENTS)
         .map(|n| {

@@ -2,16 +2,15 @@
 //! bound), FIFO with one request at a time, exactly-once delivery with several, and
 //! concurrent sync flushes.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
-use common::support::{
-    events, fixed_jitter, labels, range_labels, sorted_accepted, stats, track_all, SOON,
+use crate::common::collector::{Faults, RecordedRequest, TestCollector};
+use crate::common::support::{
+    assert_delivered, events, flush, labels, range_labels, sorted_accepted, stats, track_all,
+    wait_requests, BuilderExt,
 };
 use futures::future::join_all;
 use futures::FutureExt as _;
@@ -59,25 +58,19 @@ fn waves(requests: &[RecordedRequest], gap: Duration) -> Vec<usize> {
 #[actix_rt::test]
 async fn concurrency_starts_at_one_and_doubles_per_round_trip_up_to_max_in_flight() {
     let delay = Duration::from_millis(300);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(delay),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::none().with_delay(delay)).await;
     let (builder, answered) = recording_answers(
         EmitterBuilder::new(collector.endpoint())
             .max_in_flight(4)
             .batch_size(5)
             .max_request_events(5),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let mut ids = track_all(&emitter, events(60));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (60, 0, false)
-    );
+    assert_delivered(&report, 60);
     let requests = collector.requests();
     assert_eq!(requests.len(), 12);
     assert!(requests.iter().all(|r| r.events.len() == 5 && r.accepted()));
@@ -98,25 +91,20 @@ async fn concurrency_starts_at_one_and_doubles_per_round_trip_up_to_max_in_fligh
 
 #[actix_rt::test]
 async fn with_max_in_flight_one_requests_go_one_at_a_time_and_events_arrive_in_order() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(10)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(10))).await;
     let (builder, answered) = recording_answers(
         EmitterBuilder::new(collector.endpoint())
             .max_in_flight(1)
             .batch_size(5)
             .max_request_events(5),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let ids = track_all(&emitter, events(60));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (60, 0, false)
-    );
+    assert_delivered(&report, 60);
     let requests = collector.requests();
     let answered = answers(&answered);
     assert_eq!(requests.len(), 12);
@@ -136,27 +124,18 @@ async fn with_max_in_flight_one_requests_go_one_at_a_time_and_events_arrive_in_o
 
 #[actix_rt::test]
 async fn with_max_in_flight_one_events_arrive_in_order_through_retries() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_failure_rate(0.3, 7, 503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::failure_rate(0.3, 7, 503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(1)
         .batch_size(5)
         .max_request_events(5)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(10))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(10))
+        .started();
     let ids = track_all(&emitter, events(100));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (100, 0, false)
-    );
+    assert_delivered(&report, 100);
     let requests = collector.requests();
     let failed = events_in_failed_requests(&requests);
     assert!(failed > 0, "the seed produces failures");
@@ -169,29 +148,21 @@ async fn with_max_in_flight_one_events_arrive_in_order_through_retries() {
 
 #[actix_rt::test]
 async fn several_requests_in_flight_deliver_every_event_exactly_once_through_failures() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none()
-            .with_failure_rate(0.3, 11, 503)
-            .with_delay(Duration::from_millis(5)),
-    ))
+    let collector = TestCollector::with_faults(
+        Faults::failure_rate(0.3, 11, 503).with_delay(Duration::from_millis(5)),
+    )
     .await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(4)
         .batch_size(5)
         .max_request_events(5)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(10))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(10))
+        .started();
     let mut ids = track_all(&emitter, events(200));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (200, 0, false)
-    );
+    assert_delivered(&report, 200);
     assert_eq!(report.dropped.total(), 0);
     ids.sort();
     assert_eq!(sorted_accepted(&collector), ids, "each event exactly once");
@@ -205,16 +176,12 @@ async fn several_requests_in_flight_deliver_every_event_exactly_once_through_fai
 
 #[actix_rt::test]
 async fn concurrent_sync_flushes_all_resolve_with_the_same_complete_report() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(100)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(100))).await;
     // Nothing goes out before the first flush: the batch is larger than what is tracked.
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(30));
 
     let reports = join_all((0..5).map(|_| emitter.send(Flush::default()))).await;
@@ -235,15 +202,11 @@ async fn concurrent_sync_flushes_all_resolve_with_the_same_complete_report() {
 
 #[actix_rt::test]
 async fn concurrent_sync_flushes_interleaved_with_tracking_resolve_in_order_and_agree() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(20)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(20))).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     // Track 10, flush, track 10, flush, track 10, flush: each flush covers what came before.
     let resolved = Arc::new(AtomicUsize::new(0));
     let mut flushes = Vec::new();
@@ -281,15 +244,10 @@ async fn concurrent_sync_flushes_interleaved_with_tracking_resolve_in_order_and_
 #[actix_rt::test]
 async fn a_short_flush_deadline_does_not_end_a_concurrent_longer_flush() {
     let delay = Duration::from_millis(500);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(delay),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::none().with_delay(delay)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(15)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(30));
 
     let short = emitter.send(Flush::with_timeout(delay / 10));
@@ -311,34 +269,27 @@ async fn a_short_flush_deadline_does_not_end_a_concurrent_longer_flush() {
 #[actix_rt::test]
 async fn get_with_max_in_flight_eight_delivers_every_event_exactly_once() {
     let delay = Duration::from_millis(200);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none()
-            .with_failure_rate(0.2, 3, 500)
-            .with_delay_first(8, delay),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::failure_rate(0.2, 3, 500).with_delay_first(8, delay))
+            .await;
     let (builder, answered) = recording_answers(
         EmitterBuilder::new(collector.endpoint())
             .method(Method::Get)
             .max_in_flight(8)
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(10)),
+            .retrying_fast(Duration::from_millis(10)),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let mut ids = track_all(&emitter, events(100));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (100, 0, false)
-    );
+    assert_delivered(&report, 100);
     assert_eq!(report.dropped.total(), 0);
     ids.sort();
     assert_eq!(sorted_accepted(&collector), ids, "each event exactly once");
     let accepted: BTreeSet<_> = collector.event_ids().into_iter().collect();
     assert_eq!(accepted.len(), 100);
-    let requests = collector.wait_for_requests(8, SOON).await.unwrap();
+    let requests = wait_requests(&collector, 8).await;
     assert!(requests
         .iter()
         .all(|r| r.method == "GET" && r.events.len() == 1));

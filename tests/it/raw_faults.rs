@@ -1,13 +1,13 @@
 //! Broken collectors below HTTP (raw TCP): resets, garbage, answers cut off, silence. Each
 //! failure is classified, retried, and accounted for exactly; the emitter stays alive.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{RawBehaviour, RawCollector};
-use common::support::{events, fixed_jitter, stats, track_all, SOON};
+use crate::common::collector::{RawBehaviour, RawCollector};
+use crate::common::support::{
+    assert_delivered, events, flush, flush_within, stats, track_all, BuilderExt, SOON,
+};
 use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
 
 /// What `on_failure` saw, once per call.
@@ -34,8 +34,7 @@ fn emitter_against(raw: &RawCollector) -> (actix::Addr<snowplow_actix::Emitter>,
     let sink = failures.clone();
     let emitter = EmitterBuilder::new(raw.endpoint())
         .request_timeout(TIMEOUT)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
+        .retrying_fast(Duration::from_millis(20))
         .on_failure(move |failure| {
             sink.lock().unwrap().push(SeenFailure {
                 reason: failure.reason.clone(),
@@ -43,9 +42,7 @@ fn emitter_against(raw: &RawCollector) -> (actix::Addr<snowplow_actix::Emitter>,
                 eids: failure.events.iter().map(|e| e.id().to_string()).collect(),
             });
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     (emitter, failures)
 }
 
@@ -108,13 +105,10 @@ async fn failures_are_classified_retried_and_accounted(
     );
 
     // Alive: a sync flush still answers, at its deadline, with the events kept.
-    let report = emitter
-        .send(Flush::with_timeout(Duration::from_millis(50)))
-        .await
-        .unwrap();
+    let report = flush_within(&emitter, Duration::from_millis(50)).await;
     assert!(report.timed_out, "{behaviour:?}: {report:?}");
     assert_eq!((report.sent, report.queued), (0, 3), "{behaviour:?}");
-    let later = common::support::stats(&emitter).await;
+    let later = crate::common::support::stats(&emitter).await;
     assert!(later.requests >= stats.requests);
     assert_eq!(later.queued + later.in_flight, 3);
 }
@@ -161,8 +155,7 @@ async fn an_answer_cut_in_its_body_after_a_200_counts_as_sent() {
         let fail_sink = failures.clone();
         let emitter = EmitterBuilder::new(raw.endpoint())
             .request_timeout(TIMEOUT)
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(20))
+            .retrying_fast(Duration::from_millis(20))
             .on_success(move |events| {
                 sink.lock().unwrap().push(
                     events
@@ -178,19 +171,14 @@ async fn an_answer_cut_in_its_body_after_a_200_counts_as_sent() {
                     eids: failure.events.iter().map(|e| e.id().to_string()).collect(),
                 });
             })
-            .build()
-            .unwrap()
-            .start();
+            .started();
         (emitter, failures)
     };
     let ids = track_all(&emitter, events(3));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (3, 0, false)
-    );
+    assert_delivered(&report, 3);
     assert_eq!(report.dropped.total(), 0);
     assert_eq!(raw.connections(), 1);
     assert!(failures.lock().unwrap().is_empty());
@@ -208,13 +196,10 @@ async fn an_answer_cut_in_its_body_after_a_200_counts_as_sent() {
 
     // The next batch goes out too (on a new connection: the cut one is not reused).
     let later = track_all(&emitter, events(2));
-    let report = emitter.send(Flush::default()).await.unwrap();
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (2, 0, false)
-    );
+    let report = flush(&emitter).await;
+    assert_delivered(&report, 2);
     assert_eq!(sent.lock().unwrap().last(), Some(&later));
     assert_eq!(raw.connections(), 2);
-    let after = common::support::stats(&emitter).await;
+    let after = crate::common::support::stats(&emitter).await;
     assert_eq!((after.received, after.sent, after.retried), (5, 5, 0));
 }

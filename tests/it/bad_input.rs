@@ -3,20 +3,18 @@
 //! garbage, cut their answer or never answer are failures, retried, with the events kept;
 //! events above the byte limit go alone, once; callbacks that panic are counted.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{
-    CollectorConfig, Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector,
+use crate::common::collector::{Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector};
+use crate::common::support::{
+    events, flush, labels, record_failures, settings, stats, track_all, BuilderExt, Failures, Seen,
+    TrackerBuilderExt,
 };
-use common::support::{events, fixed_jitter, labels, settings, stats, track_all, SOON};
 use snowplow_actix::{
     AddEmitterError, BuildError, DropReason, EmitterBuilder, FailureReason, Flush, Method,
     Protocol, Structured, Track, Tracker,
 };
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 // ---------------------------------------------------------------------------------------------
 // Endpoints
@@ -142,9 +140,7 @@ async fn a_tracker_refuses_bad_endpoints_at_build_and_when_adding_an_emitter() {
     }
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for (endpoint, expected) in bad_endpoints() {
         let error = tracker
             .add_emitter(EmitterBuilder::new(endpoint))
@@ -165,43 +161,20 @@ const TIMEOUT: Duration = Duration::from_millis(150);
 /// Whether a failure reason is of the expected kind.
 type Classifier = fn(&FailureReason) -> bool;
 
-type Seen = (FailureReason, bool, Option<DropReason>, Vec<String>);
-
-async fn next_failure(failures: &mut UnboundedReceiver<Seen>) -> Seen {
-    tokio::time::timeout(SOON, failures.recv())
-        .await
-        .expect("a failure report in time")
-        .expect("callback alive")
-}
-
 /// An emitter retrying quickly (10 ms jitter, 20 ms cap) that reports every failure.
 fn reporting_emitter(
     endpoint: String,
     method: Method,
-) -> (
-    actix::Addr<snowplow_actix::Emitter>,
-    UnboundedReceiver<Seen>,
-) {
-    let (tx, failures) = unbounded_channel();
+) -> (actix::Addr<snowplow_actix::Emitter>, Failures) {
     // One request at a time: the failures come request by request, in order.
-    let emitter = EmitterBuilder::new(endpoint)
-        .method(method)
-        .max_in_flight(1)
-        .request_timeout(TIMEOUT)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .on_failure(move |failure| {
-            let _ = tx.send((
-                failure.reason.clone(),
-                failure.will_retry,
-                failure.dropped,
-                failure.events.iter().map(|e| e.id().to_string()).collect(),
-            ));
-        })
-        .build()
-        .unwrap()
-        .start();
-    (emitter, failures)
+    let (builder, failures) = record_failures(
+        EmitterBuilder::new(endpoint)
+            .method(method)
+            .max_in_flight(1)
+            .request_timeout(TIMEOUT)
+            .retrying_fast(Duration::from_millis(20)),
+    );
+    (builder.started(), failures)
 }
 
 /// A collector on the port `raw` listened on, once it is free again.
@@ -213,7 +186,7 @@ async fn collector_replacing(raw: RawCollector) -> TestCollector {
     for _ in 0..1_000 {
         if let Ok(listener) = std::net::TcpListener::bind(addr) {
             drop(listener);
-            return TestCollector::start_at(CollectorConfig::default(), addr).await;
+            return TestCollector::start_at(Faults::none(), addr).await;
         }
         actix_rt::task::yield_now().await;
     }
@@ -244,7 +217,13 @@ async fn broken_collectors_are_reported_failures_and_the_events_are_delivered_la
 
             // Two failed attempts of the first request: classified, retried, the same events.
             for _ in 0..2 {
-                let (reason, will_retry, dropped, eids) = next_failure(&mut failures).await;
+                let Seen {
+                    reason,
+                    will_retry,
+                    dropped,
+                    eids,
+                    ..
+                } = failures.next().await;
                 assert!(expected(&reason), "{case}: {reason:?}");
                 assert_eq!((will_retry, dropped), (true, None), "{case}");
                 let first = match method {
@@ -260,7 +239,7 @@ async fn broken_collectors_are_reported_failures_and_the_events_are_delivered_la
 
             // The collector is fixed: everything is delivered, once.
             let collector = collector_replacing(raw).await;
-            let report = emitter.send(Flush::default()).await.unwrap();
+            let report = flush(&emitter).await;
             assert_eq!(
                 (report.sent, report.queued, report.timed_out),
                 (2, 0, false),
@@ -318,36 +297,24 @@ async fn an_event_above_the_byte_limit_is_sent_alone_and_settled_by_its_answer()
         for status in [200u16, 500, 413, 400] {
             let case = format!("{method:?} answered {status}");
             let answered = Arc::new(Mutex::new(false));
-            let collector = TestCollector::start(CollectorConfig::with_faults(
-                Faults::none().with_decider(move |request| {
-                    if !request.events.iter().any(is_big) {
-                        return None;
-                    }
-                    let mut answered = answered.lock().unwrap();
-                    let first = !*answered;
-                    *answered = true;
-                    first.then_some(status)
-                }),
-            ))
+            let collector = TestCollector::with_faults(Faults::decide(move |request| {
+                if !request.events.iter().any(is_big) {
+                    return None;
+                }
+                let mut answered = answered.lock().unwrap();
+                let first = !*answered;
+                *answered = true;
+                first.then_some(status)
+            }))
             .await;
-            let (tx, mut failures) = unbounded_channel();
-            let emitter = EmitterBuilder::new(collector.endpoint())
-                .method(method)
-                .batch_size(10)
-                .byte_limit(BYTE_LIMIT)
-                .jitter(fixed_jitter(0.01))
-                .max_retry_delay(Duration::from_millis(20))
-                .on_failure(move |failure| {
-                    let _ = tx.send((
-                        failure.reason.clone(),
-                        failure.will_retry,
-                        failure.dropped,
-                        failure.events.iter().map(|e| e.id().to_string()).collect(),
-                    ));
-                })
-                .build()
-                .unwrap()
-                .start();
+            let (builder, mut failures) = record_failures(
+                EmitterBuilder::new(collector.endpoint())
+                    .method(method)
+                    .batch_size(10)
+                    .byte_limit(BYTE_LIMIT)
+                    .retrying_fast(Duration::from_millis(20)),
+            );
+            let emitter = builder.started();
             let names: Vec<String> = vec!["0".into(), "1".into(), "x".repeat(BIG), "3".into()];
             let tracks = labelled(&names);
             let big_id = tracks[2].event().id().to_string();
@@ -355,7 +322,7 @@ async fn an_event_above_the_byte_limit_is_sent_alone_and_settled_by_its_answer()
                 emitter.do_send(track);
             }
 
-            let report = emitter.send(Flush::default()).await.unwrap();
+            let report = flush(&emitter).await;
 
             let requests = collector.requests();
             let carrying_big: Vec<_> = requests
@@ -397,9 +364,14 @@ async fn an_event_above_the_byte_limit_is_sent_alone_and_settled_by_its_answer()
             }
             assert_eq!(collector.events().len() as u64, 4 - lost, "{case}");
             if status != 200 {
-                let failure = next_failure(&mut failures).await;
+                let failure = failures.next().await;
                 assert_eq!(
-                    failure,
+                    (
+                        failure.reason,
+                        failure.will_retry,
+                        failure.dropped,
+                        failure.eids
+                    ),
                     (
                         FailureReason::Status(status),
                         will_retry,
@@ -409,7 +381,8 @@ async fn an_event_above_the_byte_limit_is_sent_alone_and_settled_by_its_answer()
                     "{case}"
                 );
             }
-            assert!(failures.try_recv().is_err(), "{case}: one failure at most");
+            let more = failures.reported();
+            assert!(more.is_empty(), "{case}: one failure at most: {more:?}");
             let stats = stats(&emitter).await;
             assert_eq!(
                 (stats.received, stats.sent, stats.retried),
@@ -428,24 +401,18 @@ async fn an_event_above_the_byte_limit_is_sent_alone_and_settled_by_its_answer()
 async fn callbacks_that_panic_are_counted_and_nothing_is_lost() {
     // Batches of 4: the first fails twice then passes, the second is rejected, the third
     // passes at once.
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 503, 200, 400, 200]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 503, 200, 400, 200])).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(4)
         .max_request_events(4)
         .max_in_flight(1)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
+        .retrying_fast(Duration::from_millis(20))
         .on_success(|_| panic!("on_success panics on purpose"))
         .on_failure(|_| panic!("on_failure panics on purpose"))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(12));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!(
         (
@@ -492,17 +459,15 @@ async fn hostile_values_arrive_unchanged_by_post_and_get() {
     .map(String::from)
     .to_vec();
     for method in [Method::Post, Method::Get] {
-        let collector = TestCollector::start(CollectorConfig::default()).await;
+        let collector = TestCollector::with_faults(Faults::none()).await;
         let emitter = EmitterBuilder::new(collector.endpoint())
             .method(method)
-            .build()
-            .unwrap()
-            .start();
+            .started();
         for track in labelled(&hostile) {
             emitter.do_send(track);
         }
 
-        let report = emitter.send(Flush::default()).await.unwrap();
+        let report = flush(&emitter).await;
 
         assert_eq!((report.sent, report.queued), (6, 0), "{method:?}");
         assert!(

@@ -1,28 +1,26 @@
 //! POST and GET delivery to a real collector: the wire format as received.
 
-mod common;
-
-use common::collector::{CollectorConfig, TestCollector};
-use common::support::{events, labels, range_labels, sorted_labels, stats, track_all, SOON};
-use snowplow_actix::{EmitterBuilder, Flush, Method};
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    events, flush, labels, range_labels, sorted_labels, stats, track_all, wait_events, BuilderExt,
+};
+use snowplow_actix::{EmitterBuilder, Method};
 
 #[actix_rt::test]
 async fn post_delivers_batches_in_order_with_a_valid_envelope() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // One request at a time, of at most one batch: the baseline's requests.
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(1)
         .max_request_events(10)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(25));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!(report.sent, 25);
     assert!(!report.timed_out);
-    let received = collector.wait_for_events(25, SOON).await.unwrap();
+    let received = wait_events(&collector, 25).await;
     assert_eq!(labels(&received), range_labels(0..25));
     let received_ids: Vec<_> = received
         .iter()
@@ -42,7 +40,7 @@ async fn post_delivers_batches_in_order_with_a_valid_envelope() {
             request.content_type.as_deref(),
             Some("application/json; charset=utf-8")
         );
-        common::iglu::validate_post_body(&request.raw).unwrap();
+        crate::common::iglu::validate_post_body(&request.raw).unwrap();
     }
     let stats = stats(&emitter).await;
     assert_eq!((stats.received, stats.sent, stats.queued), (25, 25, 0));
@@ -50,19 +48,17 @@ async fn post_delivers_batches_in_order_with_a_valid_envelope() {
 
 #[actix_rt::test]
 async fn by_default_a_flush_sends_the_backlog_in_requests_as_large_as_the_caps_allow() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // A batch size no burst reaches: the flush alone sends them.
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(25));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!((report.sent, report.timed_out), (25, false));
-    let received = collector.wait_for_events(25, SOON).await.unwrap();
+    let received = wait_events(&collector, 25).await;
     let mut received_ids: Vec<_> = received
         .iter()
         .map(|e| e.eid().unwrap().to_owned())
@@ -78,21 +74,19 @@ async fn by_default_a_flush_sends_the_backlog_in_requests_as_large_as_the_caps_a
         [25]
     );
     for request in &requests {
-        common::iglu::validate_post_body(&request.raw).unwrap();
+        crate::common::iglu::validate_post_body(&request.raw).unwrap();
     }
 }
 
 #[actix_rt::test]
 async fn get_sends_one_request_per_event() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .method(Method::Get)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(5));
 
-    let received = collector.wait_for_events(5, SOON).await.unwrap();
+    let received = wait_events(&collector, 5).await;
 
     // Several requests may be in flight: every event once, in no promised order.
     assert_eq!(sorted_labels(&received), range_labels(0..5));
@@ -108,7 +102,7 @@ async fn get_sends_one_request_per_event() {
         assert_eq!(stm.len(), 13, "stm in ms");
         assert_eq!(request.events[0].names().last(), Some(&"stm"));
     }
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.queued, 0);
     assert_eq!(stats(&emitter).await.sent, 5);
 }

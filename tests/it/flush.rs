@@ -1,30 +1,26 @@
 //! Sync and async flushes: a sync flush replies once every event received before it is sent
 //! or dropped, or at its deadline; it waits through backoff and never hot-loops.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, fixed_jitter, labels, range_labels, stats, track_all, SOON};
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    events, fixed_jitter, flush, flush_within, labels, range_labels, stats, track_all, wait_events,
+    BuilderExt,
+};
 use snowplow_actix::{EmitterBuilder, Flush, FlushReport};
 
 #[actix_rt::test]
 async fn sync_flush_waits_through_backoff_and_reports_what_was_sent() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 503, 200]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 503, 200])).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_secs(1))
         .jitter(fixed_jitter(0.2))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(4));
     let started = Instant::now();
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     // Backoff 0.2 s then 0.6 s before the third attempt.
     assert!(
@@ -46,23 +42,15 @@ async fn sync_flush_waits_through_backoff_and_reports_what_was_sent() {
 
 #[actix_rt::test]
 async fn sync_flush_returns_at_its_deadline_while_the_collector_is_down_without_hot_looping() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_millis(200))
         .jitter(fixed_jitter(0.2))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(3));
     let started = Instant::now();
 
-    let report = emitter
-        .send(Flush::with_timeout(Duration::from_secs(1)))
-        .await
-        .unwrap();
+    let report = flush_within(&emitter, Duration::from_secs(1)).await;
 
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
@@ -81,29 +69,23 @@ async fn sync_flush_returns_at_its_deadline_while_the_collector_is_down_without_
 
 #[actix_rt::test]
 async fn async_flush_sends_a_partial_batch_without_waiting() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
-    let emitter = EmitterBuilder::new(collector.endpoint())
-        .build()
-        .unwrap()
-        .start();
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    let emitter = EmitterBuilder::new(collector.endpoint()).started();
     track_all(&emitter, events(3));
 
     emitter.do_send(Flush::default());
 
-    let received = collector.wait_for_events(3, SOON).await.unwrap();
+    let received = wait_events(&collector, 3).await;
     assert_eq!(labels(&received), range_labels(0..3));
     assert_eq!(collector.request_count(), 1);
 }
 
 #[actix_rt::test]
 async fn flush_with_nothing_buffered_replies_at_once_and_sends_nothing() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
-    let emitter = EmitterBuilder::new(collector.endpoint())
-        .build()
-        .unwrap()
-        .start();
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    let emitter = EmitterBuilder::new(collector.endpoint()).started();
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!(report, FlushReport::default());
     assert_eq!(collector.request_count(), 0);
@@ -111,26 +93,21 @@ async fn flush_with_nothing_buffered_replies_at_once_and_sends_nothing() {
 
 #[actix_rt::test]
 async fn flush_covers_the_events_received_before_it_and_not_later_ones() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(200)),
-    ))
-    .await;
-    let emitter = EmitterBuilder::new(collector.endpoint())
-        .build()
-        .unwrap()
-        .start();
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(200))).await;
+    let emitter = EmitterBuilder::new(collector.endpoint()).started();
     let mut all = events(6).into_iter();
     track_all(&emitter, all.by_ref().take(3).collect());
-    let flush = emitter.send(Flush::default());
+    let first = emitter.send(Flush::default());
     track_all(&emitter, all.collect());
 
-    let report = flush.await.unwrap();
+    let report = first.await.unwrap();
 
     assert_eq!(
         (report.sent, report.queued, report.timed_out),
         (3, 3, false)
     );
-    let second = emitter.send(Flush::default()).await.unwrap();
+    let second = flush(&emitter).await;
     assert_eq!((second.sent, second.queued), (3, 0));
     assert_eq!(labels(&collector.events()), range_labels(0..6));
 }

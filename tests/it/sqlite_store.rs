@@ -2,19 +2,20 @@
 //! restart, typed errors, and emitters delivering from it end to end.
 #![cfg(feature = "sqlite")]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_balanced, assert_delivered, assert_settled, events, flush, labels, range_labels, stats,
+    track_all, wait_events, SOON,
+};
 use actix::{Addr, Arbiter};
-use common::collector::{CollectorConfig, TestCollector};
-use common::support::{events, labels, range_labels, stats, track_all, SOON};
 use snowplow_actix::store::{Added, EventStore, LeaseId, SqliteStore, StoredEvent};
 use snowplow_actix::{
-    Emitter, EmitterBuilder, EmitterConfig, EmitterStats, Flush, Shutdown, StampedEvent, StoreError,
+    Emitter, EmitterBuilder, EmitterConfig, EmitterStats, Shutdown, StampedEvent, StoreError,
 };
 
 /// A fresh directory under the system temp dir, removed when dropped.
@@ -402,7 +403,7 @@ impl Running {
 #[actix_rt::test]
 async fn an_emitter_on_a_sqlite_store_delivers_everything_and_leaves_it_empty() {
     let dir = TempDir::new("deliver");
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let running = start(
         EmitterBuilder::new(collector.endpoint())
             .event_store(open(&dir.db(), 1_000))
@@ -411,18 +412,15 @@ async fn an_emitter_on_a_sqlite_store_delivers_everything_and_leaves_it_empty() 
     );
 
     let ids = track_all(&running.emitter, events(95));
-    let report = running.emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&running.emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (95, 0, false)
-    );
+    assert_delivered(&report, 95);
     assert_eq!(labels(&collector.events()), range_labels(0..95));
     assert_eq!(collector.event_ids(), ids);
     let live = stats(&running.emitter).await;
     assert_eq!((live.received, live.recovered, live.sent), (95, 0, 95));
     let last = running.shut_down(SOON).await;
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
     let reopened = open(&dir.db(), 1_000);
     assert_eq!((reopened.recovered(), reopened.next_seq()), (0, 0));
 }
@@ -450,11 +448,11 @@ async fn a_second_emitter_delivers_what_the_first_left_while_the_collector_was_d
 
     // Nothing dropped: a durable store keeps what is left for the next start, the
     // abandoned request's events back in the queue.
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
     assert_eq!((last.sent, last.dropped.total()), (0, 0), "{last:#?}");
     assert_eq!((last.queued, last.in_flight), (57, 0), "{last:#?}");
 
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let store = open(&dir.db(), 1_000);
     assert_eq!((store.recovered(), store.next_seq()), (57, 57));
     let second = start(
@@ -464,12 +462,9 @@ async fn a_second_emitter_delivers_what_the_first_left_while_the_collector_was_d
             .unwrap(),
     );
     let more = track_all(&second.emitter, events(3));
-    let report = second.emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&second.emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (60, 0, false)
-    );
+    assert_delivered(&report, 60);
     let received = collector.event_ids();
     assert_eq!(received, [ids, more].concat(), "every event once, in order");
     let now = stats(&second.emitter).await;
@@ -479,7 +474,7 @@ async fn a_second_emitter_delivers_what_the_first_left_while_the_collector_was_d
         (3, 57, 60, 0)
     );
     let last = second.shut_down(SOON).await;
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
     assert_eq!(open(&dir.db(), 1_000).recovered(), 0);
 }
 
@@ -498,7 +493,7 @@ async fn recovered_events_are_sent_at_start_and_unreadable_ones_counted_as_dropp
         .unwrap()
         .execute("UPDATE events SET payload = 'damaged' WHERE seq = 2", [])
         .unwrap();
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
 
     // Fewer than a batch and no flush: sent because they were recovered.
     let running = start(
@@ -507,11 +502,11 @@ async fn recovered_events_are_sent_at_start_and_unreadable_ones_counted_as_dropp
             .build()
             .unwrap(),
     );
-    collector.wait_for_events(3, SOON).await.unwrap();
+    wait_events(&collector, 3).await;
     // Settled once its answer is handled.
-    let report = running.emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&running.emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(
         collector.event_ids(),
         [ids[0].clone(), ids[1].clone(), ids[3].clone()]
@@ -523,5 +518,5 @@ async fn recovered_events_are_sent_at_start_and_unreadable_ones_counted_as_dropp
         "{now:#?}"
     );
     let last = running.shut_down(SOON).await;
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
 }

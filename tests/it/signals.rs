@@ -5,16 +5,14 @@
 //! and the report says what was dropped.
 #![cfg(all(unix, feature = "web"))]
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::collector::{Faults, TestCollector};
 use actix_web::{web, App, HttpResponse, HttpServer};
-use common::collector::{CollectorConfig, Faults, TestCollector};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -24,7 +22,7 @@ use tokio::sync::mpsc;
 
 /// Set in the child only: `MODE ENDPOINT`.
 const CHILD_ENV: &str = "SNOWPLOW_SIGNALS_CHILD";
-/// The child test, run by name.
+/// The child test, run by its name in the test binary.
 const CHILD_TEST: &str = "child_serves_until_signalled";
 const LISTENING: &str = "signals-child listening ";
 const REPORT: &str = "signals-child report ";
@@ -116,7 +114,13 @@ struct Running {
 impl Running {
     async fn start(mode: Mode, endpoint: &str) -> Running {
         let mut process = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                &crate::common::support::harness_name(module_path!(), CHILD_TEST),
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_ENV, format!("{} {endpoint}", mode.as_str()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -206,10 +210,8 @@ fn number(value: &Value, path: &str) -> u64 {
 async fn drains_on(mode: Mode, signal: Signal) {
     const VIEWS: usize = 60;
     const BUYS: usize = 45;
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_millis(300)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_millis(300))).await;
     let child = Running::start(mode, &collector.endpoint()).await;
     browse(child.addr, VIEWS, BUYS).await;
 
@@ -282,10 +284,7 @@ async fn the_servers_own_signal_handling_loses_nothing_either() {
 #[actix_rt::test]
 async fn a_second_signal_ends_the_drain_at_once_and_reports_what_is_lost() {
     const BUYS: usize = 7;
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let child = Running::start(Mode::Serve, &collector.endpoint()).await;
     browse(child.addr, 0, BUYS).await;
     // Below a batch, so nothing was sent before the signal.

@@ -1,12 +1,13 @@
 //! Hardening: settings at their extremes and inputs nobody should send never end an
 //! emitter or the tracker; each test names the finding it pins.
 
-mod common;
-
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, stats, track_all, SOON};
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_balanced, events, flush, flush_within, stats, track_all, wait_requests, BuilderExt,
+    TrackerBuilderExt, SOON,
+};
 use snowplow_actix::{EmitterBuilder, Flush, Shutdown, Structured, Tracker};
 
 fn structured() -> Structured {
@@ -18,21 +19,16 @@ fn structured() -> Structured {
 /// means "no deadline".
 #[actix_rt::test]
 async fn finding_duration_max_deadlines_do_not_panic() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("hardening")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     tracker.track(structured()).unwrap();
     let report = tracker.flush_with_timeout(Duration::MAX).await.unwrap();
     assert_eq!((report.sent, report.timed_out), (1, false));
 
     let emitter = tracker.emitters()[0].addr().clone();
-    let direct = emitter
-        .send(Flush::with_timeout(Duration::MAX))
-        .await
-        .unwrap();
+    let direct = flush_within(&emitter, Duration::MAX).await;
     assert!(!direct.timed_out);
 
     tracker.track(structured()).unwrap();
@@ -46,7 +42,7 @@ async fn finding_duration_max_deadlines_do_not_panic() {
 /// "never").
 #[actix_rt::test]
 async fn finding_duration_max_settings_do_not_panic() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("hardening")
         .emitter(
             EmitterBuilder::new(collector.endpoint())
@@ -75,18 +71,16 @@ async fn finding_duration_max_settings_do_not_panic() {
 /// without them a limit of 0 that made every event oversize.
 #[actix_rt::test]
 async fn finding_byte_limit_usize_max_does_not_overflow() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .byte_limit(usize::MAX)
         .max_request_bytes(usize::MAX)
         .buffer_capacity(usize::MAX)
         .batch_size(usize::MAX)
         .max_request_events(usize::MAX)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(3));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.dropped.total()), (3, 0));
     let now = stats(&emitter).await;
     assert_eq!(now.dropped.oversize, 0);
@@ -97,15 +91,10 @@ async fn finding_byte_limit_usize_max_does_not_overflow() {
 /// shutdown: the flush resolves with the shutdown.
 #[actix_rt::test]
 async fn finding_a_flush_without_deadline_ends_with_the_shutdown() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_millis(50))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(2));
     let pending = emitter.send(Flush::with_timeout(Duration::MAX));
     let shutdown = emitter
@@ -177,20 +166,16 @@ fn finding_build_errors_never_echo_an_endpoints_secrets() {
 /// is unknown, and the report says so.
 #[actix_rt::test]
 async fn finding_events_in_flight_at_the_deadline_are_outcome_unknown_not_dropped() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(Duration::from_secs(3)),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::none().with_delay(Duration::from_secs(3))).await;
     let tracker = Tracker::builder("hardening")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for _ in 0..3 {
         tracker.track(structured()).unwrap();
     }
     tracker.request_flush();
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
 
     let report = tracker.shutdown(Duration::from_millis(200)).await.unwrap();
 
@@ -202,7 +187,7 @@ async fn finding_events_in_flight_at_the_deadline_are_outcome_unknown_not_droppe
     assert!(report.timed_out);
     let last = tracker.emitters()[0].final_stats().unwrap();
     assert_eq!((last.outcome_unknown, last.dropped.shutdown), (3, 0));
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
     // The collector did store them.
     assert_eq!(collector.event_ids().len(), 3);
 }
@@ -218,19 +203,14 @@ async fn finding_a_shut_down_emitter_with_a_durable_store_sends_nothing_more() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("events.db");
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(2)
         .max_retry_delay(Duration::from_millis(20))
         .event_store(SqliteStore::open(&path, 100).unwrap())
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(4));
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
     let report = tokio::time::timeout(
         SOON,
         emitter.send(Shutdown::with_timeout(Duration::from_millis(100))),
@@ -268,19 +248,14 @@ async fn finding_a_shut_down_emitter_with_a_durable_store_sends_nothing_more() {
 async fn finding_large_events_are_bounded_by_the_buffers_byte_capacity() {
     const LIMIT: usize = 1_000_000;
     const EVENTS: u64 = 50;
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("hardening")
         .emitter(
             EmitterBuilder::new(collector.endpoint())
                 .buffer_bytes(LIMIT)
                 .max_retry_delay(Duration::from_secs(30)),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let large = "x".repeat(100_000);
     for _ in 0..EVENTS {
         tracker.track(structured().label(large.as_str())).unwrap();
@@ -300,7 +275,7 @@ async fn finding_large_events_are_bounded_by_the_buffers_byte_capacity() {
         "about 1 MB of 100 KB events: {now:#?}"
     );
     assert_eq!(now.dropped.capacity, EVENTS - held);
-    assert!(now.is_balanced(), "{now:#?}");
+    assert_balanced(&now);
     let health = tracker.health().await;
     assert_eq!(
         health.status,
@@ -342,9 +317,7 @@ async fn finding_a_custom_emitter_that_never_answers_does_not_hold_a_flush_or_sh
             snowplow_actix::CustomEmitter::new("silent", silent.clone().recipient())
                 .flush(silent.recipient()),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     tracker.track(structured()).unwrap();
 
     let started = std::time::Instant::now();
@@ -396,7 +369,7 @@ impl snowplow_actix::transport::Transport for PanickyTransport {
 /// restarts with its queue and counters, counts the panic, and delivers everything.
 #[actix_rt::test]
 async fn finding_a_panic_inside_an_emitter_restarts_it_without_losing_events() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let sends = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let factory_sends = sends.clone();
     let emitter = EmitterBuilder::new(collector.endpoint())
@@ -412,9 +385,7 @@ async fn finding_a_panic_inside_an_emitter_restarts_it_without_losing_events() {
                 panic_at: 2,
             })
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(30));
 
     let report = tokio::time::timeout(SOON, emitter.send(Flush::default()))
@@ -423,20 +394,20 @@ async fn finding_a_panic_inside_an_emitter_restarts_it_without_losing_events() {
         .unwrap();
     // The flush in progress at the panic may be answered as timed out; a second one sees
     // everything delivered.
-    let again = emitter.send(Flush::default()).await.unwrap();
+    let again = flush(&emitter).await;
 
     assert_eq!(again.queued, 0, "{report:#?} {again:#?}");
     let now = stats(&emitter).await;
     assert_eq!((now.panics, now.restarts), (1, 1), "{now:#?}");
     assert_eq!((now.received, now.sent, now.dropped.total()), (30, 30, 0));
-    assert!(now.is_balanced(), "{now:#?}");
+    assert_balanced(&now);
     assert_eq!(
-        common::support::sorted(collector.event_ids()),
-        common::support::sorted(ids)
+        crate::common::support::sorted(collector.event_ids()),
+        crate::common::support::sorted(ids)
     );
     // It takes new events as before.
     track_all(&emitter, events(3));
-    let last = emitter.send(Flush::default()).await.unwrap();
+    let last = flush(&emitter).await;
     assert_eq!(last.sent, 3);
 }
 
@@ -444,10 +415,7 @@ async fn finding_a_panic_inside_an_emitter_restarts_it_without_losing_events() {
 /// answer; the panic is caught where the jitter is drawn (0.5 s is used instead).
 #[actix_rt::test]
 async fn finding_a_panicking_jitter_source_is_caught_where_it_is_drawn() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(1, 500),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::fail_first(1, 500)).await;
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let jitter_calls = calls.clone();
     let emitter = EmitterBuilder::new(collector.endpoint())
@@ -458,21 +426,19 @@ async fn finding_a_panicking_jitter_source_is_caught_where_it_is_drawn() {
             }
             0.001
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(5));
 
     let _ = tokio::time::timeout(SOON, emitter.send(Flush::default()))
         .await
         .expect("the flush returns");
-    let again = emitter.send(Flush::default()).await.unwrap();
+    let again = flush(&emitter).await;
 
     assert_eq!(again.queued, 0);
     let now = stats(&emitter).await;
     assert_eq!((now.panics, now.restarts), (0, 0), "{now:#?}");
     assert_eq!((now.received, now.sent), (5, 5), "{now:#?}");
-    assert!(now.is_balanced(), "{now:#?}");
+    assert_balanced(&now);
     assert_eq!(collector.accepted_count(), 5);
 }
 
@@ -483,15 +449,12 @@ async fn finding_a_panicking_jitter_source_is_caught_where_it_is_drawn() {
 /// as `capacity`) and taken in chunks: the shutdown holds its deadline, from the call.
 #[actix_rt::test]
 async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("hardening")
         .emitter(
             // Every `add` takes 50 µs (a slow disk), on the emitter's own arbiter.
             EmitterBuilder::new(collector.endpoint()).event_store(
-                common::support::HookedStore::new(
+                crate::common::support::HookedStore::new(
                     snowplow_actix::DEFAULT_BUFFER_CAPACITY,
                     Box::new(|| {
                         let start = std::time::Instant::now();
@@ -503,9 +466,7 @@ async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
                 ),
             ),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let tracked = 100_000;
     let mut refused = 0u64;
     for _ in 0..tracked {
@@ -529,7 +490,7 @@ async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
         tracked - refused
     );
     assert!(emitter.dropped.capacity > 0, "{emitter:#?}");
-    assert!(emitter.is_balanced(), "{emitter:#?}");
+    assert_balanced(&emitter);
     assert_eq!((emitter.queued, emitter.in_flight), (0, 0), "{report:#?}");
 }
 
@@ -539,15 +500,10 @@ async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
 /// nothing behind; a sync flush is the only kind that waits.
 #[actix_rt::test]
 async fn finding_async_flushes_leave_no_waiter_behind() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("hardening")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for _ in 0..10 {
         tracker.track(structured()).unwrap();
     }
@@ -581,19 +537,14 @@ async fn finding_async_flushes_leave_no_waiter_behind() {
 /// at once, as timed out, with what is left still queued.
 #[actix_rt::test]
 async fn finding_a_flush_deadline_runs_from_when_it_was_made() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(5)
         .max_retry_delay(Duration::from_secs(30))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(5));
     let made = Flush::with_timeout(Duration::from_millis(200));
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
     // The flush waits (as in a busy mailbox) until its deadline has passed.
     tokio::time::sleep_until(tokio::time::Instant::from_std(made.deadline())).await;
 

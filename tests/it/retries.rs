@@ -1,15 +1,14 @@
 //! Retries: retryable failures go back to the front of the queue and are retried after an
 //! exponential backoff, capped, driven by the emitter's own timer; nothing is sent early.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
-use common::support::{
-    closed_port, events, fixed_jitter, labels, next_failure, range_labels, sorted_labels, stats,
-    track_all, Seen, SOON,
+use crate::common::collector::{Faults, RecordedRequest, TestCollector};
+use crate::common::support::{
+    assert_delivered, assert_settled, closed_port, events, fixed_jitter, flush, labels,
+    range_labels, record_failures, sorted_labels, stats, track_all, wait_events, wait_requests,
+    BuilderExt,
 };
 use futures::channel::mpsc;
 use futures::StreamExt as _;
@@ -24,24 +23,16 @@ fn gaps(requests: &[RecordedRequest]) -> Vec<Duration> {
 
 #[actix_rt::test]
 async fn retries_500_until_the_collector_recovers_with_backoff_growing_and_capped() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(4, 500),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::fail_first(4, 500)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_millis(400))
         .jitter(fixed_jitter(0.1))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(3));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (3, 0, false)
-    );
+    assert_delivered(&report, 3);
     let requests = collector.requests();
     assert_eq!(collector.statuses(), [500, 500, 500, 500, 200]);
     // min(previous * 2 + 0.1 s, 0.4 s): 0.1, 0.3, 0.4 (capped), 0.4.
@@ -92,9 +83,7 @@ async fn retries_connection_refused_until_the_collector_starts() {
         .on_failure(move |failure| {
             let _ = failures_tx.unbounded_send((failure.reason.clone(), failure.will_retry));
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(2));
     emitter.do_send(Flush::default());
 
@@ -103,11 +92,11 @@ async fn retries_connection_refused_until_the_collector_starts() {
         assert!(matches!(reason, FailureReason::Connection(_)), "{reason:?}");
         assert!(will_retry);
     }
-    let collector = TestCollector::start_at(CollectorConfig::default(), addr).await;
+    let collector = TestCollector::start_at(Faults::none(), addr).await;
 
-    let received = collector.wait_for_events(2, SOON).await.unwrap();
+    let received = wait_events(&collector, 2).await;
     assert_eq!(labels(&received), range_labels(0..2));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.queued, 0);
     let stats = stats(&emitter).await;
     assert_eq!(stats.sent, 2);
@@ -116,28 +105,23 @@ async fn retries_connection_refused_until_the_collector_starts() {
 
 #[actix_rt::test]
 async fn with_max_in_flight_one_nothing_is_sent_early_while_backing_off() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(1, 500),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::fail_first(1, 500)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(1)
         .batch_size(2)
         .max_request_events(2)
         .max_retry_delay(Duration::from_secs(5))
         .jitter(fixed_jitter(0.9))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let mut all = events(5).into_iter();
     // A full batch goes at once and fails: 0.9 s of backoff starts.
     track_all(&emitter, all.by_ref().take(2).collect());
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
     // Full batches and an async flush arrive during the backoff: none of them sends.
     track_all(&emitter, all.collect());
     emitter.do_send(Flush::default());
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!((report.sent, report.timed_out), (5, false));
     let requests = collector.requests();
@@ -156,36 +140,29 @@ async fn with_max_in_flight_one_nothing_is_sent_early_while_backing_off() {
 
 #[actix_rt::test]
 async fn by_default_a_failed_request_waits_its_own_backoff_while_newer_events_go() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(1, 500),
-    ))
-    .await;
-    let (tx, mut failures) = tokio::sync::mpsc::unbounded_channel();
-    let emitter = EmitterBuilder::new(collector.endpoint())
-        .batch_size(2)
-        .max_retry_delay(Duration::from_secs(5))
-        .jitter(fixed_jitter(0.9))
-        .on_failure(move |failure| {
-            let _ = tx.send(Seen::of(failure));
-        })
-        .build()
-        .unwrap()
-        .start();
+    let collector = TestCollector::with_faults(Faults::fail_first(1, 500)).await;
+    let (builder, mut failures) = record_failures(
+        EmitterBuilder::new(collector.endpoint())
+            .batch_size(2)
+            .max_retry_delay(Duration::from_secs(5))
+            .jitter(fixed_jitter(0.9)),
+    );
+    let emitter = builder.started();
     let mut all = events(5).into_iter();
     // A full batch goes at once and fails: its own 0.9 s of backoff starts.
     track_all(&emitter, all.by_ref().take(2).collect());
-    assert!(next_failure(&mut failures).await.will_retry);
+    assert!(failures.next().await.will_retry);
     let waiting = stats(&emitter).await;
     assert_eq!((waiting.retry_requests, waiting.queued), (1, 2));
     assert_eq!(waiting.backoff_ms, 0, "the emitter as a whole is not held");
     // Newer events go at once, while the failed request waits.
     track_all(&emitter, all.collect());
-    collector.wait_for_requests(2, SOON).await.unwrap();
+    wait_requests(&collector, 2).await;
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     // A report counts what settled while it ran: the totals come from the counters.
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(stats(&emitter).await.sent, 5);
     let requests = collector.requests();
     let labels_of = |r: &RecordedRequest| labels(&r.events);
@@ -209,33 +186,24 @@ async fn by_default_a_failed_request_waits_its_own_backoff_while_newer_events_go
 
 #[actix_rt::test]
 async fn max_attempts_drops_events_as_attempts_exhausted() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(500),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(500)).await;
     let dropped = Arc::new(Mutex::new(Vec::new()));
     let seen = dropped.clone();
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_attempts(3)
-        .max_retry_delay(Duration::from_millis(50))
-        .jitter(fixed_jitter(0.01))
+        .retrying_fast(Duration::from_millis(50))
         .on_failure(move |failure| {
             if let Some(reason) = failure.dropped {
                 seen.lock().unwrap().push((reason, failure.events.len()));
             }
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(2));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!(report.dropped.attempts_exhausted, 2);
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (0, 0, false)
-    );
+    assert_delivered(&report, 0);
     assert_eq!(collector.request_count(), 3);
     assert_eq!(
         *dropped.lock().unwrap(),
@@ -247,20 +215,15 @@ async fn max_attempts_drops_events_as_attempts_exhausted() {
 
 #[actix_rt::test]
 async fn max_event_age_drops_old_events_as_expired_when_their_request_fails() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_event_age(Duration::from_millis(150))
         .max_retry_delay(Duration::from_millis(60))
         .jitter(fixed_jitter(0.06))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(3));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!(report.dropped.expired, 3);
     assert_eq!((report.sent, report.queued), (0, 0));

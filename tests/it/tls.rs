@@ -2,17 +2,17 @@
 //! default client (certificate verification), with a clear reason in the failure report and
 //! nothing lost; delivered by a user-supplied client that trusts that certificate.
 
-mod common;
-
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::support::{
+    assert_delivered, events, flush, flush_within, record_failures, stats, track_all, BuilderExt,
+    Seen,
+};
 use actix_web::{web, App, HttpResponse, HttpServer};
-use common::support::{events, fixed_jitter, stats, track_all, SOON};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
-use tokio::sync::mpsc::unbounded_channel;
 
 /// A self-signed certificate for `127.0.0.1` and its key.
 struct SelfSigned {
@@ -37,7 +37,9 @@ type Received = Arc<Mutex<Vec<String>>>;
 fn start_tls_collector(
     certificate: &SelfSigned,
 ) -> (String, Received, actix_web::dev::ServerHandle) {
-    let config = rustls::ServerConfig::builder()
+    let config = rustls::ServerConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
         .with_no_client_auth()
         .with_single_cert(
             vec![certificate.cert.clone()],
@@ -79,7 +81,9 @@ fn start_tls_collector(
 fn client_trusting(certificate: CertificateDer<'static>) -> awc::Client {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(certificate).expect("a usable trust anchor");
-    let config = rustls::ClientConfig::builder()
+    let config = rustls::ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
     awc::Client::builder()
@@ -87,42 +91,35 @@ fn client_trusting(certificate: CertificateDer<'static>) -> awc::Client {
         .finish()
 }
 
-fn install_ring() {
-    // As the crate does: rustls panics without a process default provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// The crypto provider of this file's TLS configurations, named rather than installed as
+/// the process default: the test installs nothing for the other tests of the binary. (The
+/// crate's own default client installs ring as the process default when none is; ring is
+/// the only provider compiled in, so whichever test gets there first, it is the same one.)
+fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 #[actix_rt::test]
 async fn a_self_signed_collector_is_rejected_by_default_with_a_certificate_error_and_nothing_lost()
 {
-    install_ring();
     let certificate = self_signed();
     let (endpoint, received, server) = start_tls_collector(&certificate);
-    let (failures_tx, mut failures) = unbounded_channel();
-    let emitter = EmitterBuilder::new(endpoint.as_str())
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .on_failure(move |failure| {
-            let eids: Vec<String> = failure.events.iter().map(|e| e.id().to_string()).collect();
-            let _ = failures_tx.send((
-                failure.reason.clone(),
-                failure.will_retry,
-                failure.dropped,
-                eids,
-            ));
-        })
-        .build()
-        .unwrap()
-        .start();
+    let (builder, mut failures) = record_failures(
+        EmitterBuilder::new(endpoint.as_str()).retrying_fast(Duration::from_millis(20)),
+    );
+    let emitter = builder.started();
     let ids = track_all(&emitter, events(3));
     emitter.do_send(Flush::default());
 
     // Two attempts, each refused at the handshake: reported, retried, the same events.
     for _ in 0..2 {
-        let (reason, will_retry, dropped, eids) = tokio::time::timeout(SOON, failures.recv())
-            .await
-            .expect("a failure report in time")
-            .expect("callback alive");
+        let Seen {
+            reason,
+            will_retry,
+            dropped,
+            eids,
+            ..
+        } = failures.next().await;
         let FailureReason::Connection(text) = &reason else {
             panic!("not a connection error: {reason:?}");
         };
@@ -134,10 +131,7 @@ async fn a_self_signed_collector_is_rejected_by_default_with_a_certificate_error
         assert_eq!(eids, ids);
     }
 
-    let report = emitter
-        .send(Flush::with_timeout(Duration::from_millis(50)))
-        .await
-        .unwrap();
+    let report = flush_within(&emitter, Duration::from_millis(50)).await;
     assert_eq!((report.sent, report.queued, report.timed_out), (0, 3, true));
     assert_eq!(report.dropped.total(), 0);
     let stats = stats(&emitter).await;
@@ -154,7 +148,6 @@ async fn a_self_signed_collector_is_rejected_by_default_with_a_certificate_error
 
 #[actix_rt::test]
 async fn a_client_factory_trusting_the_certificate_delivers_over_tls() {
-    install_ring();
     let certificate = self_signed();
     let (endpoint, received, server) = start_tls_collector(&certificate);
     let trusted = certificate.cert.clone();
@@ -163,22 +156,17 @@ async fn a_client_factory_trusting_the_certificate_delivers_over_tls() {
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .client_factory(move || client_trusting(trusted.clone()))
         .on_failure(move |failure| seen.lock().unwrap().push(failure.reason.clone()))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(3));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (3, 0, false)
-    );
+    assert_delivered(&report, 3);
     assert_eq!(*received.lock().unwrap(), ids);
     assert!(failures.lock().unwrap().is_empty());
     // The pooled TLS connection carries the next batch too.
     let more = track_all(&emitter, events(2));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.queued), (2, 0));
     assert_eq!(received.lock().unwrap()[3..], more);
     let stats = stats(&emitter).await;

@@ -2,14 +2,10 @@
 //! the client: validation, recording, GET decoding, every fault rule, waiting, and the raw TCP
 //! misbehaviours.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::collector::{
-    form_decode, CollectorConfig, Faults, RawBehaviour, RawCollector, SplitMix64, TestCollector,
-    PAYLOAD_DATA_SCHEMA,
-};
+use crate::common::collector::envelope::{form_decode, PAYLOAD_DATA_SCHEMA};
+use crate::common::collector::{draw, Faults, RawBehaviour, RawCollector, TestCollector};
 
 const WAIT: Duration = Duration::from_secs(5);
 const JSON: &str = "application/json; charset=utf-8";
@@ -64,7 +60,7 @@ fn get_url(collector: &TestCollector, extra: &str) -> String {
 
 #[actix_rt::test]
 async fn valid_posts_are_accepted_and_recorded_in_order() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     assert!(collector.endpoint().starts_with("http://127.0.0.1:"));
     assert_eq!(post(&collector, &["a", "b"]).await, 200);
     assert_eq!(post(&collector, &["c"]).await, 200);
@@ -110,7 +106,7 @@ async fn valid_posts_are_accepted_and_recorded_in_order() {
 
 #[actix_rt::test]
 async fn invalid_posts_get_400_and_are_not_accepted() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let url = collector.post_url();
     let with = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut v: serde_json::Value = serde_json::from_str(&envelope(&["x"])).unwrap();
@@ -197,7 +193,7 @@ async fn invalid_posts_get_400_and_are_not_accepted() {
 
 #[actix_rt::test]
 async fn get_is_form_decoded_and_checked() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let url = get_url(
         &collector,
         "&url=http%3A%2F%2Fx.com%2Fa+b%3Fc%3Dd~e%2Af&page=T%C3%AFtle+%28x%29&se_la=a%2Bb&empty=",
@@ -244,7 +240,7 @@ async fn get_is_form_decoded_and_checked() {
 
 #[actix_rt::test]
 async fn endpoint_paths_are_accepted() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let sub = format!("{}/sub/path", collector.endpoint());
     assert_eq!(
         post_with(
@@ -269,8 +265,8 @@ async fn endpoint_paths_are_accepted() {
 
 #[actix_rt::test]
 async fn status_sequence_is_consumed_then_default() {
-    let faults = Faults::none().with_sequence([500, 500, 200]);
-    let collector = TestCollector::start(CollectorConfig::with_faults(faults)).await;
+    let faults = Faults::statuses([500, 500, 200]);
+    let collector = TestCollector::with_faults(faults).await;
     let mut statuses = Vec::new();
     for eid in ["a", "b", "c", "d"] {
         statuses.push(post(&collector, &[eid]).await);
@@ -283,7 +279,7 @@ async fn status_sequence_is_consumed_then_default() {
     assert!(collector.requests()[0].valid);
 
     // An invalid request does not consume the sequence.
-    collector.set_faults(Faults::none().with_sequence([503]));
+    collector.set_faults(Faults::statuses([503]));
     assert_eq!(
         post_with(&collector.post_url(), JSON, "[]".into()).await,
         400
@@ -294,8 +290,8 @@ async fn status_sequence_is_consumed_then_default() {
 
 #[actix_rt::test]
 async fn fail_first_n_then_default() {
-    let faults = Faults::none().with_fail_first(2, 503);
-    let collector = TestCollector::start(CollectorConfig::with_faults(faults)).await;
+    let faults = Faults::fail_first(2, 503);
+    let collector = TestCollector::with_faults(faults).await;
     let mut statuses = Vec::new();
     for eid in ["a", "b", "c"] {
         statuses.push(post(&collector, &[eid]).await);
@@ -304,7 +300,7 @@ async fn fail_first_n_then_default() {
     assert_eq!(collector.event_ids(), ["c"]);
 
     // Installing faults at run time restarts the count.
-    collector.set_faults(Faults::none().with_fail_first(1, 500));
+    collector.set_faults(Faults::fail_first(1, 500));
     assert_eq!(post(&collector, &["d"]).await, 500);
     assert_eq!(post(&collector, &["e"]).await, 200);
     collector.clear_faults();
@@ -313,8 +309,8 @@ async fn fail_first_n_then_default() {
 }
 
 async fn statuses_with_rate(seed: u64, n: usize) -> Vec<u16> {
-    let faults = Faults::none().with_failure_rate(0.5, seed, 502);
-    let collector = TestCollector::start(CollectorConfig::with_faults(faults)).await;
+    let faults = Faults::failure_rate(0.5, seed, 502);
+    let collector = TestCollector::with_faults(faults).await;
     let mut statuses = Vec::new();
     for i in 0..n {
         statuses.push(get(&get_url(&collector, &format!("&eid={i}"))).await);
@@ -336,31 +332,27 @@ async fn seeded_failure_rate_is_deterministic() {
     assert!(first.iter().all(|s| *s == 502 || *s == 200));
     assert_ne!(statuses_with_rate(7, 40).await, first);
 
-    // The generator itself is deterministic and in [0, 1).
-    let (mut a, mut b) = (SplitMix64::new(1), SplitMix64::new(1));
-    for _ in 0..100 {
-        let x = a.next_f64();
-        assert_eq!(x, b.next_f64());
-        assert!((0.0..1.0).contains(&x));
-    }
+    // The draws themselves are deterministic, in [0, 1), and differ by ordinal and by seed.
+    let draws: Vec<f64> = (0..100).map(|n| draw(1, n)).collect();
+    assert_eq!(draws, (0..100).map(|n| draw(1, n)).collect::<Vec<_>>());
+    assert!(draws.iter().all(|x| (0.0..1.0).contains(x)), "{draws:?}");
+    assert!(draws.windows(2).all(|pair| pair[0] != pair[1]), "{draws:?}");
+    assert_ne!(draws, (0..100).map(|n| draw(2, n)).collect::<Vec<_>>());
 }
 
 #[actix_rt::test]
 async fn rate_of_one_and_zero() {
-    let faults = Faults::none().with_failure_rate(1.0, 3, 500);
-    let collector = TestCollector::start(CollectorConfig::with_faults(faults)).await;
+    let faults = Faults::failure_rate(1.0, 3, 500);
+    let collector = TestCollector::with_faults(faults).await;
     assert_eq!(post(&collector, &["a"]).await, 500);
-    collector.set_faults(Faults::none().with_failure_rate(0.0, 3, 500));
+    collector.set_faults(Faults::failure_rate(0.0, 3, 500));
     assert_eq!(post(&collector, &["b"]).await, 200);
 }
 
 #[actix_rt::test]
 async fn delay_postpones_the_answer() {
     let delay = Duration::from_millis(200);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(delay),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::none().with_delay(delay)).await;
     let t0 = Instant::now();
     assert_eq!(post(&collector, &["a"]).await, 200);
     let elapsed = t0.elapsed();
@@ -387,7 +379,7 @@ async fn delay_postpones_the_answer() {
 #[actix_rt::test]
 async fn delayed_request_is_stored_even_if_the_client_gives_up() {
     let faults = Faults::none().with_delay(Duration::from_secs(3));
-    let collector = TestCollector::start(CollectorConfig::with_faults(faults)).await;
+    let collector = TestCollector::with_faults(faults).await;
     let result = awc::Client::default()
         .post(collector.post_url())
         .insert_header(("Content-Type", JSON))
@@ -405,10 +397,8 @@ async fn delayed_request_is_stored_even_if_the_client_gives_up() {
 #[actix_rt::test]
 async fn down_for_the_first_period_answers_503() {
     let down = Duration::from_millis(300);
-    let faults = Faults::none()
-        .with_down_for(down)
-        .with_delay(Duration::from_millis(50));
-    let collector = TestCollector::start(CollectorConfig::with_faults(faults)).await;
+    let faults = Faults::down_for(down).with_delay(Duration::from_millis(50));
+    let collector = TestCollector::with_faults(faults).await;
     let started = Instant::now();
     // Each answer takes 50 ms, so this loop makes a handful of requests, not a busy loop.
     let mut statuses = Vec::new();
@@ -433,9 +423,9 @@ async fn down_for_the_first_period_answers_503() {
 
 #[actix_rt::test]
 async fn decider_gives_get_requests_mixed_statuses() {
-    let faults = Faults::none()
-        .with_decider(|req| (req.events.first()?.get("se_ca") == Some("bad")).then_some(500));
-    let collector = TestCollector::start(CollectorConfig::with_faults(faults)).await;
+    let faults =
+        Faults::decide(|req| (req.events.first()?.get("se_ca") == Some("bad")).then_some(500));
+    let collector = TestCollector::with_faults(faults).await;
     let mut statuses = Vec::new();
     for (eid, ca) in [("1", "ok"), ("2", "bad"), ("3", "ok"), ("4", "bad")] {
         statuses.push(get(&get_url(&collector, &format!("&eid={eid}&se_ca={ca}"))).await);
@@ -444,9 +434,87 @@ async fn decider_gives_get_requests_mixed_statuses() {
     assert_eq!(collector.event_ids(), ["1", "3"]);
 }
 
+/// The status and `Retry-After` of a POST of one event per id.
+async fn post_answer(collector: &TestCollector, eids: &[&str]) -> (u16, Option<String>) {
+    let response = awc::Client::default()
+        .post(collector.post_url())
+        .insert_header(("Content-Type", JSON))
+        .send_body(envelope(eids))
+        .await
+        .expect("POST to the test collector");
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().to_owned());
+    (response.status().as_u16(), retry_after)
+}
+
+#[actix_rt::test]
+async fn always_answers_every_valid_request_with_its_status() {
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
+    for eid in ["a", "b"] {
+        assert_eq!(post(&collector, &[eid]).await, 503);
+    }
+    assert_eq!(get(&get_url(&collector, "&eid=c")).await, 503);
+    assert!(collector.event_ids().is_empty());
+    // Another 2xx than 200 is a success: the events are accepted.
+    collector.set_faults(Faults::always(204));
+    assert_eq!(post(&collector, &["d"]).await, 204);
+    assert_eq!(collector.event_ids(), ["d"]);
+}
+
+#[actix_rt::test]
+async fn max_body_refuses_only_post_bodies_over_the_limit() {
+    let limit = envelope(&["x"]).len();
+    let collector = TestCollector::with_faults(Faults::max_body(limit)).await;
+    assert_eq!(post(&collector, &["x"]).await, 200, "exactly at the limit");
+    assert_eq!(post(&collector, &["x", "y"]).await, 413);
+    // A GET has no body: a query longer than the limit is not refused.
+    let long = get_url(&collector, &format!("&eid=g&pad={}", "p".repeat(limit)));
+    assert_eq!(get(&long).await, 200);
+    let requests = collector.requests();
+    assert!(requests[2].body_len_or_query_len > limit);
+    assert_eq!(collector.statuses(), [200, 413, 200]);
+    assert_eq!(collector.event_ids(), ["x", "g"]);
+}
+
+#[actix_rt::test]
+async fn or_applies_the_rules_in_the_order_written_and_retry_after_goes_with_failures() {
+    let faults = Faults::fail_first(1, 503)
+        .or(Faults::statuses([200, 500, 200]))
+        .with_retry_after("7");
+    let collector = TestCollector::with_faults(faults).await;
+
+    // Request 0: the first rule's 503 (the second's 200 is not asked for); request 1: the
+    // first gives no status, the second 500; request 2 and later: neither, 200.
+    assert_eq!(
+        post_answer(&collector, &["a"]).await,
+        (503, Some("7".into()))
+    );
+    assert_eq!(
+        post_answer(&collector, &["b"]).await,
+        (500, Some("7".into()))
+    );
+    assert_eq!(post_answer(&collector, &["c"]).await, (200, None));
+    assert_eq!(post_answer(&collector, &["d"]).await, (200, None));
+    assert_eq!(collector.event_ids(), ["c", "d"]);
+
+    // A delay goes with whatever status the rules give, and `or` keeps the first delay.
+    let delay = Duration::from_millis(50);
+    collector.set_faults(
+        Faults::none()
+            .with_delay(delay)
+            .or(Faults::always(500).with_delay(delay * 100)),
+    );
+    let t0 = Instant::now();
+    assert_eq!(post(&collector, &["e"]).await, 500);
+    assert!(t0.elapsed() < delay * 50, "{:?}", t0.elapsed());
+    assert_eq!(collector.requests().last().unwrap().delay, Some(delay));
+}
+
 #[actix_rt::test]
 async fn waits_wake_on_requests_and_time_out() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // The waiter is already waiting when the request arrives.
     let (events, status) = futures::join!(
         collector.wait_for_events(2, WAIT),
@@ -477,7 +545,7 @@ async fn waits_wake_on_requests_and_time_out() {
     );
 
     // Rejected events do not count as accepted.
-    collector.set_faults(Faults::none().with_sequence([500]));
+    collector.set_faults(Faults::statuses([500]));
     assert_eq!(post(&collector, &["c"]).await, 500);
     assert!(collector
         .wait_for_events(3, Duration::from_millis(50))
@@ -488,7 +556,7 @@ async fn waits_wake_on_requests_and_time_out() {
 
 #[actix_rt::test]
 async fn stop_closes_the_port() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     assert_eq!(post(&collector, &["a"]).await, 200);
     collector.stop().await;
     let result = awc::Client::default()

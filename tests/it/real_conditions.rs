@@ -2,32 +2,27 @@
 //! defaults: latency, body limits, `Retry-After`, an outage, and events that can never be
 //! sent. (The same rules run exactly, on a simulated clock, in the delivery core's tests.)
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, labels, settings, sorted, sorted_accepted, stats, track_all, SOON};
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_delivered, assert_settled, events, flush, labels, settings, sorted, sorted_accepted,
+    stats, track_all, wait_requests, BuilderExt,
+};
 use snowplow_actix::{
-    BuildError, EmitterBuilder, Flush, Method, Structured, Track, DEFAULT_MAX_IN_FLIGHT,
+    BuildError, EmitterBuilder, Method, Structured, Track, DEFAULT_MAX_IN_FLIGHT,
 };
 
 #[actix_rt::test]
 async fn a_collector_100_ms_away_gets_a_backlog_in_few_large_requests() {
     let delay = Duration::from_millis(100);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(delay),
-    ))
-    .await;
-    let emitter = EmitterBuilder::new(collector.endpoint())
-        .build()
-        .unwrap()
-        .start();
+    let collector = TestCollector::with_faults(Faults::none().with_delay(delay)).await;
+    let emitter = EmitterBuilder::new(collector.endpoint()).started();
     let ids = track_all(&emitter, events(3_000));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(sorted_accepted(&collector), sorted(ids), "each event once");
     let requests = collector.requests();
     // Batches of 10 at one request a round trip would take 300 round trips (30 s).
@@ -41,23 +36,15 @@ async fn a_collector_100_ms_away_gets_a_backlog_in_few_large_requests() {
 #[actix_rt::test]
 async fn a_collector_refusing_large_bodies_gets_everything_in_smaller_requests() {
     let max_body = 20_000;
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_max_body(max_body),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::max_body(max_body)).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(1_000)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(1_000));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (1_000, 0, false)
-    );
+    assert_delivered(&report, 1_000);
     assert_eq!(report.dropped.total(), 0);
     assert_eq!(sorted_accepted(&collector), sorted(ids));
     let requests = collector.requests();
@@ -76,24 +63,20 @@ async fn a_collector_refusing_large_bodies_gets_everything_in_smaller_requests()
 
 #[actix_rt::test]
 async fn retry_after_holds_the_emitter_until_it_passes() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_fail_first(1, 503).with_retry_after("1"),
-    ))
-    .await;
+    let collector =
+        TestCollector::with_faults(Faults::fail_first(1, 503).with_retry_after("1")).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(2)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let mut all = events(6).into_iter();
     track_all(&emitter, all.by_ref().take(2).collect());
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
     // More full batches and a flush while held: nothing goes before the second.
     track_all(&emitter, all.collect());
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(stats(&emitter).await.sent, 6);
     let requests = collector.requests();
     let held = requests[1].at.duration_since(requests[0].at);
@@ -104,16 +87,11 @@ async fn retry_after_holds_the_emitter_until_it_passes() {
 #[actix_rt::test]
 async fn an_outage_is_braked_to_a_few_requests_and_loses_nothing() {
     let down = Duration::from_secs(1);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_down_for(down),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::down_for(down)).await;
     let started = Instant::now();
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_millis(500))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     // 2,000 events over 1.5 s: batches keep coming while the collector is down.
     let mut ids = Vec::new();
     let mut ticks = actix_rt::time::interval(Duration::from_millis(15));
@@ -122,9 +100,9 @@ async fn an_outage_is_braked_to_a_few_requests_and_loses_nothing() {
         ids.extend(track_all(&emitter, events(20)));
     }
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(sorted_accepted(&collector), sorted(ids));
     let stats = stats(&emitter).await;
     assert_eq!((stats.sent, stats.dropped.total()), (2_000, 0));
@@ -140,12 +118,10 @@ async fn an_outage_is_braked_to_a_few_requests_and_loses_nothing() {
 
 #[actix_rt::test]
 async fn a_get_whose_url_cannot_be_built_is_dropped_as_oversize_and_the_emitter_goes_on() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .method(Method::Get)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     // A 70 KB label: the URL is over what awc (the http crate) can carry.
     let settings = settings();
     let huge = Structured::new("test", "event")
@@ -156,9 +132,9 @@ async fn a_get_whose_url_cannot_be_built_is_dropped_as_oversize_and_the_emitter_
     }
     let after = track_all(&emitter, events(3));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     let stats = stats(&emitter).await;
     assert_eq!((stats.sent, stats.dropped.oversize), (3, 1), "{stats:?}");
     assert_eq!(stats.requests, 4, "never retried");

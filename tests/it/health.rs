@@ -2,12 +2,10 @@
 //! requests fail, the brake holds or the queue fills, down once the buffer is full or the
 //! tracker has shut down.
 
-mod common;
-
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{fixed_jitter, SOON};
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{BuilderExt, TrackerBuilderExt, SOON};
 use snowplow_actix::health::{HealthReason, HealthStatus};
 use snowplow_actix::{EmitterBuilder, Structured, Tracker};
 use tokio::sync::mpsc;
@@ -20,7 +18,7 @@ fn track(tracker: &Tracker, n: usize) {
 
 #[actix_rt::test]
 async fn a_collector_that_accepts_is_healthy() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("health")
         .emitter(EmitterBuilder::new(collector.endpoint()).name("primary"))
         .build()
@@ -48,23 +46,17 @@ async fn next_failure(failures: &mut mpsc::UnboundedReceiver<()>) {
 
 #[actix_rt::test]
 async fn failing_requests_then_the_brake_degrade_and_a_success_heals() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let (failed, mut failures) = mpsc::unbounded_channel();
     let tracker = Tracker::builder("health")
         .emitter(
             EmitterBuilder::new(collector.endpoint())
-                .jitter(fixed_jitter(0.01))
-                .max_retry_delay(Duration::from_millis(20))
+                .retrying_fast(Duration::from_millis(20))
                 .on_failure(move |_| {
                     let _ = failed.send(());
                 }),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     track(&tracker, 1);
     tracker.request_flush();
     next_failure(&mut failures).await;
@@ -99,19 +91,14 @@ async fn failing_requests_then_the_brake_degrade_and_a_success_heals() {
 
 #[actix_rt::test]
 async fn a_filling_buffer_is_degraded_and_a_full_one_down() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("health")
         .emitter(
             EmitterBuilder::new(collector.endpoint())
                 .buffer_capacity(10)
                 .max_retry_delay(Duration::from_secs(30)),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     track(&tracker, 6);
     let filling = tracker.health().await;
     assert!(
@@ -131,7 +118,7 @@ async fn a_filling_buffer_is_degraded_and_a_full_one_down() {
 
 #[actix_rt::test]
 async fn a_shut_down_tracker_and_its_emitters_are_down() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("health")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .build()

@@ -1,13 +1,11 @@
 //! The load generator of `examples/loadgen`, run against the test collector.
 
-mod common;
-
-#[path = "../examples/loadgen/run.rs"]
-mod loadgen;
+#[path = "../../examples/loadgen/run.rs"]
+mod run;
 
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, TestCollector};
+use crate::common::collector::{Faults, TestCollector};
 use serde_json::Value;
 use snowplow_actix::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES};
 
@@ -17,9 +15,9 @@ fn args(list: &[&str]) -> Vec<String> {
 
 #[actix_rt::test]
 async fn loadgen_delivers_every_event_to_every_endpoint_and_reports_json() {
-    let first = TestCollector::start(CollectorConfig::default()).await;
-    let second = TestCollector::start(CollectorConfig::default()).await;
-    let options = loadgen::Options::parse(&args(&[
+    let first = TestCollector::with_faults(Faults::none()).await;
+    let second = TestCollector::with_faults(Faults::none()).await;
+    let options = run::Options::parse(&args(&[
         "--endpoint",
         &first.endpoint(),
         "--endpoint",
@@ -35,7 +33,7 @@ async fn loadgen_delivers_every_event_to_every_endpoint_and_reports_json() {
     ]))
     .unwrap();
 
-    let line = loadgen::run(options).await.unwrap();
+    let line = run::run(options).await.unwrap();
 
     let summary: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(summary["events"], 3000);
@@ -79,14 +77,14 @@ fn bad_arguments_are_clear_errors() {
         ),
         (vec!["--endpoint"], "--endpoint needs a value"),
     ] {
-        let error = loadgen::Options::parse(&args(&bad)).unwrap_err();
+        let error = run::Options::parse(&args(&bad)).unwrap_err();
         assert!(error.contains(expected), "{bad:?}: {error}");
     }
 }
 
 #[test]
 fn flags_not_given_leave_the_library_defaults() {
-    let options = loadgen::Options::parse(&args(&["--endpoint", "h"])).unwrap();
+    let options = run::Options::parse(&args(&["--endpoint", "h"])).unwrap();
     assert_eq!(options.max_in_flight, None);
     assert_eq!(options.buffer_capacity, None);
     assert_eq!(options.max_retry_delay, None);
@@ -96,7 +94,7 @@ fn flags_not_given_leave_the_library_defaults() {
     assert_eq!(options.batch_size, None);
     assert_eq!(options.byte_limit, None);
 
-    let options = loadgen::Options::parse(&args(&[
+    let options = run::Options::parse(&args(&[
         "--endpoint",
         "h",
         "--max-in-flight",
@@ -123,8 +121,8 @@ fn flags_not_given_leave_the_library_defaults() {
 
 #[actix_rt::test]
 async fn max_request_events_caps_every_request() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
-    let options = loadgen::Options::parse(&args(&[
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    let options = run::Options::parse(&args(&[
         "--endpoint",
         &collector.endpoint(),
         "--events",
@@ -134,7 +132,7 @@ async fn max_request_events_caps_every_request() {
     ]))
     .unwrap();
 
-    let summary: Value = serde_json::from_str(&loadgen::run(options).await.unwrap()).unwrap();
+    let summary: Value = serde_json::from_str(&run::run(options).await.unwrap()).unwrap();
 
     assert_eq!(summary["sent"], 1000);
     assert_eq!(collector.accepted_count(), 1000);
@@ -148,8 +146,8 @@ async fn max_request_events_caps_every_request() {
 
 #[actix_rt::test]
 async fn max_request_bytes_caps_every_body_and_is_reported() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
-    let options = loadgen::Options::parse(&args(&[
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    let options = run::Options::parse(&args(&[
         "--endpoint",
         &collector.endpoint(),
         "--events",
@@ -159,7 +157,7 @@ async fn max_request_bytes_caps_every_body_and_is_reported() {
     ]))
     .unwrap();
 
-    let summary: Value = serde_json::from_str(&loadgen::run(options).await.unwrap()).unwrap();
+    let summary: Value = serde_json::from_str(&run::run(options).await.unwrap()).unwrap();
 
     assert_eq!(summary["sent"], 500);
     assert_eq!(collector.accepted_count(), 500);
@@ -171,16 +169,16 @@ async fn max_request_bytes_caps_every_body_and_is_reported() {
 
 #[actix_rt::test]
 async fn the_report_carries_the_concurrency_limit() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // Without --max-in-flight: the library's bound.
-    let options = loadgen::Options::parse(&args(&[
+    let options = run::Options::parse(&args(&[
         "--endpoint",
         &collector.endpoint(),
         "--events",
         "2000",
     ]))
     .unwrap();
-    let summary: Value = serde_json::from_str(&loadgen::run(options).await.unwrap()).unwrap();
+    let summary: Value = serde_json::from_str(&run::run(options).await.unwrap()).unwrap();
     let emitter = &summary["emitters"][0];
     let limit = emitter["concurrency_limit"]
         .as_u64()
@@ -198,7 +196,7 @@ async fn the_report_carries_the_concurrency_limit() {
     }
 
     // --max-in-flight 1: one request at a time, a limit of 1.
-    let options = loadgen::Options::parse(&args(&[
+    let options = run::Options::parse(&args(&[
         "--endpoint",
         &collector.endpoint(),
         "--events",
@@ -207,7 +205,7 @@ async fn the_report_carries_the_concurrency_limit() {
         "1",
     ]))
     .unwrap();
-    let summary: Value = serde_json::from_str(&loadgen::run(options).await.unwrap()).unwrap();
+    let summary: Value = serde_json::from_str(&run::run(options).await.unwrap()).unwrap();
     assert_eq!(summary["emitters"][0]["concurrency_limit"], 1);
     assert_eq!(summary["sent"], 2000);
     assert_eq!(collector.accepted_count(), 4000);
@@ -244,10 +242,10 @@ async fn settings_the_library_refuses_are_bad_arguments() {
             "cannot hold one event",
         ),
     ] {
-        let options = loadgen::Options::parse(&args(&bad)).unwrap();
-        let error = loadgen::run(options).await.unwrap_err();
+        let options = run::Options::parse(&args(&bad)).unwrap();
+        let error = run::run(options).await.unwrap_err();
         assert!(
-            matches!(error, loadgen::RunError::Settings(_)),
+            matches!(error, run::RunError::Settings(_)),
             "{bad:?}: {error:?}"
         );
         assert_eq!(error.exit_code(), 2, "{bad:?}");

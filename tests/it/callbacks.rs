@@ -1,17 +1,15 @@
 //! `on_success` and `on_failure`: what they receive, and that a panicking callback loses
 //! nothing.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{
-    closed_port, events, fixed_jitter, next_failure, reported, stats, track_all, Seen,
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_delivered, assert_settled, closed_port, events, fixed_jitter, flush, record_failures,
+    stats, track_all, BuilderExt, Failures, Seen,
 };
 use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Flush, StampedEvent};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 fn eids(events: &[Arc<StampedEvent>]) -> Vec<String> {
     events.iter().map(|e| e.id().to_string()).collect()
@@ -21,17 +19,14 @@ fn eids(events: &[Arc<StampedEvent>]) -> Vec<String> {
 type Successes = Arc<Mutex<Vec<Vec<String>>>>;
 
 /// A builder retrying at once (no jitter, cap 50 ms) and recording both callbacks.
-fn recording_builder(endpoint: String) -> (EmitterBuilder, Successes, UnboundedReceiver<Seen>) {
+fn recording_builder(endpoint: String) -> (EmitterBuilder, Successes, Failures) {
     let successes = Successes::default();
     let recorded = successes.clone();
-    let (tx, failures) = unbounded_channel();
-    let builder = EmitterBuilder::new(endpoint)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
-        .on_success(move |events| recorded.lock().unwrap().push(eids(events)))
-        .on_failure(move |failure| {
-            let _ = tx.send(Seen::of(failure));
-        });
+    let (builder, failures) = record_failures(
+        EmitterBuilder::new(endpoint)
+            .retrying_fast(Duration::from_millis(50))
+            .on_success(move |events| recorded.lock().unwrap().push(eids(events))),
+    );
     (builder, successes, failures)
 }
 
@@ -53,27 +48,19 @@ fn accepted_requests(collector: &TestCollector) -> Vec<Vec<String>> {
 #[actix_rt::test]
 async fn on_success_receives_exactly_the_events_of_each_successful_request() {
     // The second request fails once and is retried.
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([200, 500]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([200, 500])).await;
     let (builder, successes, mut failures) = recording_builder(collector.endpoint());
     // Requests of one batch, one at a time: the requests below are fixed.
     let emitter = builder
         .batch_size(4)
         .max_request_events(4)
         .max_in_flight(1)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(10));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (10, 0, false)
-    );
+    assert_delivered(&report, 10);
     assert_eq!(collector.statuses(), [200, 500, 200, 200]);
     let succeeded = successes.lock().unwrap().clone();
     assert_eq!(
@@ -82,7 +69,7 @@ async fn on_success_receives_exactly_the_events_of_each_successful_request() {
     );
     assert_eq!(succeeded, accepted_requests(&collector));
     assert_eq!(collector.event_ids(), ids);
-    let failed = reported(&mut failures);
+    let failed = failures.reported();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].eids, ids[4..8]);
     let stats = stats(&emitter).await;
@@ -94,22 +81,19 @@ async fn on_success_receives_exactly_the_events_of_each_successful_request() {
 
 #[actix_rt::test]
 async fn on_failure_receives_the_status_the_events_and_whether_they_are_retried() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 200, 400]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 200, 400])).await;
     let (builder, successes, mut failures) = recording_builder(collector.endpoint());
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let first = track_all(&emitter, events(3));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.sent, 3);
     let second = track_all(&emitter, events(2));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!((report.sent, report.dropped.rejected), (0, 2));
     assert_eq!(
-        reported(&mut failures),
+        failures.reported(),
         [
             Seen {
                 sent: 0,
@@ -141,11 +125,11 @@ async fn on_failure_receives_connection_errors() {
     let addr = closed_port();
     let (builder, successes, mut failures) = recording_builder(format!("http://{addr}"));
     // Retries every 10-50 ms while nothing listens.
-    let emitter = builder.jitter(fixed_jitter(0.01)).build().unwrap().start();
+    let emitter = builder.jitter(fixed_jitter(0.01)).started();
     let ids = track_all(&emitter, events(2));
     emitter.do_send(Flush::default());
 
-    let failure = next_failure(&mut failures).await;
+    let failure = failures.next().await;
 
     assert!(
         matches!(failure.reason, FailureReason::Connection(_)),
@@ -162,12 +146,12 @@ async fn on_failure_receives_connection_errors() {
     );
     assert!(successes.lock().unwrap().is_empty());
 
-    let collector = TestCollector::start_at(CollectorConfig::default(), addr).await;
-    let report = emitter.send(Flush::default()).await.unwrap();
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    let collector = TestCollector::start_at(Faults::none(), addr).await;
+    let report = flush(&emitter).await;
+    assert_settled(&report);
     assert_eq!(*successes.lock().unwrap(), vec![ids.clone()]);
     assert_eq!(collector.event_ids(), ids);
-    for failure in reported(&mut failures) {
+    for failure in failures.reported() {
         assert!(
             matches!(failure.reason, FailureReason::Connection(_)) && failure.will_retry,
             "{failure:?}"
@@ -180,28 +164,21 @@ async fn on_failure_receives_connection_errors() {
 async fn on_failure_receives_timeouts() {
     // The first answer comes 2 s late; the emitter gives up after 200 ms and retries. The
     // late answer is a 503, so the collector does not keep that request's events.
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none()
-            .with_sequence([503])
-            .with_delay_first(1, Duration::from_secs(2)),
-    ))
+    let collector = TestCollector::with_faults(
+        Faults::statuses([503]).with_delay_first(1, Duration::from_secs(2)),
+    )
     .await;
     let (builder, successes, mut failures) = recording_builder(collector.endpoint());
     let emitter = builder
         .request_timeout(Duration::from_millis(200))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(3));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
+    assert_delivered(&report, 3);
     assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (3, 0, false)
-    );
-    assert_eq!(
-        reported(&mut failures),
+        failures.reported(),
         [Seen {
             sent: 0,
             eids: ids.clone(),
@@ -219,23 +196,18 @@ async fn on_failure_receives_timeouts() {
 
 #[actix_rt::test]
 async fn a_panicking_on_success_loses_nothing() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(4)
         .max_request_events(4)
         .max_in_flight(1)
         .on_success(|_| panic!("on_success panics on purpose"))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let mut ids = track_all(&emitter, events(10));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (10, 0, false)
-    );
+    assert_delivered(&report, 10);
     assert_eq!(report.dropped.total(), 0);
     assert_eq!(
         collector.event_ids(),
@@ -250,7 +222,7 @@ async fn a_panicking_on_success_loses_nothing() {
 
     // The emitter keeps working.
     ids.extend(track_all(&emitter, events(3)));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.sent, 3);
     assert_eq!(collector.event_ids(), ids);
     let done = stats(&emitter).await;
@@ -262,26 +234,17 @@ async fn a_panicking_on_success_loses_nothing() {
 
 #[actix_rt::test]
 async fn a_panicking_on_failure_loses_nothing() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 503, 200, 400]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500, 503, 200, 400])).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
+        .retrying_fast(Duration::from_millis(50))
         .on_failure(|_| panic!("on_failure panics on purpose"))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let mut delivered = track_all(&emitter, events(3));
 
     // Two failures, each with a panic: the events are still retried and delivered once.
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (3, 0, false)
-    );
+    assert_delivered(&report, 3);
     assert_eq!(collector.statuses(), [500, 503, 200]);
     assert_eq!(collector.event_ids(), delivered);
     let after = stats(&emitter).await;
@@ -292,14 +255,14 @@ async fn a_panicking_on_failure_loses_nothing() {
 
     // A rejected request: dropped and counted as usual, despite the panic.
     track_all(&emitter, events(2));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.dropped.rejected), (0, 2));
     let after = stats(&emitter).await;
     assert_eq!((after.dropped.rejected, after.callback_panics), (2, 3));
 
     // And the emitter keeps working.
     delivered.extend(track_all(&emitter, events(2)));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.sent, 2);
     assert_eq!(collector.event_ids(), delivered);
     let done = stats(&emitter).await;

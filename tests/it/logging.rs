@@ -2,148 +2,33 @@
 //! personal data), one WARN per failed request with its status and event count, and drops
 //! summarised once per burst rather than once per event.
 //!
-//! A subscriber collecting every event is installed once for this test binary as the global
-//! default (a thread-local one would miss the emitters' arbiters); tests run in parallel, so
-//! each looks only at the lines of its own endpoints, or searches for its own marker.
+//! Each test captures its own lines ([`Logs::capture`]): a subscriber for its thread and
+//! the trackers it builds, none for the process. Its lines are still looked up by its own
+//! endpoints, names and markers, as they were when one global capture served every test.
 
-mod common;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, RawBehaviour, RawCollector, TestCollector};
-use common::support::{closed_port, events, fixed_jitter, stats, track_all};
-use snowplow_actix::{
-    EmitterBuilder, Flush, GetStats, Method, PageView, Structured, Subject, Tracker,
+use crate::common::collector::{Faults, RawBehaviour, RawCollector, TestCollector};
+use crate::common::logs::{Line, Logs};
+use crate::common::support::{
+    assert_balanced, closed_port, events, fixed_jitter, flush, flush_within, stats, track_all,
+    BuilderExt, TrackerBuilderExt,
 };
-use tracing::field::{Field, Visit};
-use tracing::level_filters::LevelFilter;
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-/// One captured event (or span creation): level, target, message and fields.
-#[derive(Debug, Clone)]
-struct Line {
-    level: Level,
-    target: String,
-    message: String,
-    fields: Vec<(&'static str, String)>,
-}
-
-impl Line {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(field, _)| *field == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// Whether `text` appears anywhere in it.
-    fn mentions(&self, text: &str) -> bool {
-        self.message.contains(text)
-            || self.target.contains(text)
-            || self.fields.iter().any(|(_, value)| value.contains(text))
-    }
-}
-
-impl Visit for Line {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.record(field, value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.record(field, format!("{value:?}"));
-    }
-}
-
-impl Line {
-    fn new(metadata: &Metadata<'_>) -> Self {
-        Line {
-            level: *metadata.level(),
-            target: metadata.target().to_owned(),
-            message: String::new(),
-            fields: Vec::new(),
-        }
-    }
-
-    fn record(&mut self, field: &Field, value: String) {
-        if field.name() == "message" {
-            self.message = value;
-        } else {
-            self.fields.push((field.name(), value));
-        }
-    }
-}
-
-static LINES: Mutex<Vec<Line>> = Mutex::new(Vec::new());
-
-/// Collects everything from this crate, and INFO and above from every other one.
-struct Capture {
-    next_span: AtomicU64,
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("snowplow_actix") || *metadata.level() <= Level::INFO
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::TRACE)
-    }
-
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        let mut line = Line::new(span.metadata());
-        line.message = format!("span {}", span.metadata().name());
-        span.record(&mut line);
-        lines().push(line);
-        Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-
-    fn event(&self, event: &Event<'_>) {
-        let mut line = Line::new(event.metadata());
-        event.record(&mut line);
-        lines().push(line);
-    }
-
-    fn enter(&self, _: &Id) {}
-
-    fn exit(&self, _: &Id) {}
-}
-
-fn lines() -> MutexGuard<'static, Vec<Line>> {
-    LINES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Installs the capturing subscriber once for the whole test binary.
-fn capture() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        tracing::subscriber::set_global_default(Capture {
-            next_span: AtomicU64::new(0),
-        })
-        .expect("no other global subscriber in this test binary");
-    });
-}
+use snowplow_actix::{EmitterBuilder, GetStats, Method, PageView, Structured, Subject, Tracker};
+use tracing::Level;
 
 /// The lines at `level` or above of the emitter called `name` (by default its endpoint).
-fn lines_of(name: &str, level: Level) -> Vec<Line> {
-    lines()
-        .iter()
+fn lines_of(logs: &Logs, name: &str, level: Level) -> Vec<Line> {
+    logs.lines()
+        .into_iter()
         .filter(|line| line.level <= level && line.get("emitter") == Some(name))
-        .cloned()
         .collect()
 }
 
 /// (message, reason, events) of each WARN or ERROR line of `endpoint`.
-fn warnings(endpoint: &str) -> Vec<(String, Option<String>, Option<String>)> {
-    lines_of(endpoint, Level::WARN)
+fn warnings(logs: &Logs, endpoint: &str) -> Vec<(String, Option<String>, Option<String>)> {
+    lines_of(logs, endpoint, Level::WARN)
         .into_iter()
         .map(|line| {
             let reason = line.get("reason").map(str::to_owned);
@@ -166,26 +51,19 @@ const REJECTED: &str = "request failed and is not retried: events dropped";
 
 #[actix_rt::test]
 async fn no_payload_contents_are_logged_at_info_or_above() {
-    capture();
+    let logs = Logs::capture();
     let marker = format!("personal-{}", uuid_like());
     // Every kind of failure the crate logs: statuses retried and rejected, a refused
     // connection, an answer that is not HTTP, panicking callbacks, a full buffer, shutdown
     // with events left; by POST and by GET.
-    let statuses = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 400, 503]),
-    ))
-    .await;
-    let get_statuses = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 400, 503]),
-    ))
-    .await;
+    let statuses = TestCollector::with_faults(Faults::statuses([500, 400, 503])).await;
+    let get_statuses = TestCollector::with_faults(Faults::statuses([500, 400, 503])).await;
     let garbage = RawCollector::start(RawBehaviour::Garbage).await;
     let refused = format!("http://{}", closed_port());
     let quick = |builder: EmitterBuilder| {
         let marker = marker.clone();
         builder
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(20))
+            .retrying_fast(Duration::from_millis(20))
             .request_timeout(Duration::from_millis(300))
             .on_failure(move |_| panic!("on_failure panics with {marker}"))
     };
@@ -205,9 +83,7 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
         .emitter(quick(
             EmitterBuilder::new(refused.as_str()).buffer_capacity(3),
         ))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for idx in 0..6 {
         let url = format!("https://shop.example/{marker}/{idx}?email={marker}");
         tracker
@@ -249,17 +125,19 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
         refused.clone(),
     ] {
         assert!(
-            !warnings(&endpoint).is_empty(),
+            !warnings(&logs, &endpoint).is_empty(),
             "{endpoint}: nothing logged"
         );
     }
     // The search sees field values: a DEBUG line carrying the marker is found (and is not a
     // leak: DEBUG is below the bar).
     tracing::debug!(target: "snowplow_actix::test_probe", probe = %marker, "probe");
-    assert!(lines()
+    assert!(logs
+        .lines()
         .iter()
         .any(|line| line.level == Level::DEBUG && line.mentions(&marker)));
-    let leaks: Vec<Line> = lines()
+    let leaks: Vec<Line> = logs
+        .lines()
         .iter()
         .filter(|line| line.level <= Level::INFO && line.mentions(&marker))
         .cloned()
@@ -269,35 +147,29 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
 
 #[actix_rt::test]
 async fn each_failed_post_request_is_one_warn_with_its_status_and_event_count() {
-    capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 503, 200, 400]),
-    ))
-    .await;
+    let logs = Logs::capture();
+    let collector = TestCollector::with_faults(Faults::statuses([500, 503, 200, 400])).await;
     let endpoint = collector.endpoint();
     let emitter = EmitterBuilder::new(endpoint.as_str())
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(20))
+        .started();
     track_all(&emitter, events(3));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.queued), (3, 0));
     track_all(&emitter, events(2));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.dropped.rejected), (0, 2));
 
     assert_eq!(collector.statuses(), [500, 503, 200, 400]);
     assert_eq!(
-        warnings(&endpoint),
+        warnings(&logs, &endpoint),
         [
             warning(RETRIED, "status 500", 3),
             warning(RETRIED, "status 503", 3),
             warning(REJECTED, "status 400", 2),
         ]
     );
-    let lines = lines_of(&endpoint, Level::WARN);
+    let lines = lines_of(&logs, &endpoint, Level::WARN);
     assert!(lines.iter().all(|line| line.level == Level::WARN));
     assert_eq!(lines[0].get("retried"), Some("3"));
     assert_eq!(lines[2].get("dropped_as"), Some("rejected"));
@@ -306,23 +178,17 @@ async fn each_failed_post_request_is_one_warn_with_its_status_and_event_count() 
 
 #[actix_rt::test]
 async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
-    capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 200, 422, 200]),
-    ))
-    .await;
+    let logs = Logs::capture();
+    let collector = TestCollector::with_faults(Faults::statuses([500, 200, 422, 200])).await;
     let endpoint = collector.endpoint();
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .name(endpoint.as_str())
         .method(Method::Get)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(20))
+        .started();
     track_all(&emitter, events(3));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!(
         (report.sent, report.dropped.rejected, report.queued),
@@ -330,7 +196,7 @@ async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
     );
     assert_eq!(collector.statuses(), [500, 200, 422, 200]);
     assert_eq!(
-        warnings(&endpoint),
+        warnings(&logs, &endpoint),
         [
             warning(RETRIED, "status 500", 1),
             warning(REJECTED, "status 422", 1),
@@ -340,27 +206,21 @@ async fn each_failed_get_request_is_one_warn_with_its_status_and_event_count() {
 
 #[actix_rt::test]
 async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
-    capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let logs = Logs::capture();
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let endpoint = collector.endpoint();
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .buffer_capacity(10)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(20))
+        .started();
     let full = |endpoint: &str| -> Vec<Line> {
-        lines_of(endpoint, Level::WARN)
+        lines_of(&logs, endpoint, Level::WARN)
             .into_iter()
             .filter(|line| line.message.contains("buffer full"))
             .collect()
     };
     let room_again = |endpoint: &str| -> Vec<Line> {
-        lines_of(endpoint, Level::WARN)
+        lines_of(&logs, endpoint, Level::WARN)
             .into_iter()
             .filter(|line| line.message.contains("has room again"))
             .collect()
@@ -380,7 +240,7 @@ async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
 
     // The collector recovers, the buffer has room: one line with the burst's size.
     collector.clear_faults();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!((report.sent, report.queued), (10, 0));
     track_all(&emitter, events(1));
     let _ = emitter.send(GetStats).await.unwrap();
@@ -389,7 +249,7 @@ async fn a_burst_of_capacity_drops_is_one_warn_not_one_per_event() {
     assert_eq!(logged[0].get("dropped"), Some("100"));
 
     // A second burst of 50 is one more line.
-    collector.set_faults(Faults::none().with_default_status(503));
+    collector.set_faults(Faults::always(503));
     track_all(&emitter, events(9));
     track_all(&emitter, events(50));
     let second = stats(&emitter).await;
@@ -408,7 +268,7 @@ async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
 
     const ROUTE: &str = "/logging-orders/{order}";
     const OPTIONAL_ROUTE: &str = "/logging-optional/{order}";
-    capture();
+    let logs = Logs::capture();
     let marker = format!("personal-{}", uuid_like());
     let app = web_test::init_service(
         App::new()
@@ -431,7 +291,7 @@ async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
             .to_request()
     };
     let extractor_lines = || -> Vec<Line> {
-        lines()
+        logs.lines()
             .iter()
             .filter(|line| line.target == "snowplow_actix::web::extractor")
             .cloned()
@@ -460,19 +320,12 @@ async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
 
 #[actix_rt::test]
 async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
-    capture();
-    let posts = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500, 400]),
-    ))
-    .await;
-    let gets = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([503, 422]),
-    ))
-    .await;
+    let logs = Logs::capture();
+    let posts = TestCollector::with_faults(Faults::statuses([500, 400])).await;
+    let gets = TestCollector::with_faults(Faults::statuses([503, 422])).await;
     let quick = |builder: EmitterBuilder| {
         builder
-            .jitter(fixed_jitter(0.01))
-            .max_retry_delay(Duration::from_millis(20))
+            .retrying_fast(Duration::from_millis(20))
             .max_in_flight(1)
     };
     let tracker = Tracker::builder("logging")
@@ -482,9 +335,7 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
                 .name("mirror")
                 .method(Method::Get),
         ))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let page = "/private/account?email=someone@example.com";
     tracker
         .track(PageView::new(format!("https://shop.example{page}")).unwrap())
@@ -498,7 +349,7 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
         ("primary", "POST", posts.post_url()),
         ("mirror", "GET", gets.get_url()),
     ] {
-        let all = lines_of(name, Level::TRACE);
+        let all = lines_of(&logs, name, Level::TRACE);
         assert!(all.len() >= 3, "{name}: {all:#?}");
         assert!(
             all.iter().all(|line| line.get("method") == Some(method)),
@@ -522,7 +373,8 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
         }
     }
     // Two emitters, two names: no line of either is anonymous.
-    let anonymous: Vec<Line> = lines()
+    let anonymous: Vec<Line> = logs
+        .lines()
         .iter()
         .filter(|line| line.target.starts_with("snowplow_actix::emitter"))
         .filter(|line| line.mentions(&posts.endpoint()) || line.mentions(&gets.endpoint()))
@@ -534,26 +386,20 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
 
 #[actix_rt::test]
 async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
-    capture();
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let logs = Logs::capture();
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // `host:port` without a scheme is https; this collector speaks plain HTTP.
     let endpoint = collector.addr().to_string();
     let emitter = EmitterBuilder::new(endpoint.as_str())
         .name("scheme-hint")
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(20))
+        .started();
     track_all(&emitter, events(1));
 
-    let report = emitter
-        .send(Flush::with_timeout(Duration::from_millis(300)))
-        .await
-        .unwrap();
+    let report = flush_within(&emitter, Duration::from_millis(300)).await;
 
     assert_eq!((report.sent, report.timed_out), (0, true));
-    let failed: Vec<Line> = lines_of("scheme-hint", Level::WARN)
+    let failed: Vec<Line> = lines_of(&logs, "scheme-hint", Level::WARN)
         .into_iter()
         .filter(|line| line.message.starts_with("request failed"))
         .collect();
@@ -566,15 +412,10 @@ async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
     let refused = format!("http://{}", closed_port());
     let plain = EmitterBuilder::new(refused.as_str())
         .jitter(fixed_jitter(0.01))
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&plain, events(1));
-    plain
-        .send(Flush::with_timeout(Duration::from_millis(100)))
-        .await
-        .unwrap();
-    let lines: Vec<Line> = lines_of(&refused, Level::WARN)
+    flush_within(&plain, Duration::from_millis(100)).await;
+    let lines: Vec<Line> = lines_of(&logs, &refused, Level::WARN)
         .into_iter()
         .filter(|line| line.message.starts_with("request failed"))
         .collect();
@@ -587,27 +428,22 @@ async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
 
 #[actix_rt::test]
 async fn a_404_is_one_error_with_the_url_and_a_hint_then_one_line_per_burst() {
-    capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([404, 404, 404, 200, 404, 200]),
-    ))
-    .await;
+    let logs = Logs::capture();
+    let collector =
+        TestCollector::with_faults(Faults::statuses([404, 404, 404, 200, 404, 200])).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .name("wrong-path")
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(20))
+        .retrying_fast(Duration::from_millis(20))
         .max_in_flight(1)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(2));
-    let first = emitter.send(Flush::default()).await.unwrap();
+    let first = flush(&emitter).await;
     track_all(&emitter, events(2));
-    let second = emitter.send(Flush::default()).await.unwrap();
+    let second = flush(&emitter).await;
 
     assert_eq!((first.sent, second.sent), (2, 2));
     assert_eq!(collector.statuses(), [404, 404, 404, 200, 404, 200]);
-    let lines = lines_of("wrong-path", Level::WARN);
+    let lines = lines_of(&logs, "wrong-path", Level::WARN);
     let errors: Vec<&Line> = lines
         .iter()
         .filter(|line| line.level == Level::ERROR)
@@ -631,17 +467,12 @@ async fn a_404_is_one_error_with_the_url_and_a_hint_then_one_line_per_burst() {
 
 #[actix_rt::test]
 async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
-    capture();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let logs = Logs::capture();
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let namespace = format!("dropped-{}", uuid_like());
     let tracker = Tracker::builder(namespace.as_str())
         .emitter(EmitterBuilder::new(collector.endpoint()).name(namespace.as_str()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for _ in 0..4 {
         tracker.track(Structured::new("a", "b").unwrap()).unwrap();
     }
@@ -655,7 +486,8 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
 
     drop(tracker);
 
-    let ours: Vec<Line> = lines()
+    let ours: Vec<Line> = logs
+        .lines()
         .iter()
         .filter(|line| line.level <= Level::WARN && line.mentions(&namespace))
         .cloned()
@@ -678,8 +510,9 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
     }
     let last = last.expect("the emitter left its stats");
     assert_eq!(last.dropped.shutdown, 4, "{last:#?}");
-    assert!(last.is_balanced(), "{last:#?}");
-    let warned = lines()
+    assert_balanced(&last);
+    let warned = logs
+        .lines()
         .iter()
         .filter(|line| line.level <= Level::WARN && line.mentions(&namespace))
         .count();
@@ -690,15 +523,15 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
 /// 2,000 events), not once per burst as documented.
 #[actix_rt::test]
 async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
-    capture();
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let logs = Logs::capture();
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let emitter = EmitterBuilder::new(collector.endpoint())
         .name("flaky-store")
         .event_store({
             // Refuses every event while `failing` is set.
             let failing = failing.clone();
-            common::support::HookedStore::new(
+            crate::common::support::HookedStore::new(
                 10_000,
                 Box::new(move || {
                     failing
@@ -707,18 +540,16 @@ async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
                 }),
             )
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     track_all(&emitter, events(200));
     let burst = stats(&emitter).await;
     assert_eq!(burst.dropped.store, 200);
     failing.store(false, Ordering::Relaxed);
     track_all(&emitter, events(3));
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.sent, 3);
 
-    let lines = lines_of("flaky-store", Level::WARN);
+    let lines = lines_of(&logs, "flaky-store", Level::WARN);
     let errors = lines
         .iter()
         .filter(|line| line.level == Level::ERROR)
@@ -741,13 +572,11 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
     use snowplow_actix::web::SnowplowTracking;
 
     const ROUTE: &str = "/logging-decide/{user}";
-    capture();
+    let logs = Logs::capture();
     let marker = format!("personal-{}", uuid_like());
     let tracker = Tracker::builder("logging")
         .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let tracking = SnowplowTracking::new(tracker.clone())
         .decide(|_, _| panic!("the decision function panics"));
     let app = web_test::init_service(
@@ -766,7 +595,8 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
     .await;
 
     assert!(response.status().is_success());
-    let logged: Vec<Line> = lines()
+    let logged: Vec<Line> = logs
+        .lines()
         .iter()
         .filter(|line| line.message.contains("decision function panicked"))
         .filter(|line| line.get("route") == Some(ROUTE))
@@ -774,7 +604,8 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
         .collect();
     assert_eq!(logged.len(), 1, "{logged:#?}");
     assert!(!logged[0].mentions(&marker), "{logged:#?}");
-    assert!(lines()
+    assert!(logs
+        .lines()
         .iter()
         .filter(|line| line.level <= Level::WARN)
         .all(|line| !line.mentions(&marker)));
@@ -783,7 +614,76 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
 
 /// A marker unique to this run, without a UUID dependency in the test.
 fn uuid_like() -> String {
-    let settings = common::support::settings();
+    let settings = crate::common::support::settings();
     let stamped = settings.stamp(PageView::new("https://x/").unwrap());
     stamped[0].id().simple().to_string()
+}
+
+/// Captures are per test: a tracker built under another capture, on another thread, logs
+/// there and not here, and each capture sees its own tracker's threads.
+#[actix_rt::test]
+async fn a_capture_sees_the_lines_of_its_own_trackers_only() {
+    /// Builds a tracker named `name` against a port nothing listens on, tracks one event and
+    /// gives it a short flush (failed requests log WARN lines), then shuts it down.
+    async fn fail_once(name: &str) {
+        let tracker = Tracker::builder(name)
+            .emitter(
+                EmitterBuilder::new(format!("http://{}", closed_port()))
+                    .name(name)
+                    .retrying_fast(Duration::from_millis(20)),
+            )
+            .flushed_by_hand();
+        tracker.track(Structured::new("a", "b").unwrap()).unwrap();
+        let report = tracker
+            .flush_with_timeout(Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert!(report.timed_out, "{report:#?}");
+        tracker.shutdown(Duration::from_millis(10)).await.unwrap();
+    }
+    let logs = Logs::capture();
+    let other = std::thread::spawn(|| {
+        let logs = Logs::capture();
+        actix_rt::System::new().block_on(fail_once("other-capture"));
+        logs.lines()
+    });
+
+    fail_once("this-capture").await;
+    let theirs = other.join().expect("the other capture's thread");
+
+    let named = |lines: &[Line], name: &str| {
+        lines
+            .iter()
+            .filter(|line| line.get("emitter") == Some(name))
+            .count()
+    };
+    let ours = logs.lines();
+    assert!(named(&ours, "this-capture") > 0, "{ours:#?}");
+    assert!(named(&theirs, "other-capture") > 0, "{theirs:#?}");
+    assert_eq!(named(&ours, "other-capture"), 0, "{ours:#?}");
+    assert_eq!(named(&theirs, "this-capture"), 0, "{theirs:#?}");
+}
+
+/// `tracing` caches whether a call site is wanted when it is first reached; a capture must
+/// still see a call site first reached on a thread that captures nothing (see
+/// `common::logs`): here one only this test reaches, first from a thread without a capture.
+#[test]
+fn a_call_site_first_reached_outside_any_capture_is_still_captured() {
+    fn probe(marker: &str) {
+        tracing::warn!(target: "snowplow_actix::test_probe", marker, "first reached elsewhere");
+    }
+    let logs = Logs::capture();
+    std::thread::spawn(|| probe("elsewhere"))
+        .join()
+        .expect("the thread without a capture");
+
+    probe("here");
+
+    let seen: Vec<Option<String>> = logs
+        .lines()
+        .iter()
+        .filter(|line| line.message == "first reached elsewhere")
+        .map(|line| line.get("marker").map(str::to_owned))
+        .collect();
+    assert_eq!(seen, [Some("here".to_owned())]);
 }

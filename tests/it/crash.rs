@@ -7,22 +7,22 @@
 //! again by the new emitter, as the rest.
 #![cfg(feature = "sqlite")]
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, TestCollector};
-use common::support::{events, stats, track_all, SOON};
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_balanced, assert_delivered, events, flush, stats, track_all, SOON,
+};
 use snowplow_actix::store::{EventStore, SqliteStore};
-use snowplow_actix::{EmitterBuilder, Flush, GetStats, Shutdown};
+use snowplow_actix::{EmitterBuilder, GetStats, Shutdown};
 
 /// Set (to the store's path) in the child process only.
 const CHILD_ENV: &str = "SNOWPLOW_CRASH_TEST_STORE";
-/// The child test, run by name.
+/// The child test, run by its name in the test binary.
 const CHILD_TEST: &str = "child_tracks_into_the_store_until_killed";
 /// Events the child tracks.
 const EVENTS: usize = 500;
@@ -65,7 +65,7 @@ async fn child_tracks_into_the_store_until_killed() {
         }
         now = emitter.send(GetStats).await.expect("child: emitter alive");
     }
-    assert!(now.is_balanced(), "{now:#?}");
+    assert_balanced(&now);
     assert_eq!(now.dropped.total(), 0, "{now:#?}");
     assert_eq!(
         now.queued + now.in_flight,
@@ -113,7 +113,11 @@ async fn a_killed_process_loses_nothing_it_stored() {
     let path = dir.join("events.db");
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--nocapture"])
+        .args([
+            "--exact",
+            &crate::common::support::harness_name(module_path!(), CHILD_TEST),
+            "--nocapture",
+        ])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -140,7 +144,7 @@ async fn a_killed_process_loses_nothing_it_stored() {
     assert_eq!(in_flight, 10, "{output:?}");
     assert_eq!(output.ids.len(), EVENTS);
 
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let store = SqliteStore::open(&path, 10_000).expect("reopen after the kill");
     assert_eq!(store.recovered(), EVENTS as u64);
     assert_eq!(store.unreadable(), 0);
@@ -154,12 +158,9 @@ async fn a_killed_process_loses_nothing_it_stored() {
         .unwrap();
     let final_stats = config.final_stats();
     let emitter = config.start();
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (EVENTS as u64, 0, false)
-    );
+    assert_delivered(&report, EVENTS as u64);
     let received = collector.event_ids();
     let unique: HashSet<&str> = received.iter().map(String::as_str).collect();
     let expected: HashSet<&str> = output.ids.iter().map(String::as_str).collect();
@@ -180,7 +181,7 @@ async fn a_killed_process_loses_nothing_it_stored() {
 
     emitter.send(Shutdown::with_timeout(SOON)).await.unwrap();
     let last = final_stats.get().expect("final stats");
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
     drop(emitter);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,13 +1,13 @@
 //! Shutdown: drains within its deadline, counts what is left as dropped, refuses what
 //! comes after; a bare stop of an emitter's arbiter is a best-effort drain.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_balanced, events, labels, range_labels, track_all, wait_requests, TrackerBuilderExt,
+};
 use actix::Arbiter;
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{events, labels, range_labels, track_all};
 use snowplow_actix::{EmitterBuilder, FlushError, ShutdownError, Structured, TrackError, Tracker};
 
 fn structured(idx: usize) -> Structured {
@@ -18,12 +18,10 @@ fn structured(idx: usize) -> Structured {
 
 #[actix_rt::test]
 async fn shutdown_drains_every_emitter_and_reports() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for idx in 0..25 {
         tracker.track(structured(idx)).unwrap();
     }
@@ -37,22 +35,17 @@ async fn shutdown_drains_every_emitter_and_reports() {
     assert_eq!(labels(&collector.events()), range_labels(0..25));
     let last = tracker.emitters()[0].final_stats().unwrap();
     assert_eq!((last.received, last.sent), (25, 25));
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
 }
 
 #[actix_rt::test]
 async fn shutdown_respects_its_deadline_while_the_collector_is_down_and_reports_the_dropped() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let tracker = Tracker::builder("test")
         .emitter(
             EmitterBuilder::new(collector.endpoint()).max_retry_delay(Duration::from_millis(100)),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     for idx in 0..7 {
         tracker.track(structured(idx)).unwrap();
     }
@@ -70,12 +63,12 @@ async fn shutdown_respects_its_deadline_while_the_collector_is_down_and_reports_
     );
     let last = tracker.emitters()[0].final_stats().unwrap();
     assert_eq!((last.received, last.dropped.shutdown), (7, 7));
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
 }
 
 #[actix_rt::test]
 async fn after_a_shutdown_tracking_flushing_and_a_second_shutdown_are_errors() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .build()
@@ -93,10 +86,7 @@ async fn after_a_shutdown_tracking_flushing_and_a_second_shutdown_are_errors() {
 
 #[actix_rt::test]
 async fn stopping_an_emitters_arbiter_counts_what_is_left_as_shutdown() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_default_status(503),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
     let config = EmitterBuilder::new(collector.endpoint())
         .max_retry_delay(Duration::from_secs(30))
         .build()
@@ -106,10 +96,7 @@ async fn stopping_an_emitters_arbiter_counts_what_is_left_as_shutdown() {
     let emitter = config.start_in(&arbiter.handle());
     track_all(&emitter, events(12));
     // The first batch has been tried and the emitter is backing off with all 12 buffered.
-    collector
-        .wait_for_requests(1, common::support::SOON)
-        .await
-        .unwrap();
+    wait_requests(&collector, 1).await;
     assert!(last_stats.get().is_none());
 
     arbiter.stop();
@@ -134,5 +121,5 @@ async fn stopping_an_emitters_arbiter_counts_what_is_left_as_shutdown() {
         "{last:#?}"
     );
     assert_eq!((last.queued, last.in_flight), (0, 0));
-    assert!(last.is_balanced(), "{last:#?}");
+    assert_balanced(&last);
 }

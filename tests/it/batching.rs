@@ -1,17 +1,16 @@
 //! When an emitter sends, and how it cuts its queue into requests: the batch-size and byte
 //! triggers, per-request limits as sent (POST body, GET URL), and oversize events.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, RecordedRequest, TestCollector};
-use common::support::{
-    events, fixed_jitter, labels, range_labels, settings, stats, track_all, SOON,
+use crate::common::collector::{Faults, RecordedRequest, TestCollector};
+use crate::common::support::{
+    assert_delivered, assert_settled, events, flush, flush_within, labels, range_labels, settings,
+    stats, track_all, wait_events, wait_requests, BuilderExt, SOON,
 };
 use snowplow_actix::{
-    wire, DropReason, EmitterBuilder, FailureReason, Flush, Method, StampedEvent, Structured,
+    wire, DropReason, EmitterBuilder, FailureReason, Method, StampedEvent, Structured,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -78,10 +77,10 @@ fn expected_cuts(sizes: &[usize], batch_size: usize, byte_limit: usize) -> Vec<u
 
 #[actix_rt::test]
 async fn a_full_batch_is_sent_without_a_flush_and_a_partial_one_waits_for_a_flush() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let (builder, mut successes) =
         with_success_channel(EmitterBuilder::new(collector.endpoint()).batch_size(5));
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let all = events(9);
     let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
     let mut all = all.into_iter();
@@ -89,7 +88,7 @@ async fn a_full_batch_is_sent_without_a_flush_and_a_partial_one_waits_for_a_flus
     track_all(&emitter, all.by_ref().take(5).collect());
 
     // No flush was sent: the fifth event triggered the request.
-    let received = collector.wait_for_events(5, SOON).await.unwrap();
+    let received = wait_events(&collector, 5).await;
     assert_eq!(labels(&received), range_labels(0..5));
     assert_eq!(next_success(&mut successes).await, ids[..5]);
     let settled = stats(&emitter).await;
@@ -119,12 +118,9 @@ async fn a_full_batch_is_sent_without_a_flush_and_a_partial_one_waits_for_a_flus
     );
     assert_eq!(collector.request_count(), 1);
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (4, 0, false)
-    );
+    assert_delivered(&report, 4);
     assert_eq!(next_success(&mut successes).await, ids[5..]);
     let requests = collector.requests();
     assert_eq!(
@@ -138,7 +134,7 @@ async fn a_full_batch_is_sent_without_a_flush_and_a_partial_one_waits_for_a_flus
 
 #[actix_rt::test]
 async fn reaching_the_byte_limit_sends_without_a_flush() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let all = events(5);
     let sizes: Vec<usize> = all.iter().map(|e| e.post_size()).collect();
     // Exactly three events fit in one request.
@@ -149,7 +145,7 @@ async fn reaching_the_byte_limit_sends_without_a_flush() {
             .batch_size(100)
             .byte_limit(byte_limit),
     );
-    let emitter = builder.build().unwrap().start();
+    let emitter = builder.started();
     let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
     let mut all = all.into_iter();
 
@@ -162,14 +158,14 @@ async fn reaching_the_byte_limit_sends_without_a_flush() {
     // The fourth reaches it: a request of the three that fit goes out, no flush sent.
     track_all(&emitter, all.by_ref().take(1).collect());
     assert_eq!(next_success(&mut successes).await, ids[..3]);
-    let requests = collector.wait_for_requests(1, SOON).await.unwrap();
+    let requests = wait_requests(&collector, 1).await;
     assert_eq!(request_labels(&requests[..1]), [range_labels(0..3)]);
     assert_eq!(requests[0].body_len_or_query_len, byte_limit);
 
     track_all(&emitter, all.collect());
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     let requests = collector.requests();
     assert_eq!(request_labels(&requests[..1]), [range_labels(0..3)]);
     for request in &requests {
@@ -184,7 +180,7 @@ async fn reaching_the_byte_limit_sends_without_a_flush() {
 /// first request goes in a second one, without waiting for a later trigger or flush.
 #[actix_rt::test]
 async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let all = events(4);
     let sizes: Vec<usize> = all.iter().map(|e| e.post_size()).collect();
     // Exactly three events fit in one request.
@@ -192,9 +188,7 @@ async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
     let emitter = EmitterBuilder::new(collector.endpoint())
         .batch_size(100)
         .byte_limit(byte_limit)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let mut all = all.into_iter();
     let mut ids = track_all(&emitter, all.by_ref().take(3).collect());
     assert_eq!(stats(&emitter).await.requests, 0, "below the byte limit");
@@ -202,7 +196,7 @@ async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
     // The fourth event reaches the limit: the buffer (four events) is flushed.
     ids.extend(track_all(&emitter, all.collect()));
 
-    let received = collector.wait_for_events(4, SOON).await.unwrap();
+    let received = wait_events(&collector, 4).await;
     assert_eq!(labels(&received), range_labels(0..4));
     assert_eq!(
         request_labels(&collector.requests()),
@@ -210,7 +204,7 @@ async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
     );
     assert_eq!(collector.event_ids(), ids);
     // The second request may still await its answer: the flush settles it.
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
     assert_eq!(report.queued, 0);
     assert_eq!(stats(&emitter).await.sent, 4);
 }
@@ -219,13 +213,11 @@ async fn reaching_the_byte_limit_sends_the_whole_buffer_without_a_flush() {
 /// event of the full batch goes, not only the first.
 #[actix_rt::test]
 async fn get_batch_size_trigger_sends_every_event_of_the_batch_without_a_flush() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .method(Method::Get)
         .batch_size(3)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let all = events(5);
     let ids: Vec<String> = all.iter().map(|e| e.id().to_string()).collect();
     let mut all = all.into_iter();
@@ -239,25 +231,25 @@ async fn get_batch_size_trigger_sends_every_event_of_the_batch_without_a_flush()
     );
     track_all(&emitter, all.by_ref().take(1).collect());
 
-    let received = collector.wait_for_events(3, SOON).await.unwrap();
+    let received = wait_events(&collector, 3).await;
     assert_eq!(labels(&received), range_labels(0..3));
     assert_eq!(collector.request_count(), 3);
 
     // Two more wait for the next trigger or a flush.
     track_all(&emitter, all.collect());
-    let report = emitter.send(Flush::default()).await.unwrap();
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    let report = flush(&emitter).await;
+    assert_settled(&report);
     // The last two go in requests that may be in flight together: any order.
     assert_eq!(
-        common::support::sorted(collector.event_ids()),
-        common::support::sorted(ids)
+        crate::common::support::sorted(collector.event_ids()),
+        crate::common::support::sorted(ids)
     );
     assert_eq!(stats(&emitter).await.requests, 5);
 }
 
 #[actix_rt::test]
 async fn a_flush_cuts_requests_by_batch_size_and_by_bytes_as_sent() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // Multi-byte characters and JSON escapes: sizes are UTF-8 bytes as sent, not characters.
     let large = [
         "x".repeat(400),
@@ -296,17 +288,12 @@ async fn a_flush_cuts_requests_by_batch_size_and_by_bytes_as_sent() {
         .max_request_events(batch_size)
         .max_in_flight(1)
         .byte_limit(byte_limit)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (24, 0, false)
-    );
+    assert_delivered(&report, 24);
     let requests = collector.requests();
     assert_eq!(
         requests.iter().map(|r| r.events.len()).collect::<Vec<_>>(),
@@ -342,7 +329,7 @@ async fn a_flush_cuts_requests_by_batch_size_and_by_bytes_as_sent() {
 
 #[actix_rt::test]
 async fn get_byte_limit_bounds_the_whole_request_url() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let endpoint = format!("{}/sub", collector.endpoint());
     let at_limit = "a".repeat(50);
     let over_limit = "b".repeat(51);
@@ -362,7 +349,7 @@ async fn get_byte_limit_bounds_the_whole_request_url() {
     let over_failed = Arc::new(Mutex::new(false));
     let decider_at_limit = at_limit.clone();
     let decider_over_limit = over_limit.clone();
-    let faults = Faults::none().with_decider(move |request| {
+    let faults = Faults::decide(move |request| {
         let label = request.events.first()?.get("se_la")?;
         if label == decider_over_limit {
             let mut failed = over_failed.lock().unwrap();
@@ -384,19 +371,13 @@ async fn get_byte_limit_bounds_the_whole_request_url() {
         .method(Method::Get)
         .max_in_flight(1)
         .byte_limit(byte_limit)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(50))
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (2, 0, false)
-    );
+    assert_delivered(&report, 2);
     assert_eq!(report.dropped.oversize, 1);
     let requests = collector.requests();
     let seen: Vec<(String, u16)> = requests
@@ -450,24 +431,22 @@ async fn an_event_over_the_cap_goes_alone_is_retried_and_dropped_only_when_refus
     // The large event is answered 500 (retried), then 413 (dropped as `oversize`).
     let decider_big = big.clone();
     let big_failed = Arc::new(Mutex::new(false));
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_decider(move |request| {
-            let has_big = request
-                .events
-                .iter()
-                .any(|e| e.get("se_la") == Some(decider_big.as_str()));
-            has_big.then(|| {
-                let mut failed = big_failed.lock().unwrap();
-                let first = !*failed;
-                *failed = true;
-                if first {
-                    500
-                } else {
-                    413
-                }
-            })
-        }),
-    ))
+    let collector = TestCollector::with_faults(Faults::decide(move |request| {
+        let has_big = request
+            .events
+            .iter()
+            .any(|e| e.get("se_la") == Some(decider_big.as_str()));
+        has_big.then(|| {
+            let mut failed = big_failed.lock().unwrap();
+            let first = !*failed;
+            *failed = true;
+            if first {
+                500
+            } else {
+                413
+            }
+        })
+    }))
     .await;
     let failures = Arc::new(Mutex::new(Vec::new()));
     let seen = failures.clone();
@@ -475,8 +454,7 @@ async fn an_event_over_the_cap_goes_alone_is_retried_and_dropped_only_when_refus
         .batch_size(10)
         .max_in_flight(1)
         .byte_limit(byte_limit)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
+        .retrying_fast(Duration::from_millis(50))
         .on_failure(move |failure| {
             seen.lock().unwrap().push((
                 failure
@@ -489,20 +467,12 @@ async fn an_event_over_the_cap_goes_alone_is_retried_and_dropped_only_when_refus
                 failure.dropped,
             ));
         })
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter
-        .send(Flush::with_timeout(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let report = flush_within(&emitter, Duration::from_secs(5)).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (4, 0, false)
-    );
+    assert_delivered(&report, 4);
     assert_eq!((report.dropped.oversize, report.dropped.total()), (1, 1));
     let requests = collector.requests();
     assert_eq!(
@@ -553,24 +523,19 @@ async fn an_event_over_the_cap_goes_alone_is_retried_and_dropped_only_when_refus
 
 #[actix_rt::test]
 async fn an_oversize_event_that_is_accepted_is_sent_alone_once() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let big = "y".repeat(2_000);
     let names = ["0", big.as_str(), "2"];
     let all = labelled(&names);
     let byte_limit = wire::post_body_size([all[0].post_size(); 3]);
     let emitter = EmitterBuilder::new(collector.endpoint())
         .byte_limit(byte_limit)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (3, 0, false)
-    );
+    assert_delivered(&report, 3);
     assert_eq!(
         request_labels(&collector.requests()),
         [
@@ -599,41 +564,30 @@ async fn a_post_body_exactly_at_the_byte_limit_is_not_oversize() {
     let failed_once = Arc::new(Mutex::new(false));
     let decider_at_limit = at_limit.clone();
     let decider_over_limit = over_limit.clone();
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_decider(move |request| {
-            let label = request.events.first()?.get("se_la")?;
-            if label == decider_over_limit {
-                Some(413)
-            } else if label == decider_at_limit {
-                let mut failed = failed_once.lock().unwrap();
-                let first = !*failed;
-                *failed = true;
-                first.then_some(500)
-            } else {
-                None
-            }
-        }),
-    ))
+    let collector = TestCollector::with_faults(Faults::decide(move |request| {
+        let label = request.events.first()?.get("se_la")?;
+        if label == decider_over_limit {
+            Some(413)
+        } else if label == decider_at_limit {
+            let mut failed = failed_once.lock().unwrap();
+            let first = !*failed;
+            *failed = true;
+            first.then_some(500)
+        } else {
+            None
+        }
+    }))
     .await;
     let emitter = EmitterBuilder::new(collector.endpoint())
         .max_in_flight(1)
         .byte_limit(byte_limit)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
-        .build()
-        .unwrap()
-        .start();
+        .retrying_fast(Duration::from_millis(50))
+        .started();
     let ids = track_all(&emitter, all);
 
-    let report = emitter
-        .send(Flush::with_timeout(Duration::from_secs(5)))
-        .await
-        .unwrap();
+    let report = flush_within(&emitter, Duration::from_secs(5)).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (1, 0, false)
-    );
+    assert_delivered(&report, 1);
     assert_eq!((report.dropped.oversize, report.dropped.total()), (1, 1));
     let requests = collector.requests();
     let seen: Vec<(String, u16, usize)> = requests

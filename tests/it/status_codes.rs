@@ -1,21 +1,18 @@
 //! How each answer is classified: sent, retried, or dropped as `rejected`; custom retry codes,
 //! connection errors and timeouts; GET events each decided by their own status.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::collector::{CollectorConfig, Faults, TestCollector};
-use common::support::{
-    closed_port, events, fixed_jitter, labels, next_failure, range_labels, reported, stats,
-    track_all, Seen,
+use crate::common::collector::{Faults, TestCollector};
+use crate::common::support::{
+    assert_delivered, assert_settled, closed_port, events, fixed_jitter, flush, labels,
+    range_labels, record_failures, stats, track_all, BuilderExt, Failures, Seen,
 };
 use snowplow_actix::{
     DropReason, EmitterBuilder, FailureReason, Flush, Method, DEFAULT_NON_RETRYABLE_CODES,
 };
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 impl Seen {
     fn retried(eids: &[String], reason: FailureReason) -> Self {
@@ -41,42 +38,29 @@ impl Seen {
 
 /// An emitter builder with fast, deterministic retries (no jitter: retried at once) that
 /// reports failures to the returned channel.
-fn fast_builder(endpoint: String) -> (EmitterBuilder, UnboundedReceiver<Seen>) {
-    let (tx, rx): (UnboundedSender<Seen>, _) = unbounded_channel();
-    let builder = EmitterBuilder::new(endpoint)
-        .jitter(fixed_jitter(0.01))
-        .max_retry_delay(Duration::from_millis(50))
-        .on_failure(move |failure| {
-            let _ = tx.send(Seen::of(failure));
-        });
-    (builder, rx)
+fn fast_builder(endpoint: String) -> (EmitterBuilder, Failures) {
+    record_failures(EmitterBuilder::new(endpoint).retrying_fast(Duration::from_millis(50)))
 }
 
 #[actix_rt::test]
 async fn rejected_codes_are_dropped_and_reported() {
     assert_eq!(DEFAULT_NON_RETRYABLE_CODES, [400, 401, 403, 410, 422]);
     for code in DEFAULT_NON_RETRYABLE_CODES {
-        let collector = TestCollector::start(CollectorConfig::with_faults(
-            Faults::none().with_sequence([code]),
-        ))
-        .await;
+        let collector = TestCollector::with_faults(Faults::statuses([code])).await;
         let (builder, mut failures) = fast_builder(collector.endpoint());
-        let emitter = builder.build().unwrap().start();
+        let emitter = builder.started();
         let ids = track_all(&emitter, events(3));
 
-        let report = emitter.send(Flush::default()).await.unwrap();
+        let report = flush(&emitter).await;
 
-        assert_eq!(
-            (report.sent, report.queued, report.timed_out),
-            (0, 0, false)
-        );
+        assert_delivered(&report, 0);
         assert_eq!(
             (report.dropped.rejected, report.dropped.total()),
             (3, 3),
             "{code}"
         );
         assert_eq!(
-            reported(&mut failures),
+            failures.reported(),
             [Seen::rejected(&ids, FailureReason::Status(code))]
         );
         assert_eq!(collector.statuses(), [code], "no second request for {code}");
@@ -93,11 +77,11 @@ async fn rejected_codes_are_dropped_and_reported() {
 
         // The emitter goes on; the rejected events are not sent again.
         let next = track_all(&emitter, events(2));
-        let report = emitter.send(Flush::default()).await.unwrap();
+        let report = flush(&emitter).await;
         assert_eq!(report.sent, 2);
         assert_eq!(collector.statuses(), [code, 200]);
         assert_eq!(collector.event_ids(), next);
-        assert!(reported(&mut failures).is_empty());
+        assert!(failures.reported().is_empty());
         let done = stats(&emitter).await;
         assert_eq!((done.sent, done.dropped.rejected, done.requests), (2, 3, 2));
     }
@@ -106,15 +90,12 @@ async fn rejected_codes_are_dropped_and_reported() {
 #[actix_rt::test]
 async fn retryable_codes_are_retried_then_delivered() {
     for code in [500, 503, 404, 429, 408, 301] {
-        let collector = TestCollector::start(CollectorConfig::with_faults(
-            Faults::none().with_sequence([code, 200]),
-        ))
-        .await;
+        let collector = TestCollector::with_faults(Faults::statuses([code, 200])).await;
         let (builder, mut failures) = fast_builder(collector.endpoint());
-        let emitter = builder.build().unwrap().start();
+        let emitter = builder.started();
         let ids = track_all(&emitter, events(3));
 
-        let report = emitter.send(Flush::default()).await.unwrap();
+        let report = flush(&emitter).await;
 
         assert_eq!(
             (report.sent, report.queued, report.timed_out),
@@ -128,7 +109,7 @@ async fn retryable_codes_are_retried_then_delivered() {
         assert_eq!(labels(&requests[1].events), range_labels(0..3));
         assert_eq!(collector.event_ids(), ids, "delivered once, same eids");
         assert_eq!(
-            reported(&mut failures),
+            failures.reported(),
             [Seen::retried(&ids, FailureReason::Status(code))]
         );
         let stats = stats(&emitter).await;
@@ -148,15 +129,12 @@ async fn retryable_codes_are_retried_then_delivered() {
 #[actix_rt::test]
 async fn every_2xx_status_counts_as_sent() {
     for code in [200, 201, 202, 204, 299] {
-        let collector = TestCollector::start(CollectorConfig::with_faults(
-            Faults::none().with_default_status(code),
-        ))
-        .await;
+        let collector = TestCollector::with_faults(Faults::always(code)).await;
         let (builder, mut failures) = fast_builder(collector.endpoint());
-        let emitter = builder.build().unwrap().start();
+        let emitter = builder.started();
         let ids = track_all(&emitter, events(3));
 
-        let report = emitter.send(Flush::default()).await.unwrap();
+        let report = flush(&emitter).await;
 
         assert_eq!(
             (report.sent, report.queued, report.dropped.total()),
@@ -165,7 +143,7 @@ async fn every_2xx_status_counts_as_sent() {
         );
         assert_eq!(collector.statuses(), [code]);
         assert_eq!(collector.event_ids(), ids);
-        assert!(reported(&mut failures).is_empty());
+        assert!(failures.reported().is_empty());
         let stats = stats(&emitter).await;
         assert_eq!((stats.sent, stats.retried, stats.requests), (3, 0, 1));
     }
@@ -173,24 +151,17 @@ async fn every_2xx_status_counts_as_sent() {
 
 #[actix_rt::test]
 async fn custom_retry_code_false_drops_a_retryable_status_as_rejected() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([500]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([500])).await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
-    let emitter = builder
-        .custom_retry_code(500, false)
-        .build()
-        .unwrap()
-        .start();
+    let emitter = builder.custom_retry_code(500, false).started();
     let ids = track_all(&emitter, events(2));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!((report.sent, report.dropped.rejected), (0, 2));
     assert_eq!(collector.statuses(), [500]);
     assert_eq!(
-        reported(&mut failures),
+        failures.reported(),
         [Seen::rejected(&ids, FailureReason::Status(500))]
     );
     let stats = stats(&emitter).await;
@@ -199,25 +170,18 @@ async fn custom_retry_code_false_drops_a_retryable_status_as_rejected() {
 
 #[actix_rt::test]
 async fn custom_retry_code_true_retries_a_rejected_status_until_delivered() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_sequence([401, 401, 200]),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::statuses([401, 401, 200])).await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
-    let emitter = builder
-        .custom_retry_code(401, true)
-        .build()
-        .unwrap()
-        .start();
+    let emitter = builder.custom_retry_code(401, true).started();
     let ids = track_all(&emitter, events(2));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!((report.sent, report.dropped.total()), (2, 0));
     assert_eq!(collector.statuses(), [401, 401, 200]);
     assert_eq!(collector.event_ids(), ids);
     let retried = Seen::retried(&ids, FailureReason::Status(401));
-    assert_eq!(reported(&mut failures), [retried.clone(), retried]);
+    assert_eq!(failures.reported(), [retried.clone(), retried]);
     let stats = stats(&emitter).await;
     assert_eq!((stats.sent, stats.retried, stats.requests), (2, 4, 3));
 }
@@ -226,21 +190,14 @@ async fn custom_retry_code_true_retries_a_rejected_status_until_delivered() {
 async fn connection_errors_are_dropped_as_rejected_when_not_retried() {
     let port = closed_port().port();
     let (builder, mut failures) = fast_builder(format!("http://127.0.0.1:{port}"));
-    let emitter = builder
-        .retry_connection_errors(false)
-        .build()
-        .unwrap()
-        .start();
+    let emitter = builder.retry_connection_errors(false).started();
     let ids = track_all(&emitter, events(2));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (0, 0, false)
-    );
+    assert_delivered(&report, 0);
     assert_eq!((report.dropped.rejected, report.dropped.total()), (2, 2));
-    let seen = reported(&mut failures);
+    let seen = failures.reported();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(
         matches!(seen[0].reason, FailureReason::Connection(_)),
@@ -259,20 +216,20 @@ async fn connection_errors_are_retried_until_the_collector_is_up() {
     let addr = closed_port();
     let (builder, mut failures) = fast_builder(format!("http://{addr}"));
     // Retries every 10-50 ms while nothing listens.
-    let emitter = builder.jitter(fixed_jitter(0.01)).build().unwrap().start();
+    let emitter = builder.jitter(fixed_jitter(0.01)).started();
     let ids = track_all(&emitter, events(2));
     emitter.do_send(Flush::default());
-    let first = next_failure(&mut failures).await;
+    let first = failures.next().await;
     assert!(
         matches!(first.reason, FailureReason::Connection(_)),
         "{first:?}"
     );
     assert_eq!((first.eids, first.will_retry), (ids.clone(), true));
 
-    let collector = TestCollector::start_at(CollectorConfig::default(), addr).await;
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let collector = TestCollector::start_at(Faults::none(), addr).await;
+    let report = flush(&emitter).await;
 
-    assert_eq!((report.queued, report.timed_out), (0, false));
+    assert_settled(&report);
     assert_eq!(collector.event_ids(), ids);
     let stats = stats(&emitter).await;
     assert_eq!((stats.sent, stats.dropped.total()), (2, 0));
@@ -283,26 +240,22 @@ async fn connection_errors_are_retried_until_the_collector_is_up() {
 async fn timeouts_are_dropped_as_rejected_when_not_retried() {
     // The answer comes 2 s late; the emitter gives up after 200 ms. The status is 503 so
     // the collector does not keep the events of the request it answers late.
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none()
-            .with_sequence([503])
-            .with_delay_first(1, Duration::from_secs(2)),
-    ))
+    let collector = TestCollector::with_faults(
+        Faults::statuses([503]).with_delay_first(1, Duration::from_secs(2)),
+    )
     .await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
     let emitter = builder
         .request_timeout(Duration::from_millis(200))
         .retry_timeouts(false)
-        .build()
-        .unwrap()
-        .start();
+        .started();
     let ids = track_all(&emitter, events(2));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
     assert_eq!((report.sent, report.dropped.rejected), (0, 2));
     assert_eq!(
-        reported(&mut failures),
+        failures.reported(),
         [Seen::rejected(&ids, FailureReason::Timeout)]
     );
     assert_eq!(collector.request_count(), 1);
@@ -313,7 +266,7 @@ async fn timeouts_are_dropped_as_rejected_when_not_retried() {
 /// anything else is accepted.
 fn by_label() -> Faults {
     let failed_once = Arc::new(Mutex::new(HashSet::new()));
-    Faults::none().with_decider(move |request| {
+    Faults::decide(move |request| {
         let label = request.events.first()?.get("se_la")?.to_owned();
         match label.as_str() {
             "0" | "1" => failed_once.lock().unwrap().insert(label).then_some(500),
@@ -325,22 +278,14 @@ fn by_label() -> Faults {
 
 #[actix_rt::test]
 async fn get_events_one_at_a_time_are_each_decided_by_their_own_status() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(by_label())).await;
+    let collector = TestCollector::with_faults(by_label()).await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
-    let emitter = builder
-        .method(Method::Get)
-        .max_in_flight(1)
-        .build()
-        .unwrap()
-        .start();
+    let emitter = builder.method(Method::Get).max_in_flight(1).started();
     let ids = track_all(&emitter, events(4));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (3, 0, false)
-    );
+    assert_delivered(&report, 3);
     assert_eq!((report.dropped.rejected, report.dropped.total()), (1, 1));
     // One request at a time, in order; a retried event goes back to the front.
     let requests = collector.requests();
@@ -363,7 +308,7 @@ async fn get_events_one_at_a_time_are_each_decided_by_their_own_status() {
     assert_eq!(labels(&collector.events()), range_labels(0..3));
     assert_eq!(collector.event_ids(), ids[..3]);
     assert_eq!(
-        reported(&mut failures),
+        failures.reported(),
         [
             Seen::retried(&ids[0..1], FailureReason::Status(500)),
             Seen::retried(&ids[1..2], FailureReason::Status(500)),
@@ -384,22 +329,14 @@ async fn get_events_one_at_a_time_are_each_decided_by_their_own_status() {
 
 #[actix_rt::test]
 async fn concurrent_get_events_are_each_decided_by_their_own_status() {
-    let collector = TestCollector::start(CollectorConfig::with_faults(by_label())).await;
+    let collector = TestCollector::with_faults(by_label()).await;
     let (builder, mut failures) = fast_builder(collector.endpoint());
-    let emitter = builder
-        .method(Method::Get)
-        .max_in_flight(4)
-        .build()
-        .unwrap()
-        .start();
+    let emitter = builder.method(Method::Get).max_in_flight(4).started();
     let ids = track_all(&emitter, events(4));
 
-    let report = emitter.send(Flush::default()).await.unwrap();
+    let report = flush(&emitter).await;
 
-    assert_eq!(
-        (report.sent, report.queued, report.timed_out),
-        (3, 0, false)
-    );
+    assert_delivered(&report, 3);
     assert_eq!((report.dropped.rejected, report.dropped.total()), (1, 1));
     let mut answered: Vec<(String, u16)> = collector
         .requests()
@@ -424,7 +361,7 @@ async fn concurrent_get_events_are_each_decided_by_their_own_status() {
     let mut expected_ids = ids[..3].to_vec();
     expected_ids.sort();
     assert_eq!(delivered, expected_ids, "each accepted event exactly once");
-    let mut seen = reported(&mut failures);
+    let mut seen = failures.reported();
     seen.sort_by(|a, b| a.eids.cmp(&b.eids));
     let mut expected_failures = vec![
         Seen::retried(&ids[0..1], FailureReason::Status(500)),

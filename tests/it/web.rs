@@ -2,19 +2,17 @@
 //! what the collector receives from them.
 #![cfg(feature = "web")]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::collector::{Faults, RecordedEvent, TestCollector};
+use crate::common::support::{wait_events, wait_requests, TrackerBuilderExt, SOON};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse, HttpServer};
-use common::collector::{CollectorConfig, Faults, RecordedEvent, TestCollector};
-use common::support::SOON;
 use snowplow_actix::web::{
     default_decision, Decision, IpRange, ProxyHeader, PublicOrigin, RequestTracker,
     SnowplowTracking,
@@ -33,9 +31,7 @@ fn tracker_for(collector: &TestCollector) -> Tracker {
     Tracker::builder("web")
         .app_id("shop")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .no_flush_timer()
-        .build()
-        .unwrap()
+        .flushed_by_hand()
 }
 
 fn addr(text: &str) -> SocketAddr {
@@ -128,7 +124,7 @@ async fn ips_and_urls(
     configure: impl FnOnce(SnowplowTracking) -> SnowplowTracking,
     requests: impl IntoIterator<Item = TestRequest>,
 ) -> Vec<Vec<(String, Option<String>)>> {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = configure(SnowplowTracking::new(tracker.clone()));
     let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
@@ -160,7 +156,7 @@ const SUBJECT: &[&str] = &["e", "url", "refr", "ip", "ua", "lang", "uid", "tnuid
 
 #[actix_rt::test]
 async fn a_successful_get_is_a_page_view_with_the_request_subject() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let app = test::init_service(
         App::new()
@@ -213,7 +209,7 @@ async fn a_successful_get_is_a_page_view_with_the_request_subject() {
 
 #[actix_rt::test]
 async fn user_id_function_and_network_user_id_cookie_fill_the_subject() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
         .user_id(|request| {
@@ -256,7 +252,7 @@ async fn user_id_function_and_network_user_id_cookie_fill_the_subject() {
 
 #[actix_rt::test]
 async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone()).trusted_proxy(addr(PROXY).ip());
     let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
@@ -511,7 +507,7 @@ async fn a_public_origin_makes_the_page_url_when_no_trusted_proxy_forwards_one()
 
 #[actix_rt::test]
 async fn a_huge_x_forwarded_for_from_a_trusted_proxy_is_read_from_the_right() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
         .trusted_proxy("10.0.0.0/8".parse::<IpRange>().unwrap());
@@ -544,7 +540,7 @@ async fn a_huge_x_forwarded_for_from_a_trusted_proxy_is_read_from_the_right() {
 
 #[actix_rt::test]
 async fn excluded_paths_and_prefixes_are_not_tracked() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
         .exclude_path("/health")
@@ -579,7 +575,7 @@ async fn excluded_paths_and_prefixes_are_not_tracked() {
 
 #[actix_rt::test]
 async fn only_successful_gets_are_tracked_by_default() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let app = test::init_service(
         App::new()
@@ -615,7 +611,7 @@ async fn only_successful_gets_are_tracked_by_default() {
 
 #[actix_rt::test]
 async fn a_custom_decision_function_chooses_the_event() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let decisions = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&decisions);
@@ -699,7 +695,7 @@ async fn a_custom_decision_function_chooses_the_event() {
 
 #[actix_rt::test]
 async fn tracking_failures_never_change_the_response() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone()).decide(|request, status| {
         if request.path() == "/shoes" {
@@ -728,7 +724,7 @@ async fn tracking_failures_never_change_the_response() {
 
 #[actix_rt::test]
 async fn the_extractor_tracks_handler_events_with_the_request_subject() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
         .trusted_proxy(addr(PROXY).ip())
@@ -788,7 +784,7 @@ async fn the_extractor_tracks_handler_events_with_the_request_subject() {
 
 #[actix_rt::test]
 async fn the_extractor_uses_app_data_without_the_middleware() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
     let app = test::init_service(
         App::new()
@@ -862,10 +858,7 @@ async fn the_extractor_fails_with_a_plain_500_without_a_tracker() {
 async fn a_slow_collector_does_not_delay_responses() {
     const SLOW: Duration = Duration::from_secs(2);
     const BOUND: Duration = Duration::from_millis(400);
-    let collector = TestCollector::start(CollectorConfig::with_faults(
-        Faults::none().with_delay(SLOW),
-    ))
-    .await;
+    let collector = TestCollector::with_faults(Faults::none().with_delay(SLOW)).await;
     // Every event is sent at once, in its own request, each answered 2 s later.
     let tracker = Tracker::builder("web")
         .emitter(
@@ -873,9 +866,7 @@ async fn a_slow_collector_does_not_delay_responses() {
                 .batch_size(1)
                 .max_in_flight(16),
         )
-        .no_flush_timer()
-        .build()
-        .unwrap();
+        .flushed_by_hand();
     let app = test::init_service(
         App::new()
             .wrap(SnowplowTracking::new(tracker.clone()))
@@ -886,7 +877,7 @@ async fn a_slow_collector_does_not_delay_responses() {
 
     assert_eq!(call(&app, page().to_request()).await, StatusCode::OK);
     // The collector now holds the first event's request for 2 s.
-    collector.wait_for_requests(1, SOON).await.unwrap();
+    wait_requests(&collector, 1).await;
     let started = Instant::now();
     let mut latencies = Vec::new();
     for _ in 0..5 {
@@ -902,14 +893,14 @@ async fn a_slow_collector_does_not_delay_responses() {
     );
     assert!(elapsed < SLOW, "{elapsed:?}");
     // Every page view did leave for the collector.
-    let events = collector.wait_for_events(6, SOON).await.unwrap();
+    let events = wait_events(&collector, 6).await;
     assert_eq!(events.len(), 6);
     assert_eq!(collector.requests()[0].delay, Some(SLOW));
 }
 
 #[actix_rt::test]
 async fn stopping_the_server_then_shutting_down_the_tracker_drains_every_page_view() {
-    let collector = TestCollector::start(CollectorConfig::default()).await;
+    let collector = TestCollector::with_faults(Faults::none()).await;
     // No flush timer and batches of 10: 7 page views stay buffered until the shutdown.
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone());
