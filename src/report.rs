@@ -258,13 +258,15 @@ impl FlushReport {
 }
 
 /// The stats an emitter leaves when it stops: set at shutdown and when the actor is dropped
-/// (its arbiter or the system stopping), readable from any thread afterwards.
+/// (its arbiter or the system stopping), readable from any thread afterwards. For an emitter
+/// started on its own ([`EmitterConfig::final_stats`](crate::emitter::EmitterConfig::final_stats));
+/// a tracker's emitters have [`EmitterHandle::final_stats`](crate::tracker::EmitterHandle::final_stats).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct FinalStats(Arc<Mutex<Option<EmitterStats>>>);
+pub struct FinalStats(Arc<Mutex<Option<EmitterStats>>>);
 
 impl FinalStats {
     /// The last stats, once the emitter has shut down or stopped.
-    pub(crate) fn get(&self) -> Option<EmitterStats> {
+    pub fn get(&self) -> Option<EmitterStats> {
         lock(&self.0).clone()
     }
 

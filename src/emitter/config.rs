@@ -685,7 +685,7 @@ impl EmitterConfig {
 
     /// Where the emitter's last stats appear once it has shut down or stopped (also after a
     /// bare stop of its arbiter or of the system).
-    pub(crate) fn final_stats(&self) -> FinalStats {
+    pub fn final_stats(&self) -> FinalStats {
         self.final_stats.clone()
     }
 

@@ -28,7 +28,7 @@ mod limit;
 mod waiters;
 
 pub use crate::messages::{Flush, GetStats, Shutdown, Track, DEFAULT_FLUSH_TIMEOUT};
-pub use crate::report::FailureReason;
+pub use crate::report::{FailureReason, FinalStats};
 pub use crate::store::DEFAULT_BUFFER_CAPACITY;
 pub use actor::Emitter;
 pub(crate) use config::Owner;

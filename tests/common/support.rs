@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use actix::Addr;
 use snowplow_actix::{
-    Emitter, EmitterBuilder, EmitterStats, Flush, FlushReport, GetStats, StampedEvent, Structured,
-    Track, Tracker, TrackerBuilder, TrackerSettings,
+    emitter::{Emitter, Flush, GetStats, Track},
+    wire::{StampedEvent, TrackerSettings},
+    EmitterBuilder, EmitterStats, FlushReport, Structured, Tracker, TrackerBuilder,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -25,11 +26,13 @@ pub(crate) fn events(n: usize) -> Vec<StampedEvent> {
     let settings = settings();
     (0..n)
         .flat_map(|idx| {
-            settings.stamp(
-                Structured::new("test", "event")
-                    .expect("valid event")
-                    .label(idx.to_string()),
-            )
+            settings
+                .stamp(
+                    Structured::new("test", "event")
+                        .expect("valid event")
+                        .label(idx.to_string()),
+                )
+                .expect("a valid event")
         })
         .collect()
 }
@@ -188,17 +191,15 @@ pub(crate) fn fixed_jitter(value: f64) -> impl Fn() -> f64 + Send + Sync + 'stat
 /// What `on_failure` was given, owned.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Seen {
-    pub(crate) sent: usize,
     pub(crate) eids: Vec<String>,
-    pub(crate) reason: snowplow_actix::FailureReason,
+    pub(crate) reason: snowplow_actix::emitter::FailureReason,
     pub(crate) will_retry: bool,
     pub(crate) dropped: Option<snowplow_actix::DropReason>,
 }
 
 impl Seen {
-    pub(crate) fn of(failure: &snowplow_actix::Failure<'_>) -> Self {
+    pub(crate) fn of(failure: &snowplow_actix::emitter::Failure<'_>) -> Self {
         Seen {
-            sent: failure.sent,
             eids: failure.events.iter().map(|e| e.id().to_string()).collect(),
             reason: failure.reason.clone(),
             will_retry: failure.will_retry,
@@ -243,7 +244,8 @@ pub(crate) fn record_failures(builder: EmitterBuilder) -> (EmitterBuilder, Failu
 /// What a [`HookedStore`] runs before each `add`: an answer of its own, or `None` to let
 /// the store add the event.
 pub(crate) type AddHook = Box<
-    dyn FnMut() -> Option<Result<snowplow_actix::store::Added, snowplow_actix::StoreError>> + Send,
+    dyn FnMut() -> Option<Result<snowplow_actix::store::Added, snowplow_actix::store::StoreError>>
+        + Send,
 >;
 
 /// An in-memory store with a hook before each `add` (a failing or a slow disk).
@@ -265,7 +267,7 @@ impl snowplow_actix::store::EventStore for HookedStore {
     fn add(
         &mut self,
         event: snowplow_actix::store::StoredEvent,
-    ) -> Result<snowplow_actix::store::Added, snowplow_actix::StoreError> {
+    ) -> Result<snowplow_actix::store::Added, snowplow_actix::store::StoreError> {
         match (self.before_add)() {
             Some(answer) => answer,
             None => self.inner.add(event),
@@ -275,20 +277,20 @@ impl snowplow_actix::store::EventStore for HookedStore {
         &mut self,
         max_events: usize,
         max_cost: usize,
-    ) -> Result<snowplow_actix::store::Lease, snowplow_actix::StoreError> {
+    ) -> Result<snowplow_actix::store::Lease, snowplow_actix::store::StoreError> {
         self.inner.lease(max_events, max_cost)
     }
     fn acknowledge(
         &mut self,
         lease: snowplow_actix::store::LeaseId,
-    ) -> Result<(), snowplow_actix::StoreError> {
+    ) -> Result<(), snowplow_actix::store::StoreError> {
         self.inner.acknowledge(lease)
     }
     fn requeue(
         &mut self,
         lease: snowplow_actix::store::LeaseId,
         retry: Vec<snowplow_actix::store::StoredEvent>,
-    ) -> Result<(), snowplow_actix::StoreError> {
+    ) -> Result<(), snowplow_actix::store::StoreError> {
         self.inner.requeue(lease, retry)
     }
     fn len(&self) -> usize {

@@ -11,9 +11,11 @@ use crate::common::support::{
     events, flush, labels, record_failures, settings, stats, track_all, BuilderExt, Failures, Seen,
     TrackerBuilderExt,
 };
+use snowplow_actix::transport::TransportError;
 use snowplow_actix::{
-    AddEmitterError, BuildError, DropReason, EmitterBuilder, FailureReason, Flush, Method,
-    Protocol, Structured, Track, Tracker,
+    emitter::{FailureReason, Flush, Protocol, Track},
+    AddEmitterError, BuildError, DropReason, EmitterBuilder, Event as _, EventError, Method,
+    Structured, Subject, TrackError, Tracker,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -165,7 +167,7 @@ type Classifier = fn(&FailureReason) -> bool;
 fn reporting_emitter(
     endpoint: String,
     method: Method,
-) -> (actix::Addr<snowplow_actix::Emitter>, Failures) {
+) -> (actix::Addr<snowplow_actix::emitter::Emitter>, Failures) {
     // One request at a time: the failures come request by request, in order.
     let (builder, failures) = record_failures(
         EmitterBuilder::new(endpoint)
@@ -197,15 +199,17 @@ async fn collector_replacing(raw: RawCollector) -> TestCollector {
 async fn broken_collectors_are_reported_failures_and_the_events_are_delivered_later() {
     let table: [(RawBehaviour, Classifier); 4] = [
         (RawBehaviour::Garbage, |r| {
-            matches!(r, FailureReason::Connection(_))
+            matches!(r, FailureReason::Transport(TransportError::Connection(_)))
         }),
         (RawBehaviour::CloseMidHead, |r| {
-            matches!(r, FailureReason::Connection(_))
+            matches!(r, FailureReason::Transport(TransportError::Connection(_)))
         }),
         (RawBehaviour::Reset, |r| {
-            matches!(r, FailureReason::Connection(_))
+            matches!(r, FailureReason::Transport(TransportError::Connection(_)))
         }),
-        (RawBehaviour::NeverAnswer, |r| *r == FailureReason::Timeout),
+        (RawBehaviour::NeverAnswer, |r| {
+            *r == FailureReason::Transport(TransportError::Timeout)
+        }),
     ];
     for (behaviour, expected) in table {
         for method in [Method::Post, Method::Get] {
@@ -274,11 +278,13 @@ fn labelled(labels: &[String]) -> Vec<Track> {
     labels
         .iter()
         .flat_map(|label| {
-            settings.stamp(
-                Structured::new("test", "event")
-                    .unwrap()
-                    .label(label.clone()),
-            )
+            settings
+                .stamp(
+                    Structured::new("test", "event")
+                        .unwrap()
+                        .label(label.clone()),
+                )
+                .expect("a valid event")
         })
         .map(Track::from)
         .collect()
@@ -482,4 +488,74 @@ async fn hostile_values_arrive_unchanged_by_post_and_get() {
         expected.sort();
         assert_eq!(received, expected, "{method:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invalid values kept by setters, reported at the end of the chain
+// ---------------------------------------------------------------------------------------------
+
+/// A setter given an invalid value does not fail the chain: `track` reports the first one,
+/// tracks nothing, and counts it; later valid events are tracked as usual.
+#[actix_rt::test]
+async fn an_invalid_optional_value_is_reported_by_track_counted_and_never_sent() {
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    let tracker = Tracker::builder("invalid")
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .flushed_by_hand();
+    let invalid = Structured::new("shop", "buy")
+        .unwrap()
+        .value(f64::NAN)
+        .label("still applied")
+        .subject(Subject::new().viewport(0, 600));
+
+    assert_eq!(
+        tracker.track(invalid),
+        Err(TrackError::InvalidEvent(EventError::NonFiniteNumber {
+            field: "value"
+        }))
+    );
+    let bad_subject = Structured::new("shop", "buy")
+        .unwrap()
+        .subject(Subject::new().screen_resolution(1920, 0));
+    assert_eq!(
+        tracker.track_with_subject(bad_subject, &Subject::new().user_id("u")),
+        Err(TrackError::InvalidEvent(EventError::ZeroDimension {
+            field: "screen_resolution"
+        }))
+    );
+    let valid = tracker
+        .track(Structured::new("shop", "buy").unwrap().value(2.0))
+        .unwrap();
+    let report = tracker.flush().await.unwrap();
+
+    assert_eq!(report.sent, 1);
+    assert_eq!(collector.event_ids(), [valid.to_string()]);
+    let stats = tracker.stats().await.unwrap();
+    assert_eq!((stats.tracked, stats.invalid, stats.refused), (1, 2, 0));
+    assert!(tracker
+        .stamp(Structured::new("a", "b").unwrap().value(f64::INFINITY))
+        .is_err());
+}
+
+/// A tracker subject with an invalid value is a build error, not a failure of every event.
+#[test]
+fn an_invalid_tracker_subject_is_a_build_error() {
+    let error = Tracker::builder("invalid")
+        .subject(Subject::new().user_id("u").viewport(1280, 0))
+        .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error,
+        BuildError::InvalidSubject(EventError::ZeroDimension { field: "viewport" })
+    );
+    assert_eq!(
+        Tracker::builder("invalid")
+            .subject(Subject::new().screen_resolution(0, 1))
+            .settings()
+            .unwrap_err(),
+        BuildError::InvalidSubject(EventError::ZeroDimension {
+            field: "screen_resolution"
+        })
+    );
 }

@@ -10,7 +10,9 @@ use crate::common::support::{
     stats, track_all, wait_events, wait_requests, BuilderExt, SOON,
 };
 use snowplow_actix::{
-    wire, DropReason, EmitterBuilder, FailureReason, Method, StampedEvent, Structured,
+    emitter::FailureReason,
+    wire::{self, StampedEvent},
+    DropReason, EmitterBuilder, Method, Structured,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -20,11 +22,13 @@ fn labelled<S: AsRef<str>>(labels: &[S]) -> Vec<StampedEvent> {
     labels
         .iter()
         .flat_map(|label| {
-            settings.stamp(
-                Structured::new("test", "event")
-                    .expect("valid event")
-                    .label(label.as_ref()),
-            )
+            settings
+                .stamp(
+                    Structured::new("test", "event")
+                        .expect("valid event")
+                        .label(label.as_ref()),
+                )
+                .expect("a valid event")
         })
         .collect()
 }

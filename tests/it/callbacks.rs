@@ -9,7 +9,12 @@ use crate::common::support::{
     assert_delivered, assert_settled, closed_port, events, fixed_jitter, flush, record_failures,
     stats, track_all, BuilderExt, Failures, Seen,
 };
-use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Flush, StampedEvent};
+use snowplow_actix::transport::TransportError;
+use snowplow_actix::{
+    emitter::{FailureReason, Flush},
+    wire::StampedEvent,
+    DropReason, EmitterBuilder,
+};
 
 fn eids(events: &[Arc<StampedEvent>]) -> Vec<String> {
     events.iter().map(|e| e.id().to_string()).collect()
@@ -96,14 +101,12 @@ async fn on_failure_receives_the_status_the_events_and_whether_they_are_retried(
         failures.reported(),
         [
             Seen {
-                sent: 0,
                 eids: first.clone(),
                 reason: FailureReason::Status(500),
                 will_retry: true,
                 dropped: None,
             },
             Seen {
-                sent: 0,
                 eids: second,
                 reason: FailureReason::Status(400),
                 will_retry: false,
@@ -132,17 +135,15 @@ async fn on_failure_receives_connection_errors() {
     let failure = failures.next().await;
 
     assert!(
-        matches!(failure.reason, FailureReason::Connection(_)),
+        matches!(
+            failure.reason,
+            FailureReason::Transport(TransportError::Connection(_))
+        ),
         "{failure:?}"
     );
     assert_eq!(
-        (
-            failure.sent,
-            failure.eids,
-            failure.will_retry,
-            failure.dropped
-        ),
-        (0, ids.clone(), true, None)
+        (failure.eids, failure.will_retry, failure.dropped),
+        (ids.clone(), true, None)
     );
     assert!(successes.lock().unwrap().is_empty());
 
@@ -153,7 +154,10 @@ async fn on_failure_receives_connection_errors() {
     assert_eq!(collector.event_ids(), ids);
     for failure in failures.reported() {
         assert!(
-            matches!(failure.reason, FailureReason::Connection(_)) && failure.will_retry,
+            matches!(
+                failure.reason,
+                FailureReason::Transport(TransportError::Connection(_))
+            ) && failure.will_retry,
             "{failure:?}"
         );
     }
@@ -180,9 +184,8 @@ async fn on_failure_receives_timeouts() {
     assert_eq!(
         failures.reported(),
         [Seen {
-            sent: 0,
             eids: ids.clone(),
-            reason: FailureReason::Timeout,
+            reason: FailureReason::Transport(TransportError::Timeout),
             will_retry: true,
             dropped: None,
         }]

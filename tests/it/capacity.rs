@@ -8,7 +8,7 @@ use crate::common::collector::{Faults, TestCollector};
 use crate::common::support::{
     assert_delivered, events, flush, record_failures, stats, track_all, BuilderExt, Failures,
 };
-use snowplow_actix::{EmitterBuilder, FailureReason};
+use snowplow_actix::{emitter::FailureReason, EmitterBuilder};
 
 /// A collector that answers 503 to everything until its faults are cleared.
 async fn down_collector() -> TestCollector {

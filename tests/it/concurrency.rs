@@ -14,7 +14,7 @@ use crate::common::support::{
 };
 use futures::future::join_all;
 use futures::FutureExt as _;
-use snowplow_actix::{EmitterBuilder, Flush, FlushReport, Method};
+use snowplow_actix::{emitter::Flush, EmitterBuilder, FlushReport, Method};
 
 /// When each answer reached the emitter (success or failure callback), in callback order.
 type Answers = Arc<Mutex<Vec<Instant>>>;

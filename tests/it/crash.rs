@@ -18,7 +18,10 @@ use crate::common::support::{
     assert_balanced, assert_delivered, events, flush, stats, track_all, SOON,
 };
 use snowplow_actix::store::{EventStore, SqliteStore};
-use snowplow_actix::{EmitterBuilder, GetStats, Shutdown};
+use snowplow_actix::{
+    emitter::{GetStats, Shutdown},
+    EmitterBuilder,
+};
 
 /// Set (to the store's path) in the child process only.
 const CHILD_ENV: &str = "SNOWPLOW_CRASH_TEST_STORE";

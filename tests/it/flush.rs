@@ -8,7 +8,7 @@ use crate::common::support::{
     events, fixed_jitter, flush, flush_within, labels, range_labels, stats, track_all, wait_events,
     BuilderExt,
 };
-use snowplow_actix::{EmitterBuilder, Flush, FlushReport};
+use snowplow_actix::{emitter::Flush, EmitterBuilder, FlushReport};
 
 #[actix_rt::test]
 async fn sync_flush_waits_through_backoff_and_reports_what_was_sent() {

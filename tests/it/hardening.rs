@@ -8,7 +8,10 @@ use crate::common::support::{
     assert_balanced, events, flush, flush_within, stats, track_all, wait_requests, BuilderExt,
     TrackerBuilderExt, SOON,
 };
-use snowplow_actix::{EmitterBuilder, Flush, Shutdown, Structured, Tracker};
+use snowplow_actix::{
+    emitter::{Flush, Shutdown},
+    EmitterBuilder, Structured, Tracker,
+};
 
 fn structured() -> Structured {
     Structured::new("a", "b").unwrap()
@@ -55,7 +58,7 @@ async fn finding_duration_max_settings_do_not_panic() {
                 .name("split")
                 .request_timeouts(Duration::MAX, Duration::MAX),
         )
-        .flush_interval(Duration::MAX)
+        .flush_timer(Duration::MAX)
         .build()
         .unwrap();
     tracker.emitters()[0].set_flush_timer(Duration::MAX);
@@ -111,7 +114,7 @@ async fn finding_a_flush_without_deadline_ends_with_the_shutdown() {
 /// asking for more is a typed error.
 #[actix_rt::test]
 async fn finding_a_huge_mailbox_is_a_build_error_not_a_panic() {
-    use snowplow_actix::{BuildError, MAX_MAILBOX_CAPACITY};
+    use snowplow_actix::{emitter::MAX_MAILBOX_CAPACITY, BuildError};
     let too_large = BuildError::TooLarge {
         setting: "mailbox_capacity",
         max: MAX_MAILBOX_CAPACITY,
@@ -291,10 +294,10 @@ impl actix::Actor for Silent {
     type Context = actix::Context<Self>;
 }
 
-impl actix::Handler<snowplow_actix::Track> for Silent {
+impl actix::Handler<snowplow_actix::emitter::Track> for Silent {
     type Result = ();
 
-    fn handle(&mut self, _: snowplow_actix::Track, _: &mut Self::Context) {}
+    fn handle(&mut self, _: snowplow_actix::emitter::Track, _: &mut Self::Context) {}
 }
 
 impl actix::Handler<Flush> for Silent {
@@ -314,7 +317,7 @@ async fn finding_a_custom_emitter_that_never_answers_does_not_hold_a_flush_or_sh
     let silent = Silent.start();
     let tracker = Tracker::builder("hardening")
         .custom_emitter(
-            snowplow_actix::CustomEmitter::new("silent", silent.clone().recipient())
+            snowplow_actix::tracker::CustomEmitter::new("silent", silent.clone().recipient())
                 .flush(silent.recipient()),
         )
         .flushed_by_hand();
@@ -351,7 +354,7 @@ impl snowplow_actix::transport::Transport for PanickyTransport {
         request: snowplow_actix::transport::Request,
     ) -> futures::future::LocalBoxFuture<
         'static,
-        Result<snowplow_actix::transport::Response, snowplow_actix::TransportError>,
+        Result<snowplow_actix::transport::Response, snowplow_actix::transport::TransportError>,
     > {
         let n = self
             .sends
@@ -455,7 +458,7 @@ async fn finding_a_slow_store_cannot_hold_a_shutdown_past_its_deadline() {
             // Every `add` takes 50 µs (a slow disk), on the emitter's own arbiter.
             EmitterBuilder::new(collector.endpoint()).event_store(
                 crate::common::support::HookedStore::new(
-                    snowplow_actix::DEFAULT_BUFFER_CAPACITY,
+                    snowplow_actix::emitter::DEFAULT_BUFFER_CAPACITY,
                     Box::new(|| {
                         let start = std::time::Instant::now();
                         while start.elapsed() < Duration::from_micros(50) {

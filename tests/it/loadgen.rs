@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::common::collector::{Faults, TestCollector};
 use serde_json::Value;
-use snowplow_actix::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES};
+use snowplow_actix::emitter::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES};
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|arg| arg.to_string()).collect()

@@ -15,7 +15,9 @@ use crate::common::support::{
     assert_balanced, closed_port, events, fixed_jitter, flush, flush_within, stats, track_all,
     BuilderExt, TrackerBuilderExt,
 };
-use snowplow_actix::{EmitterBuilder, GetStats, Method, PageView, Structured, Subject, Tracker};
+use snowplow_actix::{
+    emitter::GetStats, EmitterBuilder, Method, PageView, Structured, Subject, Tracker,
+};
 use tracing::Level;
 
 /// The lines at `level` or above of the emitter called `name` (by default its endpoint).
@@ -534,9 +536,11 @@ async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
             crate::common::support::HookedStore::new(
                 10_000,
                 Box::new(move || {
-                    failing
-                        .load(Ordering::Relaxed)
-                        .then(|| Err(snowplow_actix::StoreError::Backend("disk full".into())))
+                    failing.load(Ordering::Relaxed).then(|| {
+                        Err(snowplow_actix::store::StoreError::Backend(
+                            "disk full".into(),
+                        ))
+                    })
                 }),
             )
         })
@@ -615,7 +619,9 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
 /// A marker unique to this run, without a UUID dependency in the test.
 fn uuid_like() -> String {
     let settings = crate::common::support::settings();
-    let stamped = settings.stamp(PageView::new("https://x/").unwrap());
+    let stamped = settings
+        .stamp(PageView::new("https://x/").unwrap())
+        .expect("a valid event");
     stamped[0].id().simple().to_string()
 }
 
@@ -686,4 +692,95 @@ fn a_call_site_first_reached_outside_any_capture_is_still_captured() {
         .map(|line| line.get("marker").map(str::to_owned))
         .collect();
     assert_eq!(seen, [Some("here".to_owned())]);
+}
+
+/// Invalid events refused by `track` are one WARN where the burst starts (what is wrong, not
+/// the rejected text, which may be a client's) and one where it ends (how many).
+#[actix_rt::test]
+async fn a_burst_of_invalid_events_is_one_warn_without_the_rejected_text_then_one_at_its_end() {
+    let logs = Logs::capture();
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    let namespace = format!("invalid-{}", uuid_like());
+    let secret = format!("secret-{}", uuid_like());
+    let tracker = Tracker::builder(namespace.as_str())
+        .emitter(EmitterBuilder::new(collector.endpoint()))
+        .flushed_by_hand();
+    for _ in 0..5 {
+        let invalid = snowplow_actix::ScreenView::with_random_id("home")
+            .unwrap()
+            .previous_id(secret.as_str());
+        assert!(tracker.track(invalid).is_err());
+    }
+    tracker.track(Structured::new("a", "b").unwrap()).unwrap();
+
+    let ours: Vec<Line> = logs
+        .lines()
+        .iter()
+        .filter(|line| line.level <= Level::WARN && line.get("namespace") == Some(&namespace))
+        .cloned()
+        .collect();
+    assert_eq!(ours.len(), 2, "{ours:#?}");
+    assert_eq!(
+        ours[0].get("error"),
+        Some("previous_id must be a UUID"),
+        "{ours:#?}"
+    );
+    assert_eq!(ours[1].get("invalid"), Some("5"), "{ours:#?}");
+    assert!(
+        logs.lines().iter().all(|line| !line.mentions(&secret)),
+        "the rejected text is not logged"
+    );
+}
+
+/// A handler's `?` on an event constructor answers 500 with an empty body (the reason is
+/// the app's bug, not the client's business) and logs one ERROR without the rejected text.
+#[actix_rt::test]
+async fn an_event_error_in_a_handler_is_a_500_with_an_empty_body_and_one_error() {
+    use actix_web::http::StatusCode;
+    use actix_web::test::{self as web_test, TestRequest};
+    use actix_web::{web, App, HttpResponse};
+    use snowplow_actix::{EventError, SelfDescribingJson};
+
+    let logs = Logs::capture();
+    let marker = format!("iglu:com.acme/personal-{}", uuid_like());
+    let schema = marker.clone();
+    let app = web_test::init_service(App::new().route(
+        "/signup",
+        web::post().to(move || {
+            let schema = schema.clone();
+            async move {
+                SelfDescribingJson::new(schema, serde_json::json!({}))?;
+                Ok::<_, EventError>(HttpResponse::Ok().finish())
+            }
+        }),
+    ))
+    .await;
+
+    let response =
+        web_test::call_service(&app, TestRequest::post().uri("/signup").to_request()).await;
+
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = web_test::read_body(response).await;
+    assert!(body.is_empty(), "{body:?}");
+    let errors: Vec<Line> = logs
+        .lines()
+        .iter()
+        .filter(|line| {
+            line.level == Level::ERROR && line.message.contains("could not build an event")
+        })
+        .cloned()
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        errors[0].get("error"),
+        Some("invalid schema URI"),
+        "{errors:#?}"
+    );
+    assert!(
+        logs.lines()
+            .iter()
+            .filter(|line| line.level <= Level::INFO)
+            .all(|line| !line.mentions(&marker)),
+        "the rejected text is not logged at INFO or above"
+    );
 }

@@ -1,17 +1,18 @@
-//! Property tests of the pure core: cutting a queue into requests, the backoff delays, and
-//! the payload encodings. Case counts are bounded so the whole file runs in a few seconds.
+//! Property tests of the pure core: cutting a queue into requests and the payload encodings
+//! (those of the backoff delays are unit tests of `src/emitter/backoff.rs`). Case counts are
+//! bounded so the whole file runs in a few seconds.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use crate::common::collector::envelope::{self, form_decode};
 use proptest::prelude::*;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use snowplow_actix::backoff::Backoff;
 use snowplow_actix::store::{batch_len, EventStore, InMemoryStore, StoredEvent};
-use snowplow_actix::{wire, PageView, StampedEvent, Structured, TrackerSettings};
+use snowplow_actix::{
+    wire::{self, StampedEvent, TrackerSettings},
+    PageView, Structured,
+};
 
 /// Cases per property: enough to explore, few enough to stay fast in a debug build.
 fn config(cases: u32) -> ProptestConfig {
@@ -81,6 +82,7 @@ fn shared_event() -> Arc<StampedEvent> {
     Arc::new(
         settings
             .stamp(PageView::new("https://example.com/").unwrap())
+            .expect("a valid event")
             .remove(0),
     )
 }
@@ -219,77 +221,6 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backoff
-// ---------------------------------------------------------------------------------------------
-
-/// A step of the emitter's use of its backoff.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    /// A retryable failure: the next delay, drawing `jitter`.
-    Fail(f64),
-    /// A success or a non-retryable answer.
-    Reset,
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        6 => (0.0f64..1.0).prop_map(Step::Fail),
-        1 => Just(Step::Reset),
-    ]
-}
-
-const NANO: Duration = Duration::from_nanos(1);
-
-proptest! {
-    #![proptest_config(config(1_000))]
-
-    #[test]
-    fn backoff_delays_double_plus_jitter_never_exceed_the_cap_and_reset_to_zero(
-        cap_ms in 1u64..200_000,
-        steps in prop::collection::vec(step(), 1..60),
-    ) {
-        let cap = Duration::from_millis(cap_ms);
-        let next: Arc<Mutex<VecDeque<f64>>> = Arc::default();
-        let source = next.clone();
-        let mut backoff = Backoff::new(
-            cap,
-            Arc::new(move || source.lock().unwrap().pop_front().expect("one jitter per delay")),
-        );
-        prop_assert_eq!(backoff.current(), Duration::ZERO);
-        for step in steps {
-            let previous = backoff.current();
-            match step {
-                Step::Reset => {
-                    backoff.reset();
-                    prop_assert_eq!(backoff.current(), Duration::ZERO);
-                }
-                Step::Fail(jitter) => {
-                    next.lock().unwrap().push_back(jitter);
-                    let delay = backoff.next_delay();
-                    prop_assert!(next.lock().unwrap().is_empty(), "one draw per delay");
-                    prop_assert_eq!(delay, backoff.current());
-                    prop_assert!(delay <= cap, "{:?} above the cap {:?}", delay, cap);
-                    let low = previous * 2;
-                    let exact = low.as_secs_f64() + jitter;
-                    if exact < cap.as_secs_f64() {
-                        // Below the cap: in [prev * 2, prev * 2 + 1 s), the jitter added.
-                        prop_assert!(delay + NANO >= low, "{:?} below {:?}", delay, low);
-                        prop_assert!(delay < low + Duration::from_secs(1), "{:?} from {:?}", delay, low);
-                        let expected = Duration::from_secs_f64(exact);
-                        prop_assert!(
-                            delay.abs_diff(expected) <= NANO * 2,
-                            "{:?} instead of {:?}", delay, expected
-                        );
-                    } else {
-                        prop_assert_eq!(delay, cap);
-                    }
-                }
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Payload encodings
 // ---------------------------------------------------------------------------------------------
 
@@ -370,9 +301,9 @@ proptest! {
             .label(label.clone())
             .property(property.clone());
         if let Some(value) = value {
-            event = event.value(value).unwrap();
+            event = event.value(value);
         }
-        let stamped = TrackerSettings::new("props").unwrap().stamp(event).remove(0);
+        let stamped = TrackerSettings::new("props").unwrap().stamp(event).unwrap().remove(0);
         let pairs = owned_pairs(&stamped);
         let payload = stamped.payload();
         // The event's own fields are its input, unchanged (an empty value is left out).
@@ -405,7 +336,7 @@ proptest! {
         let settings = TrackerSettings::new("props").unwrap();
         let events: Vec<StampedEvent> = labels
             .iter()
-            .flat_map(|label| settings.stamp(Structured::new("c", "a").unwrap().label(label.clone())))
+            .flat_map(|label| settings.stamp(Structured::new("c", "a").unwrap().label(label.clone())).expect("a valid event"))
             .collect();
         let body = wire::post_body(&events, stm);
         // The collectors' parser: exactly an envelope of the crate's schema, string values.

@@ -8,7 +8,11 @@ use crate::common::collector::{RawBehaviour, RawCollector};
 use crate::common::support::{
     assert_delivered, events, flush, flush_within, stats, track_all, BuilderExt, SOON,
 };
-use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
+use snowplow_actix::transport::TransportError;
+use snowplow_actix::{
+    emitter::{FailureReason, Flush},
+    EmitterBuilder,
+};
 
 /// What `on_failure` saw, once per call.
 #[derive(Debug, Clone)]
@@ -29,7 +33,9 @@ const ATTEMPTS: usize = 3;
 /// An emitter against `raw` that retries quickly: a fixed jitter of 10 ms, the backoff capped
 /// at 20 ms. (A jitter of exactly 0 would make every backoff delay 0, since the delay grows as
 /// `delay * 2 + jitter` from 0: an unbounded retry loop for the rest of the test binary.)
-fn emitter_against(raw: &RawCollector) -> (actix::Addr<snowplow_actix::Emitter>, Failures) {
+fn emitter_against(
+    raw: &RawCollector,
+) -> (actix::Addr<snowplow_actix::emitter::Emitter>, Failures) {
     let failures = Failures::default();
     let sink = failures.clone();
     let emitter = EmitterBuilder::new(raw.endpoint())
@@ -114,11 +120,14 @@ async fn failures_are_classified_retried_and_accounted(
 }
 
 fn is_connection(reason: &FailureReason) -> bool {
-    matches!(reason, FailureReason::Connection(_))
+    matches!(
+        reason,
+        FailureReason::Transport(TransportError::Connection(_))
+    )
 }
 
 fn is_timeout(reason: &FailureReason) -> bool {
-    *reason == FailureReason::Timeout
+    *reason == FailureReason::Transport(TransportError::Timeout)
 }
 
 #[actix_rt::test]

@@ -10,7 +10,8 @@ use crate::common::support::{
     stats, track_all, wait_requests, BuilderExt,
 };
 use snowplow_actix::{
-    BuildError, EmitterBuilder, Method, Structured, Track, DEFAULT_MAX_IN_FLIGHT,
+    emitter::{Track, DEFAULT_MAX_IN_FLIGHT},
+    BuildError, EmitterBuilder, Method, Structured,
 };
 
 #[actix_rt::test]
@@ -127,7 +128,7 @@ async fn a_get_whose_url_cannot_be_built_is_dropped_as_oversize_and_the_emitter_
     let huge = Structured::new("test", "event")
         .unwrap()
         .label("x".repeat(70_000));
-    for event in settings.stamp(huge) {
+    for event in settings.stamp(huge).expect("a valid event") {
         emitter.do_send(Track::from(event));
     }
     let after = track_all(&emitter, events(3));
@@ -170,14 +171,14 @@ fn request_caps_are_validated() {
         build(new().max_request_bytes(10)),
         BuildError::RequestCapTooSmall {
             bytes: 10,
-            min: snowplow_actix::MIN_REQUEST_BYTES
+            min: snowplow_actix::emitter::MIN_REQUEST_BYTES
         }
     );
     assert_eq!(
         build(new().byte_limit(20)),
         BuildError::RequestCapTooSmall {
             bytes: 20,
-            min: snowplow_actix::MIN_REQUEST_BYTES
+            min: snowplow_actix::emitter::MIN_REQUEST_BYTES
         }
     );
     // GET has no body: a small byte limit is only a trigger there.

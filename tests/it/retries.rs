@@ -12,7 +12,11 @@ use crate::common::support::{
 };
 use futures::channel::mpsc;
 use futures::StreamExt as _;
-use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Flush};
+use snowplow_actix::transport::TransportError;
+use snowplow_actix::{
+    emitter::{FailureReason, Flush},
+    DropReason, EmitterBuilder,
+};
 
 fn gaps(requests: &[RecordedRequest]) -> Vec<Duration> {
     requests
@@ -89,7 +93,13 @@ async fn retries_connection_refused_until_the_collector_starts() {
 
     for _ in 0..2 {
         let (reason, will_retry) = failures.next().await.unwrap();
-        assert!(matches!(reason, FailureReason::Connection(_)), "{reason:?}");
+        assert!(
+            matches!(
+                reason,
+                FailureReason::Transport(TransportError::Connection(_))
+            ),
+            "{reason:?}"
+        );
         assert!(will_retry);
     }
     let collector = TestCollector::start_at(Faults::none(), addr).await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, RecordedEvent, RecordedRequest, Request, TestCollector};
 use crate::common::support::TrackerBuilderExt;
-use snowplow_actix::{DropReason, EmitterBuilder, FailureReason, Structured, Tracker};
+use snowplow_actix::{emitter::FailureReason, DropReason, EmitterBuilder, Structured, Tracker};
 
 /// Events tracked.
 const EVENTS: usize = 30_000;
@@ -97,7 +97,7 @@ async fn a_fault_matrix_soak_loses_no_retryable_event_and_accounts_for_every_dro
                 Faults::decide(burst_of_400).or(Faults::failure_rate(0.15, 7, 500)),
             )
             .await,
-            timeout: snowplow_actix::DEFAULT_REQUEST_TIMEOUT,
+            timeout: snowplow_actix::emitter::DEFAULT_REQUEST_TIMEOUT,
             reports: Reports::default(),
         },
         // Answers beyond the request timeout (the client drops those connections), and some
@@ -120,7 +120,7 @@ async fn a_fault_matrix_soak_loses_no_retryable_event_and_accounts_for_every_dro
                     .or(Faults::failure_rate(0.1, 13, 503)),
             )
             .await,
-            timeout: snowplow_actix::DEFAULT_REQUEST_TIMEOUT,
+            timeout: snowplow_actix::emitter::DEFAULT_REQUEST_TIMEOUT,
             reports: Reports::default(),
         },
     ];

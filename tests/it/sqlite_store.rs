@@ -15,7 +15,10 @@ use crate::common::support::{
 use actix::{Addr, Arbiter};
 use snowplow_actix::store::{Added, EventStore, LeaseId, SqliteStore, StoredEvent};
 use snowplow_actix::{
-    Emitter, EmitterBuilder, EmitterConfig, EmitterStats, Shutdown, StampedEvent, StoreError,
+    emitter::{Emitter, EmitterConfig, Shutdown},
+    store::StoreError,
+    wire::StampedEvent,
+    EmitterBuilder, EmitterStats,
 };
 
 /// A fresh directory under the system temp dir, removed when dropped.
@@ -369,7 +372,7 @@ fn rows_that_cannot_be_read_back_are_set_aside_counted_and_not_sent() {
 struct Running {
     emitter: Addr<Emitter>,
     arbiter: Arbiter,
-    config_stats: snowplow_actix::FinalStats,
+    config_stats: snowplow_actix::emitter::FinalStats,
 }
 
 fn start(config: EmitterConfig) -> Running {

@@ -10,14 +10,15 @@ use crate::common::support::{
     assert_delivered, assert_settled, closed_port, events, fixed_jitter, flush, labels,
     range_labels, record_failures, stats, track_all, BuilderExt, Failures, Seen,
 };
+use snowplow_actix::transport::TransportError;
 use snowplow_actix::{
-    DropReason, EmitterBuilder, FailureReason, Flush, Method, DEFAULT_NON_RETRYABLE_CODES,
+    emitter::{FailureReason, Flush, DEFAULT_NON_RETRYABLE_CODES},
+    DropReason, EmitterBuilder, Method,
 };
 
 impl Seen {
     fn retried(eids: &[String], reason: FailureReason) -> Self {
         Seen {
-            sent: 0,
             eids: eids.to_vec(),
             reason,
             will_retry: true,
@@ -27,7 +28,6 @@ impl Seen {
 
     fn rejected(eids: &[String], reason: FailureReason) -> Self {
         Seen {
-            sent: 0,
             eids: eids.to_vec(),
             reason,
             will_retry: false,
@@ -200,7 +200,10 @@ async fn connection_errors_are_dropped_as_rejected_when_not_retried() {
     let seen = failures.reported();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(
-        matches!(seen[0].reason, FailureReason::Connection(_)),
+        matches!(
+            seen[0].reason,
+            FailureReason::Transport(TransportError::Connection(_))
+        ),
         "{seen:?}"
     );
     assert_eq!(
@@ -221,7 +224,10 @@ async fn connection_errors_are_retried_until_the_collector_is_up() {
     emitter.do_send(Flush::default());
     let first = failures.next().await;
     assert!(
-        matches!(first.reason, FailureReason::Connection(_)),
+        matches!(
+            first.reason,
+            FailureReason::Transport(TransportError::Connection(_))
+        ),
         "{first:?}"
     );
     assert_eq!((first.eids, first.will_retry), (ids.clone(), true));
@@ -256,7 +262,10 @@ async fn timeouts_are_dropped_as_rejected_when_not_retried() {
     assert_eq!((report.sent, report.dropped.rejected), (0, 2));
     assert_eq!(
         failures.reported(),
-        [Seen::rejected(&ids, FailureReason::Timeout)]
+        [Seen::rejected(
+            &ids,
+            FailureReason::Transport(TransportError::Timeout)
+        )]
     );
     assert_eq!(collector.request_count(), 1);
     assert_eq!(stats(&emitter).await.requests, 1);

@@ -12,7 +12,7 @@ use crate::common::support::{
 use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
 use snowplow_actix::transport::{default_client, AwcTransport, Request, Response, Transport};
-use snowplow_actix::{EmitterBuilder, TransportError};
+use snowplow_actix::{transport::TransportError, EmitterBuilder};
 
 /// The real awc transport, except that the request numbered `fail_at` (counted across
 /// restarts) fails fatally.

@@ -10,7 +10,8 @@ use crate::common::support::{
     assert_delivered, assert_settled, events, flush, flush_within, stats, track_all, wait_requests,
     BuilderExt, SOON,
 };
-use snowplow_actix::{DropReason, EmitterBuilder, FailureReason};
+use snowplow_actix::transport::TransportError;
+use snowplow_actix::{emitter::FailureReason, DropReason, EmitterBuilder};
 
 /// What `on_failure` saw, once per call.
 #[derive(Debug, Clone)]
@@ -85,7 +86,10 @@ async fn a_timed_out_request_is_retried_and_the_stored_batch_arrives_twice_with_
     assert!(!report.timed_out);
     let failures = seen(&failures);
     assert_eq!(failures.len(), 1, "{failures:#?}");
-    assert_eq!(failures[0].reason, FailureReason::Timeout);
+    assert_eq!(
+        failures[0].reason,
+        FailureReason::Transport(TransportError::Timeout)
+    );
     assert!(failures[0].will_retry);
     assert_eq!(failures[0].dropped, None);
     assert_eq!(failures[0].eids, ids);
@@ -139,7 +143,10 @@ async fn split_connect_and_response_timeouts_also_time_out_a_slow_answer() {
     assert_delivered(&report, 2);
     let failures = seen(&failures);
     assert_eq!(failures.len(), 1, "{failures:#?}");
-    assert_eq!(failures[0].reason, FailureReason::Timeout);
+    assert_eq!(
+        failures[0].reason,
+        FailureReason::Transport(TransportError::Timeout)
+    );
     assert!(failures[0].will_retry);
     assert_eq!(failures[0].eids, ids);
     let reported_after = failures[0].at - started;
@@ -177,7 +184,10 @@ async fn split_response_timeout_bounds_the_wait_for_the_answer_whatever_the_conn
     assert_eq!((report.sent, report.timed_out), (1, false));
     let failures = seen(&failures);
     assert_eq!(failures.len(), 1, "{failures:#?}");
-    assert_eq!(failures[0].reason, FailureReason::Timeout);
+    assert_eq!(
+        failures[0].reason,
+        FailureReason::Transport(TransportError::Timeout)
+    );
     let reported_after = failures[0].at - started;
     assert!(
         reported_after < response * 5,
@@ -206,7 +216,10 @@ async fn with_retry_timeouts_off_a_timed_out_batch_is_dropped_as_rejected() {
     assert_settled(&report);
     let failures = seen(&failures);
     assert_eq!(failures.len(), 1, "{failures:#?}");
-    assert_eq!(failures[0].reason, FailureReason::Timeout);
+    assert_eq!(
+        failures[0].reason,
+        FailureReason::Transport(TransportError::Timeout)
+    );
     assert!(!failures[0].will_retry);
     assert_eq!(failures[0].dropped, Some(DropReason::Rejected));
     assert_eq!(failures[0].eids, ids);
@@ -269,7 +282,10 @@ async fn a_never_answering_collector_yields_timeouts_and_a_sync_flush_returns_at
     );
     assert!(failures.len() >= connections - 1, "{failures:#?}");
     for failure in &failures {
-        assert_eq!(failure.reason, FailureReason::Timeout);
+        assert_eq!(
+            failure.reason,
+            FailureReason::Transport(TransportError::Timeout)
+        );
         assert!(failure.will_retry);
         assert_eq!(failure.eids, ids);
     }

@@ -12,7 +12,11 @@ use crate::common::support::{
 };
 use actix_web::{web, App, HttpResponse, HttpServer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use snowplow_actix::{EmitterBuilder, FailureReason, Flush};
+use snowplow_actix::transport::TransportError;
+use snowplow_actix::{
+    emitter::{FailureReason, Flush},
+    EmitterBuilder,
+};
 
 /// A self-signed certificate for `127.0.0.1` and its key.
 struct SelfSigned {
@@ -120,7 +124,7 @@ async fn a_self_signed_collector_is_rejected_by_default_with_a_certificate_error
             eids,
             ..
         } = failures.next().await;
-        let FailureReason::Connection(text) = &reason else {
+        let FailureReason::Transport(TransportError::Connection(text)) = &reason else {
             panic!("not a connection error: {reason:?}");
         };
         assert!(

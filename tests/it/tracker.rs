@@ -11,8 +11,9 @@ use actix::prelude::*;
 use futures::channel::mpsc;
 use futures::StreamExt as _;
 use snowplow_actix::{
-    CustomEmitter, EmitterBuilder, Flush, FlushReport, Method, PageView, Structured, Track,
-    Tracker, TrackerStats,
+    emitter::{Flush, Track},
+    tracker::CustomEmitter,
+    EmitterBuilder, FlushReport, Method, PageView, Structured, Tracker, TrackerStats,
 };
 
 fn structured(idx: usize) -> Structured {
@@ -146,7 +147,7 @@ async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
     let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .flush_interval(Duration::from_millis(100))
+        .flush_timer(Duration::from_millis(100))
         .build()
         .unwrap();
 
@@ -181,7 +182,7 @@ async fn an_empty_timer_tick_sends_nothing() {
     let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
-        .flush_interval(Duration::from_millis(20))
+        .flush_timer(Duration::from_millis(20))
         .build()
         .unwrap();
 
@@ -261,10 +262,10 @@ async fn invalid_settings_are_build_errors() {
     assert_eq!(
         Tracker::builder("t")
             .emitter(EmitterBuilder::new("h"))
-            .flush_interval(Duration::ZERO)
+            .flush_timer(Duration::ZERO)
             .build()
             .unwrap_err(),
-        BuildError::Zero("flush_interval")
+        BuildError::Zero("flush_timer")
     );
 }
 
@@ -376,4 +377,68 @@ async fn a_custom_emitter_receives_every_event_of_a_burst_and_flushes() {
         ("collecting", 0)
     );
     assert_eq!(stats.emitters[1].stats, None);
+}
+
+/// Events an emitter's full mailbox refuses are counted once, where the fan-out hands them
+/// over, and the emitter reports them itself (as received and dropped for `capacity`): its
+/// own handle's stats and the tracker's agree and balance.
+#[actix_rt::test]
+async fn refusals_at_a_full_mailbox_are_counted_once_and_reported_by_the_emitter() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    // The emitter's first store call waits for the test: its mailbox fills meanwhile.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let first = AtomicBool::new(true);
+    let store = crate::common::support::HookedStore::new(
+        1_000,
+        Box::new(move || {
+            if first.swap(false, Ordering::SeqCst) {
+                let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(30));
+            }
+            None
+        }),
+    );
+    let (seen_tx, mut seen) = mpsc::unbounded();
+    let witness = CustomEmitter::start(Collecting {
+        events: seen_tx,
+        received: 0,
+    });
+    let tracker = Tracker::builder("refusals")
+        .emitter(
+            EmitterBuilder::new(collector.endpoint())
+                .name("blocked")
+                .buffer_capacity(1_000)
+                .mailbox_capacity(16)
+                .event_store(store),
+        )
+        .custom_emitter(CustomEmitter::new("witness", witness.recipient()))
+        .flushed_by_hand();
+    // One hand-over per message: 500 batches of one event for a mailbox of 16.
+    let fanout = tracker.recipient();
+    for idx in 0..500 {
+        for track in tracker.stamp(structured(idx)).unwrap() {
+            fanout.do_send(track);
+        }
+    }
+    // The witness comes after the blocked emitter in each hand-over: once it has all 500,
+    // every hand-over to the blocked one was tried.
+    let _: Vec<String> = (&mut seen).take(500).collect().await;
+    release.send(()).unwrap();
+    let report = tracker.flush().await.unwrap();
+
+    let handle = tracker.emitters().remove(0);
+    let own = handle.stats().await.unwrap();
+    let stats = tracker.stats().await.unwrap();
+    let refused = stats.emitters[0].refused;
+    assert!(refused >= 400, "{:#?}", stats.emitters[0]);
+    assert_eq!(stats.emitters[0].stats.as_ref(), Some(&own));
+    assert_eq!(own.received, 500, "{own:#?}");
+    assert_eq!(own.dropped.capacity, refused, "{own:#?}");
+    assert_eq!(own.sent, 500 - refused, "{own:#?}");
+    assert_balanced(&own);
+    assert_eq!(collector.accepted_count() as u64, 500 - refused);
+    assert_eq!(report.queued, 0, "{report:#?}");
 }

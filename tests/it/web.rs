@@ -50,7 +50,10 @@ async fn buy(tracking: RequestTracker) -> HttpResponse {
 /// Sends a `shop/stamped` event as a `Track` message, stamped with the request's subject.
 async fn stamped(tracking: RequestTracker) -> HttpResponse {
     let fanout = tracking.tracker().recipient();
-    for track in tracking.stamp(Structured::new("shop", "stamped").unwrap()) {
+    for track in tracking
+        .stamp(Structured::new("shop", "stamped").unwrap())
+        .expect("a valid event")
+    {
         fanout.do_send(track);
     }
     HttpResponse::Ok().finish()
@@ -59,7 +62,10 @@ async fn stamped(tracking: RequestTracker) -> HttpResponse {
 /// Sends a page view as a `Track` message with the tracker alone (no request subject).
 async fn plain(tracker: web::Data<Tracker>) -> HttpResponse {
     let fanout = tracker.recipient();
-    for track in tracker.stamp(PageView::new("https://shop.example/plain").unwrap()) {
+    for track in tracker
+        .stamp(PageView::new("https://shop.example/plain").unwrap())
+        .expect("a valid event")
+    {
         fanout.do_send(track);
     }
     HttpResponse::Ok().finish()
