@@ -165,6 +165,7 @@ pub mod health;
 mod mailbox;
 mod messages;
 mod payload;
+mod reclaim;
 mod report;
 mod runtime;
 mod self_describing;

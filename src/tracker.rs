@@ -33,6 +33,7 @@ use crate::fanout::{Fanout, GetReports, Inbox, Refused, Route};
 use crate::health::{EmitterHealth, Health, HealthReason};
 use crate::messages::DEFAULT_FLUSH_TIMEOUT;
 use crate::messages::{Flush, Shutdown, Track};
+use crate::reclaim::{Reclaimer, Release};
 use crate::report::{EmitterReport, EmitterStats, FinalStats, FlushReport};
 use crate::runtime::Runtime;
 use crate::subject::{Platform, Subject};
@@ -242,6 +243,7 @@ impl TrackerBuilder {
         let fanout_panics = Arc::new(AtomicU64::new(0));
         let (fanout, inbox) =
             Fanout::start_on(&home, capacity, self.queue_bytes, fanout_panics.clone());
+        let reclaimer = Reclaimer::start_on(&home);
         let target = fanout.clone().recipient();
         let period = self.flush_timer;
         let timer = FlushTimer::start_in_arbiter(&home, move |_| FlushTimer::new(target, period));
@@ -250,6 +252,7 @@ impl TrackerBuilder {
                 settings,
                 inbox,
                 fanout,
+                reclaimer,
                 timer,
                 home,
                 emitters: Mutex::new(Vec::new()),
@@ -305,6 +308,8 @@ struct Inner {
     settings: TrackerSettings,
     /// Where `track` leaves events for the fan-out.
     inbox: Arc<Inbox>,
+    /// Where emitters free the events of settled requests (on the tracker's thread).
+    reclaimer: Recipient<Release>,
     fanout: Addr<Fanout>,
     timer: Addr<FlushTimer>,
     /// The arbiter of the fan-out and the timers.
@@ -545,6 +550,7 @@ impl Tracker {
         let refused = Arc::new(AtomicU64::new(0));
         let addr = config
             .owned_by(Owner {
+                reclaimer: self.inner.reclaimer.clone(),
                 refused: refused.clone(),
                 held: held.clone(),
                 loss_reported: self.inner.loss_reported.clone(),

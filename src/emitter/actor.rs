@@ -128,6 +128,8 @@ impl Emitter {
                     let shared = shared(&events);
                     self.guarded("on_success", || callback(&shared));
                 }
+                let reclaimer = self.owner.as_ref().map(|owner| &owner.reclaimer);
+                crate::reclaim::release(reclaimer, events);
             }
             Command::Failed {
                 events,

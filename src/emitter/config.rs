@@ -639,6 +639,8 @@ pub struct EmitterConfig {
 /// What a tracker shares with an emitter it owns.
 #[derive(Debug, Clone)]
 pub(crate) struct Owner {
+    /// Where the events of settled requests are freed, off the emitter's thread.
+    pub(crate) reclaimer: actix::Recipient<crate::reclaim::Release>,
     /// Events the fan-out could not hand to the emitter (its mailbox full or closed),
     /// counted there once: the emitter reports them as received and dropped (`capacity`).
     pub(crate) refused: Arc<std::sync::atomic::AtomicU64>,

@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["wire"],
     &["report"],
     &["transport", "store", "health", "messages"],
+    &["reclaim"],
     &["emitter"],
     &["fanout", "timer"],
     &["tracker"],
