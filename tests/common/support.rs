@@ -23,14 +23,21 @@ pub(crate) fn settings() -> TrackerSettings {
 
 /// `n` structured events labelled `0..n`.
 pub(crate) fn events(n: usize) -> Vec<StampedEvent> {
+    let labels: Vec<String> = (0..n).map(|idx| idx.to_string()).collect();
+    labelled(&labels)
+}
+
+/// One structured event per label, in order.
+pub(crate) fn labelled<S: AsRef<str>>(labels: &[S]) -> Vec<StampedEvent> {
     let settings = settings();
-    (0..n)
-        .flat_map(|idx| {
+    labels
+        .iter()
+        .flat_map(|label| {
             settings
                 .stamp(
                     Structured::new("test", "event")
                         .expect("valid event")
-                        .label(idx.to_string()),
+                        .label(label.as_ref()),
                 )
                 .expect("a valid event")
         })

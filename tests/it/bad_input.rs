@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::collector::{Faults, RawBehaviour, RawCollector, RecordedEvent, TestCollector};
 use crate::common::support::{
-    events, flush, labels, record_failures, settings, stats, track_all, BuilderExt, Failures, Seen,
+    events, flush, labels, record_failures, stats, track_all, BuilderExt, Failures, Seen,
     TrackerBuilderExt,
 };
 use snowplow_actix::transport::TransportError;
@@ -274,18 +274,8 @@ const BYTE_LIMIT: usize = 1_000;
 const BIG: usize = 2 * BYTE_LIMIT;
 
 fn labelled(labels: &[String]) -> Vec<Track> {
-    let settings = settings();
-    labels
-        .iter()
-        .flat_map(|label| {
-            settings
-                .stamp(
-                    Structured::new("test", "event")
-                        .unwrap()
-                        .label(label.clone()),
-                )
-                .expect("a valid event")
-        })
+    crate::common::support::labelled(labels)
+        .into_iter()
         .map(Track::from)
         .collect()
 }

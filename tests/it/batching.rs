@@ -6,32 +6,15 @@ use std::time::Duration;
 
 use crate::common::collector::{Faults, RecordedRequest, TestCollector};
 use crate::common::support::{
-    assert_delivered, assert_settled, events, flush, flush_within, labels, range_labels, settings,
+    assert_delivered, assert_settled, events, flush, flush_within, labelled, labels, range_labels,
     stats, track_all, wait_events, wait_requests, BuilderExt, SOON,
 };
 use snowplow_actix::{
     emitter::FailureReason,
     wire::{self, StampedEvent},
-    DropReason, EmitterBuilder, Method, Structured,
+    DropReason, EmitterBuilder, Method,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-
-/// One structured event per label, in order.
-fn labelled<S: AsRef<str>>(labels: &[S]) -> Vec<StampedEvent> {
-    let settings = settings();
-    labels
-        .iter()
-        .flat_map(|label| {
-            settings
-                .stamp(
-                    Structured::new("test", "event")
-                        .expect("valid event")
-                        .label(label.as_ref()),
-                )
-                .expect("a valid event")
-        })
-        .collect()
-}
 
 /// Adds an `on_success` callback sending the eids of each successful request to a channel.
 fn with_success_channel(
