@@ -263,6 +263,7 @@ impl TrackerBuilder {
                 tracked: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 invalid: AtomicU64::new(0),
+                discarded: Default::default(),
                 fanout_panics,
                 refused_burst: Burst::default(),
                 invalid_burst: Burst::default(),
@@ -328,6 +329,8 @@ struct Inner {
     fanout_panics: Arc<AtomicU64>,
     /// Events `track` refused because a setter kept an invalid value.
     invalid: AtomicU64,
+    /// Events discarded on purpose: sampling, policy.
+    discarded: [AtomicU64; 2],
     refused_burst: Burst,
     invalid_burst: Burst,
 }
@@ -338,6 +341,43 @@ impl fmt::Debug for Tracker {
             .field("namespace", &self.inner.settings.namespace())
             .field("tracked", &self.inner.tracked.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+/// Why events were discarded on purpose before they were tracked (the middleware's
+/// sampling, or a policy on the response of the request that produced them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DiscardReason {
+    /// Left out by sampling.
+    Sampling,
+    /// Dropped by a policy (for example: events of a request whose response was a 5xx).
+    Policy,
+}
+
+/// Events discarded on purpose, by [`DiscardReason`]: never tracked, never counted in
+/// `tracked`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiscardCounts {
+    /// Left out by sampling.
+    pub sampling: u64,
+    /// Dropped by a policy.
+    pub policy: u64,
+}
+
+impl DiscardCounts {
+    /// The count for `reason`.
+    pub fn get(&self, reason: DiscardReason) -> u64 {
+        match reason {
+            DiscardReason::Sampling => self.sampling,
+            DiscardReason::Policy => self.policy,
+        }
+    }
+
+    /// Every discarded event.
+    pub fn total(&self) -> u64 {
+        self.sampling + self.policy
     }
 }
 
@@ -352,6 +392,9 @@ pub struct TrackerStats {
     /// Events not tracked, and not counted in `tracked`, because a setter of the event or of
     /// its subject kept an invalid value ([`TrackError::InvalidEvent`]).
     pub invalid: u64,
+    /// Events discarded on purpose before tracking (sampling, policy), not counted in
+    /// `tracked`.
+    pub discarded: DiscardCounts,
     /// Each emitter, in the order they were added.
     pub emitters: Vec<EmitterReport>,
     /// Panics caught in the fan-out, each logged at ERROR; it goes on with its emitters,
@@ -478,6 +521,16 @@ impl Tracker {
                 tracks.push(Track::from(stamped));
             })?;
         Ok(tracks)
+    }
+
+    /// Counts `count` events discarded on purpose for `reason` (they are not tracked).
+    #[allow(dead_code)] // until the middleware's outcome tracking counts its discards
+    pub(crate) fn count_discarded(&self, reason: DiscardReason, count: u64) {
+        let at = match reason {
+            DiscardReason::Sampling => 0,
+            DiscardReason::Policy => 1,
+        };
+        self.inner.discarded[at].fetch_add(count, Ordering::Relaxed);
     }
 
     /// Where [`Track`] messages go to reach every emitter: the fan-out.
@@ -611,6 +664,10 @@ impl Tracker {
             tracked: self.inner.tracked.load(Ordering::Relaxed),
             refused: self.inner.refused.load(Ordering::Relaxed),
             invalid: self.inner.invalid.load(Ordering::Relaxed),
+            discarded: DiscardCounts {
+                sampling: self.inner.discarded[0].load(Ordering::Relaxed),
+                policy: self.inner.discarded[1].load(Ordering::Relaxed),
+            },
             emitters,
             fanout_panics: self.inner.fanout_panics.load(Ordering::Relaxed),
         })
