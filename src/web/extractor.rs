@@ -7,9 +7,12 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest, HttpResponse, ResponseError};
+use futures::channel::mpsc::UnboundedSender;
 use uuid::Uuid;
 
+use super::held::{hold, HeldEntry, HoldError};
 use super::middleware::RequestScope;
+use super::outcome::RequestOutcome;
 use super::request::SubjectRules;
 use crate::error::{EventError, TrackError};
 use crate::event::Event;
@@ -77,6 +80,8 @@ use crate::tracker::Tracker;
 pub struct RequestTracker {
     tracker: Tracker,
     subject: Arc<Subject>,
+    /// Where held events go, when the middleware serves the request.
+    held: Option<UnboundedSender<HeldEntry>>,
 }
 
 /// No tracker for the request: neither the middleware nor app data provides one.
@@ -145,6 +150,7 @@ impl RequestTracker {
         Self {
             tracker,
             subject: Arc::new(subject),
+            held: None,
         }
     }
 
@@ -159,6 +165,7 @@ impl RequestTracker {
             return Ok(Self {
                 tracker: scope.tracker.clone(),
                 subject: scope.subject(request),
+                held: Some(scope.held_sender(request)),
             });
         }
         let tracker = request
@@ -177,6 +184,87 @@ impl RequestTracker {
     /// As [`Tracker::track`].
     pub fn track<E: Event>(&self, event: E) -> Result<Uuid, TrackError> {
         self.tracker.track_with_subject(event, &self.subject)
+    }
+
+    /// Holds `event` until the request's response is known, then tracks it with the
+    /// request's subject and a context entity of the outcome
+    /// ([`REQUEST_OUTCOME_SCHEMA`](super::REQUEST_OUTCOME_SCHEMA): the response's `status`,
+    /// the `latencyMs`, the `requestId` from the request's
+    /// [request-id header](super::SnowplowTracking::request_id_header) or generated, and
+    /// the `traceId` of its W3C `traceparent` header when it has a valid one) — unless the
+    /// middleware's [held policy](super::SnowplowTracking::held_policy) drops it, counted as
+    /// discarded by policy
+    /// ([`DiscardCounts::policy`](crate::tracker::DiscardCounts::policy)).
+    ///
+    /// For events whose meaning depends on the response: a checkout that counts only if the
+    /// order was stored. The held events of a request are tracked in the order they were
+    /// held, before the middleware's own event, and stamped then (their `dtm` is the
+    /// response's time). Host the entity's schema in your Iglu registry first
+    /// ([`IGLU_SCHEMAS`](super::IGLU_SCHEMAS)).
+    ///
+    /// # Errors
+    ///
+    /// [`HoldError::NoMiddleware`] when the request is not served through
+    /// [`SnowplowTracking`](super::SnowplowTracking), [`HoldError::Settled`] once its
+    /// response is known (the tracker was kept past the handler), and
+    /// [`HoldError::InvalidEvent`] for an event with an invalid value; the event is then
+    /// not tracked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::HttpResponse;
+    /// use snowplow_actix::web::RequestTracker;
+    /// use snowplow_actix::Structured;
+    ///
+    /// async fn checkout(tracking: RequestTracker) -> HttpResponse {
+    ///     if let Ok(event) = Structured::new("shop", "checkout") {
+    ///         // Sent once the response is known: with its status, if the policy keeps it.
+    ///         let _ = tracking.track_held(event.value(59.90));
+    ///     }
+    ///     HttpResponse::Ok().finish()
+    /// }
+    /// # let _ = actix_web::web::post().to(checkout);
+    /// ```
+    pub fn track_held<E: Event + Send + 'static>(&self, event: E) -> Result<(), HoldError> {
+        hold(self.held.as_ref(), &self.subject, event, None)
+    }
+
+    /// [`track_held`](Self::track_held) with the event's own condition instead of the
+    /// middleware's held policy: it is sent when `keep` returns `true` for the outcome, and
+    /// dropped otherwise, counted as discarded by policy (a panicking `keep` drops it too).
+    ///
+    /// # Errors
+    ///
+    /// As [`track_held`](Self::track_held).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::HttpResponse;
+    /// use snowplow_actix::web::RequestTracker;
+    /// use snowplow_actix::Structured;
+    ///
+    /// async fn checkout(tracking: RequestTracker) -> HttpResponse {
+    ///     if let Ok(event) = Structured::new("shop", "checkout") {
+    ///         // Counts only if the order was stored: a 2xx response.
+    ///         let _ = tracking.track_held_if(event, |outcome| outcome.status().is_success());
+    ///     }
+    ///     HttpResponse::Created().finish()
+    /// }
+    /// # let _ = actix_web::web::post().to(checkout);
+    /// ```
+    pub fn track_held_if<E, F>(&self, event: E, keep: F) -> Result<(), HoldError>
+    where
+        E: Event + Send + 'static,
+        F: FnOnce(&RequestOutcome<'_>) -> bool + Send + 'static,
+    {
+        hold(
+            self.held.as_ref(),
+            &self.subject,
+            event,
+            Some(Box::new(keep)),
+        )
     }
 
     /// Stamps `event` with the request's subject into [`Track`] messages, for code that

@@ -1,16 +1,26 @@
 //! actix-web integration: a tracking middleware and a request-scoped tracker.
 //!
 //! ```text
-//! request ─▶ SnowplowTracking ─▶ app ─▶ handler(RequestTracker) ──track──▶ Tracker ─▶ Fanout ─▶ …
-//!                    │                                                       ▲
-//!                    └── response ready: decide ── PageView + request subject ┘ (stamp, try_send)
+//! request ─▶ SnowplowTracking ─▶ app ─▶ handler(RequestTracker) ─── track ────────────▶ Tracker ─▶ Fanout ─▶ …
+//!                    │                         └─ track_held ─▶ held                    ▲
+//!                    │                                           │                      │
+//!                    └── response ready: RequestOutcome ─┬─▶ held events: sent with ────┤ (stamp, try_send)
+//!                                                        │   the outcome, or dropped    │
+//!                                                        └─▶ decide: page view, API ────┘
+//!                                                            request, … (or sampled out)
 //! ```
 //!
 //! * [`SnowplowTracking`], the middleware, builds each request's [`Subject`](crate::Subject)
 //!   (client IP with a trusted-proxy rule, user agent, language, optional user ids), and once
-//!   the response is ready tracks what its decision function says: by default a page view of
-//!   every successful `GET` outside the excluded paths.
-//! * [`RequestTracker`], an extractor, tracks a handler's events with the request's subject.
+//!   the response is ready tracks what its decision function says of the request's
+//!   [`RequestOutcome`] (status, content type, latency, route pattern, error): by default a
+//!   page view of every successful `GET` outside the excluded paths; [`html_page_view`] and
+//!   [`api_request`] are the other ready-made decisions, and any decision can be
+//!   [sampled](Decision::sampled).
+//! * [`RequestTracker`], an extractor, tracks a handler's events with the request's subject,
+//!   at once or [held](RequestTracker::track_held) until the response is known.
+//! * [`IGLU_SCHEMAS`]: the schemas of the API request event and of the held events' context
+//!   entity, to host in your Iglu registry.
 //!
 //! **Nothing here waits on the network or blocks a worker**: tracking stamps an event and
 //! hands it to the tracker's fan-out ([`Tracker::track_with_subject`](crate::Tracker)); the
@@ -62,14 +72,27 @@
 //! See the crate's "Running in production" section for the deadlines, proxies and
 //! readiness.
 
+mod decision;
 mod extractor;
+mod held;
+mod iglu;
 mod middleware;
+mod outcome;
 mod proxy;
 mod request;
 mod serve;
 
+pub use decision::{
+    api_request, api_request_event, default_decision, html_page_view, Decision, InvalidSampleRate,
+    SampleRate,
+};
 pub use extractor::{RequestTracker, RequestTrackerError};
-pub use middleware::{default_decision, Decision, SnowplowTracking, SnowplowTrackingMiddleware};
+pub use held::HoldError;
+pub use iglu::{
+    API_REQUEST_SCHEMA, DEFAULT_REQUEST_ID_HEADER, IGLU_SCHEMAS, REQUEST_OUTCOME_SCHEMA,
+};
+pub use middleware::{SnowplowTracking, SnowplowTrackingMiddleware};
+pub use outcome::RequestOutcome;
 pub use proxy::{
     InvalidIpRange, InvalidPublicOrigin, IpRange, ProxyHeader, PublicOrigin, MAX_PROXY_HOPS,
 };

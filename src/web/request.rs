@@ -106,10 +106,11 @@ impl SubjectRules {
         }
     }
 
-    /// The page URL, `scheme://host/path?query`. The scheme and the host each come from
-    /// the first of: what the peer forwards, when it is a trusted proxy (the rightmost value
-    /// of the chosen header, when valid); the public origin, when one is configured; the
-    /// request itself (its URI and `Host` header, the server's configuration).
+    /// The page URL, `scheme://host/path?query`, at most [`MAX_URL_LEN`] bytes.
+    /// The scheme and the host each come from the first of: what the peer forwards, when it
+    /// is a trusted proxy (the rightmost value of the chosen header, when valid); the public
+    /// origin, when one is configured; the request itself (its URI and `Host` header, the
+    /// server's configuration).
     pub(super) fn page_url(&self, request: &HttpRequest) -> String {
         let forwarded = self
             .proxies
@@ -128,6 +129,11 @@ impl SubjectRules {
             .path_and_query()
             .map_or_else(|| uri.path(), |target| target.as_str());
         truncate_owned(format!("{scheme}://{host}{target}"), MAX_URL_LEN)
+    }
+
+    /// The `Referer` header, if any.
+    pub(super) fn referrer(&self, request: &HttpRequest) -> Option<String> {
+        header(request, &REFERER).map(|referrer| truncated(referrer, MAX_URL_LEN).to_owned())
     }
 }
 
@@ -190,11 +196,6 @@ fn cookie<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
-/// The `Referer` header, if any.
-pub(super) fn referrer(request: &HttpRequest) -> Option<&str> {
-    header(request, &REFERER).map(|referrer| truncated(referrer, MAX_URL_LEN))
-}
-
 #[cfg(test)]
 mod tests {
     use actix_web::test::TestRequest;
@@ -229,7 +230,7 @@ mod tests {
         assert!(rules
             .page_url(&request)
             .starts_with("http://localhost:8080/page?q=x"));
-        assert_eq!(referrer(&request).map(str::len), Some(MAX_URL_LEN));
+        assert_eq!(rules.referrer(&request).map(|r| r.len()), Some(MAX_URL_LEN));
         // Short values are kept whole; a cut never splits a character.
         assert_eq!(truncated("abc", 10), "abc");
         assert_eq!(truncated("aé", 2), "a");

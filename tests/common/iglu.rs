@@ -1,12 +1,14 @@
-//! Iglu schema validation of tracker payloads, against the schemas in `tests/schemas/`.
+//! Iglu schema validation of tracker payloads, against the schemas in `tests/schemas/` and
+//! those the crate ships (`src/web/schemas/`: the middleware's API request event and request
+//! outcome entity).
 //!
 //! The schemas are JSON Schema draft 4. Their `$schema` names an Iglu meta-schema that cannot
 //! be fetched offline, so it is stripped and every validator is built with draft 4 forced.
 //! Draft 4 does not check `format`; the one format the schemas use, `uuid` (screen view ids),
 //! is registered here and checked with [`uuid::Uuid::parse_str`], in its hyphenated form.
 //!
-//! Every schema under `tests/schemas/vendor/name/format/version` is loaded and compiled once,
-//! on first use, into a map keyed by its Iglu URI and shared between threads: the test
+//! Every schema under `tests/schemas/vendor/name/format/version` and
+//! `src/web/schemas/vendor/name/format/version` is loaded and compiled once, on first use, into a map keyed by its Iglu URI and shared between threads: the test
 //! collector calls [`validate_post_body`] on every request it receives.
 //!
 //! The URIs below are spelled out rather than taken from the crate, so that a wrong constant
@@ -30,21 +32,50 @@ pub(crate) const UNSTRUCT_EVENT: &str =
 /// The envelope of context entities (`cx` / `co`).
 pub(crate) const CONTEXTS: &str = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1";
 
+/// The middleware's API request event, shipped with the crate.
+pub(crate) const API_REQUEST: &str = "iglu:io.github.snowplow-actix/api_request/jsonschema/1-0-0";
+/// The context entity of the middleware's held events, shipped with the crate.
+pub(crate) const REQUEST_OUTCOME: &str =
+    "iglu:io.github.snowplow-actix/request_outcome/jsonschema/1-0-0";
+
 /// The tracker-protocol fields that hold a self-describing envelope.
 pub(crate) const ENVELOPE_FIELDS: [&str; 4] = ["ue_px", "ue_pr", "cx", "co"];
 
 static VALIDATORS: LazyLock<HashMap<String, Validator>> = LazyLock::new(load_all);
 
-/// The directory the schemas are loaded from.
+/// The directory the test-data schemas are loaded from.
 pub(crate) fn schema_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemas")
 }
 
-/// Loads and compiles every `vendor/name/format/version` file under [`schema_dir`].
+/// The directory of the schemas the crate ships, in its package.
+pub(crate) fn shipped_schema_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/schemas")
+}
+
+/// Loads and compiles every `vendor/name/format/version` file under [`schema_dir`] and
+/// [`shipped_schema_dir`]; a URI found in both is an error.
 fn load_all() -> HashMap<String, Validator> {
     let root = schema_dir();
+    let mut validators = load_dir(&root);
+    for (uri, validator) in load_dir(&shipped_schema_dir()) {
+        assert!(
+            validators.insert(uri.clone(), validator).is_none(),
+            "{uri} is both shipped and test data"
+        );
+    }
+    assert!(
+        validators.contains_key(PAYLOAD_DATA),
+        "no payload_data schema under {}",
+        root.display()
+    );
+    validators
+}
+
+/// Loads and compiles every `vendor/name/format/version` file under `root`.
+fn load_dir(root: &Path) -> HashMap<String, Validator> {
     let mut validators = HashMap::new();
-    for vendor in subdirs(&root) {
+    for vendor in subdirs(root) {
         for name in subdirs(&vendor) {
             for format in subdirs(&name) {
                 let entries = fs::read_dir(&format)
@@ -63,11 +94,6 @@ fn load_all() -> HashMap<String, Validator> {
             }
         }
     }
-    assert!(
-        validators.contains_key(PAYLOAD_DATA),
-        "no payload_data schema under {}",
-        root.display()
-    );
     validators
 }
 

@@ -581,8 +581,8 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
     let tracker = Tracker::builder("logging")
         .emitter(EmitterBuilder::new("http://127.0.0.1:9"))
         .flushed_by_hand();
-    let tracking = SnowplowTracking::new(tracker.clone())
-        .decide(|_, _| panic!("the decision function panics"));
+    let tracking =
+        SnowplowTracking::new(tracker.clone()).decide(|_| panic!("the decision function panics"));
     let app = web_test::init_service(
         App::new()
             .wrap(tracking)

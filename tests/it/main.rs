@@ -29,6 +29,7 @@ mod hardening;
 mod health;
 mod loadgen;
 mod logging;
+mod outcome;
 mod payload;
 mod properties;
 mod raw_faults;

@@ -623,19 +623,19 @@ async fn a_custom_decision_function_chooses_the_event() {
     let counted = Arc::clone(&decisions);
     let tracking = SnowplowTracking::new(tracker.clone())
         .exclude_path("/health")
-        .decide(move |request, status| {
+        .decide(move |outcome| {
             counted.fetch_add(1, Ordering::SeqCst);
-            match (request.path(), status) {
+            match (outcome.path(), outcome.status()) {
                 ("/api/orders", StatusCode::CREATED) => Structured::new("api", "create-order")
                     .unwrap()
-                    .property(request.method().as_str())
+                    .property(outcome.method().as_str())
                     .into(),
                 ("/shoes", _) => PageView::new("https://shop.example/shoes")
                     .unwrap()
                     .title("Shoes")
                     .into(),
                 ("/missing", StatusCode::NOT_FOUND) => Decision::PageView,
-                _ => default_decision(request, status),
+                _ => default_decision(outcome),
             }
         });
     let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
@@ -703,11 +703,11 @@ async fn a_custom_decision_function_chooses_the_event() {
 async fn tracking_failures_never_change_the_response() {
     let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
-    let tracking = SnowplowTracking::new(tracker.clone()).decide(|request, status| {
-        if request.path() == "/shoes" {
+    let tracking = SnowplowTracking::new(tracker.clone()).decide(|outcome| {
+        if outcome.path() == "/shoes" {
             panic!("a buggy decision function");
         }
-        default_decision(request, status)
+        default_decision(outcome)
     });
     let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
 
