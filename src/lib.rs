@@ -98,6 +98,16 @@
 //!   [`proxy_header`](crate::web::SnowplowTracking::proxy_header) (default
 //!   `X-Forwarded-For`), or every event carries the proxy's IP; never trust addresses a
 //!   client can reach directly, or clients choose their own IP.
+//! - **Privacy.** By default the middleware's page URL and referrer keep only the
+//!   attribution parameters of their query (`utm_*`, `gclid`, `fbclid`, …:
+//!   [`UrlRedaction`](crate::web::UrlRedaction)), so `?email=bob@example.com` never reaches
+//!   the collector; [`keep_param`](crate::web::UrlRedaction::keep_param) keeps more,
+//!   [`UrlRedaction::raw`](crate::web::UrlRedaction::raw) sends queries as they come, and
+//!   [`UrlRedaction::custom`](crate::web::UrlRedaction::custom) rewrites paths that carry
+//!   ids. The client IP is sent whole by default:
+//!   [`client_ip(ClientIp::Truncated)`](crate::web::SnowplowTracking::client_ip) sends its
+//!   network part (IPv4 /24, IPv6 /48), `ClientIp::Omitted` none. Events a handler builds
+//!   itself are sent as they are.
 //! - **Readiness.** [`Tracker::health`] says whether the collector takes the events; show
 //!   it on a status route and alert on it, but do not fail readiness on it (see
 //!   [`health`]): the collector is shared, so when it is down every replica would be taken

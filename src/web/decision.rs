@@ -18,10 +18,12 @@ use crate::self_describing::SelfDescribingJson;
 pub enum Decision {
     /// Nothing.
     Skip,
-    /// A page view of the request: `url` from its scheme, host, path and query
-    /// ([`RequestOutcome::page_url`]), `refr` from its `Referer` header.
+    /// A page view of the request: `url` from its scheme, host, path and query, `refr` from
+    /// its `Referer` header, both redacted by the middleware's
+    /// [`UrlRedaction`](super::UrlRedaction) ([`RequestOutcome::page_url`]).
     PageView,
-    /// This page view instead (a title, a canonical URL, …).
+    /// This page view instead (a title, a canonical URL, …), as it is: build it on
+    /// [`RequestOutcome::page_url`] to keep the redaction.
     CustomPageView(Box<PageView>),
     /// A structured event.
     Structured(Box<Structured>),

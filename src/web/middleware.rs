@@ -22,6 +22,7 @@ use super::iglu::{
     latency_ms, request_outcome_data, RequestIds, DEFAULT_REQUEST_ID_HEADER, REQUEST_OUTCOME_SCHEMA,
 };
 use super::outcome::RequestOutcome;
+use super::privacy::{ClientIp, UrlRedaction};
 use super::proxy::{IpRange, ProxyHeader, PublicOrigin};
 use super::request::SubjectRules;
 use crate::event::{Event, PageView};
@@ -147,8 +148,9 @@ impl fmt::Debug for Config {
 /// Tracking only stamps the event and hands it over ([`Tracker::track_with_subject`]): the
 /// response never waits for the collector. Tracking never changes the response: a tracking
 /// error (an invalid event, a full queue, a shut-down tracker) is logged at `debug` and
-/// ignored, and a panicking decision, policy, sampling or user-id function is
-/// caught, logged and tracks nothing (a panicking sampling source keeps the event).
+/// ignored, and a panicking decision, policy, sampling, redaction or user-id function is
+/// caught, logged and tracks nothing (a panicking sampling source keeps the event, a
+/// panicking redaction sends the URL without its query).
 ///
 /// # Deciding on the outcome
 ///
@@ -163,11 +165,20 @@ impl fmt::Debug for Config {
 /// statuses can be excluded before the decision ([`exclude_path`](Self::exclude_path),
 /// [`exclude_prefix`](Self::exclude_prefix), [`exclude_status`](Self::exclude_status)).
 ///
+/// # Privacy
+///
+/// - **Client IP**: sent whole by default ([`DEFAULT_CLIENT_IP`](super::DEFAULT_CLIENT_IP));
+///   [`client_ip`](Self::client_ip) truncates it (IPv4 /24, IPv6 /48) or leaves it out.
+/// - **Page URL and referrer**: their query keeps only attribution parameters (`utm_*`,
+///   `gclid`, `fbclid`, …) by default, so `?email=bob@example.com` never reaches the
+///   collector; [`url_redaction`](Self::url_redaction) keeps more parameters, drops the
+///   query, sends it raw, or rewrites URLs with a function ([`UrlRedaction`]).
+///
 /// # The request's subject
 ///
 /// | field   | from                                                                  |
 /// |---------|-----------------------------------------------------------------------|
-/// | `ip`    | the peer address; from a trusted proxy, its [forwarding header](Self::proxy_header) |
+/// | `ip`    | the peer address; from a trusted proxy, its [forwarding header](Self::proxy_header); as much of it as [`client_ip`](Self::client_ip) says |
 /// | `ua`    | `User-Agent`                                                          |
 /// | `lang`  | the first tag of `Accept-Language`                                    |
 /// | `uid`   | the [`user_id`](Self::user_id) function, if set                       |
@@ -196,8 +207,9 @@ impl fmt::Debug for Config {
 /// [`MAX_PROXY_HOPS`](super::MAX_PROXY_HOPS) (16) entries are read, so past them the
 /// leftmost of those read. Nothing further left is ever read, whatever the header's length.
 ///
-/// The page view's `url` is `scheme://host/path?query`, its `refr` the `Referer` header.
-/// The scheme and the host each come from the first of:
+/// The page view's `url` is `scheme://host/path?query`, its `refr` the `Referer` header,
+/// both [redacted](Self::url_redaction). The scheme and the host each come from the first
+/// of:
 /// 1. from a trusted proxy, the rightmost `X-Forwarded-Proto` and `X-Forwarded-Host`
 ///    values (or the `proto=` and `host=` of the rightmost `Forwarded` element, with
 ///    [`ProxyHeader::Forwarded`]), that is the values the peer wrote, never a client's
@@ -220,7 +232,8 @@ impl fmt::Debug for Config {
 /// ```no_run
 /// use actix_web::{http::StatusCode, web, App, HttpResponse, HttpServer};
 /// use snowplow_actix::web::{
-///     api_request, default_decision, Decision, IpRange, SampleRate, SnowplowTracking,
+///     api_request, default_decision, ClientIp, Decision, IpRange, SampleRate, SnowplowTracking,
+///     UrlRedaction,
 /// };
 /// use snowplow_actix::{EmitterBuilder, Tracker};
 ///
@@ -234,6 +247,8 @@ impl fmt::Debug for Config {
 ///     .exclude_path("/health")
 ///     .exclude_prefix("/static/")
 ///     .exclude_status(StatusCode::NOT_FOUND)
+///     .client_ip(ClientIp::Truncated)
+///     .url_redaction(UrlRedaction::default().keep_param("q"))
 ///     .user_id(|request| {
 ///         let user = request.headers().get("x-user-id")?;
 ///         user.to_str().ok().map(str::to_owned)
@@ -275,7 +290,8 @@ impl fmt::Debug for SnowplowTracking {
 
 impl SnowplowTracking {
     /// Tracks with `tracker`: page views of successful `GET`s, no excluded path or status,
-    /// no trusted proxy, no user ids, and every held event sent.
+    /// no trusted proxy, no user ids, the whole client IP, URLs with their attribution
+    /// parameters only, and every held event sent.
     pub fn new(tracker: Tracker) -> Self {
         Self {
             tracker,
@@ -345,6 +361,46 @@ impl SnowplowTracking {
     /// [`proxy_header`](Self::proxy_header) for an example. None by default.
     pub fn public_origin(self, origin: PublicOrigin) -> Self {
         self.config(|config| config.subject.public_origin = Some(origin))
+    }
+
+    /// How much of the client IP events carry (`ip`): all of it by default
+    /// ([`DEFAULT_CLIENT_IP`](super::DEFAULT_CLIENT_IP)), its network part
+    /// ([`ClientIp::Truncated`]: IPv4 /24, IPv6 /48) or none ([`ClientIp::Omitted`]). The
+    /// trusted-proxy walk still uses the whole addresses. It applies to what the middleware
+    /// and the request's [`RequestTracker`](super::RequestTracker) track.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use snowplow_actix::web::{ClientIp, SnowplowTracking};
+    /// use snowplow_actix::Tracker;
+    ///
+    /// fn tracking(tracker: Tracker) -> SnowplowTracking {
+    ///     SnowplowTracking::new(tracker).client_ip(ClientIp::Truncated)
+    /// }
+    /// ```
+    pub fn client_ip(self, client_ip: ClientIp) -> Self {
+        self.config(|config| config.subject.client_ip = client_ip)
+    }
+
+    /// What the page URL and referrer keep of their query (default
+    /// [`UrlRedaction::attribution`]: the `utm_*` parameters and ad click ids only);
+    /// [`UrlRedaction::raw`] sends them as they came.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use snowplow_actix::web::{SnowplowTracking, UrlRedaction};
+    /// use snowplow_actix::Tracker;
+    ///
+    /// fn tracking(tracker: Tracker) -> SnowplowTracking {
+    ///     // Attribution, and the search term and page number of /search?q=…&page=….
+    ///     SnowplowTracking::new(tracker)
+    ///         .url_redaction(UrlRedaction::default().keep_param("q").keep_param("page"))
+    /// }
+    /// ```
+    pub fn url_redaction(self, redaction: UrlRedaction) -> Self {
+        self.config(|config| config.subject.urls = redaction)
     }
 
     /// Tracks nothing automatically for requests to exactly `path` (e.g. `/health`). The
@@ -590,8 +646,8 @@ impl RequestScope {
                 Some(Err(error)) => not_tracked(outcome, &error),
                 None => tracing::debug!(
                     route = outcome.route().unwrap_or("(no route)"),
-                    "snowplow: no page URL for this request (its service failed): no page view \
-                     tracked"
+                    "snowplow: no page URL for this request (its service failed, or the URL \
+                     redaction left nothing): no page view tracked"
                 ),
             },
             Decision::CustomPageView(view) => self.track(outcome, *view),

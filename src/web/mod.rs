@@ -11,12 +11,13 @@
 //! ```
 //!
 //! * [`SnowplowTracking`], the middleware, builds each request's [`Subject`](crate::Subject)
-//!   (client IP with a trusted-proxy rule, user agent, language, optional user ids), and once
-//!   the response is ready tracks what its decision function says of the request's
-//!   [`RequestOutcome`] (status, content type, latency, route pattern, error): by default a
-//!   page view of every successful `GET` outside the excluded paths; [`html_page_view`] and
-//!   [`api_request`] are the other ready-made decisions, and any decision can be
-//!   [sampled](Decision::sampled).
+//!   (client IP with a trusted-proxy rule — whole, [truncated](ClientIp) or left out —, user
+//!   agent, language, optional user ids) and page URL (its query [redacted](UrlRedaction) to
+//!   attribution parameters by default), and once the response is ready tracks what its
+//!   decision function says of the request's [`RequestOutcome`] (status, content type,
+//!   latency, route pattern, error): by default a page view of every successful `GET`
+//!   outside the excluded paths; [`html_page_view`] and [`api_request`] are the other
+//!   ready-made decisions, and any decision can be [sampled](Decision::sampled).
 //! * [`RequestTracker`], an extractor, tracks a handler's events with the request's subject,
 //!   at once or [held](RequestTracker::track_held) until the response is known.
 //! * [`IGLU_SCHEMAS`]: the schemas of the API request event and of the held events' context
@@ -78,6 +79,7 @@ mod held;
 mod iglu;
 mod middleware;
 mod outcome;
+mod privacy;
 mod proxy;
 mod request;
 mod serve;
@@ -93,6 +95,9 @@ pub use iglu::{
 };
 pub use middleware::{SnowplowTracking, SnowplowTrackingMiddleware};
 pub use outcome::RequestOutcome;
+pub use privacy::{
+    ClientIp, UrlRedaction, ATTRIBUTION_PARAMS, ATTRIBUTION_PREFIX, DEFAULT_CLIENT_IP,
+};
 pub use proxy::{
     InvalidIpRange, InvalidPublicOrigin, IpRange, ProxyHeader, PublicOrigin, MAX_PROXY_HOPS,
 };

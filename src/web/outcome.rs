@@ -46,7 +46,7 @@ static NO_HEADERS: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
 /// use actix_web::{http::StatusCode, test::TestRequest, HttpResponse};
 /// use snowplow_actix::web::RequestOutcome;
 ///
-/// let request = TestRequest::get().uri("/orders/42?sort=date").to_http_request();
+/// let request = TestRequest::get().uri("/orders/42?email=bob@example.com").to_http_request();
 /// let response = HttpResponse::NotFound().content_type("application/json").finish();
 /// let outcome = RequestOutcome::new(&request, &response, Duration::from_millis(12));
 ///
@@ -54,8 +54,8 @@ static NO_HEADERS: LazyLock<HeaderMap> = LazyLock::new(HeaderMap::new);
 /// assert!(outcome.is_json() && !outcome.is_html());
 /// assert_eq!(outcome.latency(), Duration::from_millis(12));
 /// assert_eq!(outcome.path(), "/orders/42");
-/// // The page URL as the middleware sends it.
-/// assert_eq!(outcome.page_url().as_deref(), Some("http://localhost:8080/orders/42?sort=date"));
+/// // The page URL as the middleware sends it: the query's personal data dropped.
+/// assert_eq!(outcome.page_url().as_deref(), Some("http://localhost:8080/orders/42"));
 /// assert!(outcome.error().is_none() && !outcome.service_failed());
 /// ```
 pub struct RequestOutcome<'a> {
@@ -72,7 +72,8 @@ pub struct RequestOutcome<'a> {
 
 impl<'a> RequestOutcome<'a> {
     /// The outcome of `request` answered with `response` after `latency`, seen by a
-    /// middleware with the default settings (no trusted proxy).
+    /// middleware with the default settings (no trusted proxy, the default
+    /// [`UrlRedaction`](super::UrlRedaction)).
     pub fn new<B>(
         request: &'a HttpRequest,
         response: &'a HttpResponse<B>,
@@ -211,14 +212,15 @@ impl<'a> RequestOutcome<'a> {
     }
 
     /// The page URL as the middleware's page views carry it: `scheme://host/path?query`
-    /// from the request (and trusted proxies). `None` when the service failed. To build a
-    /// custom page view on it.
+    /// from the request (and trusted proxies), its query redacted by the middleware's
+    /// [`UrlRedaction`](super::UrlRedaction). `None` when the service failed, or when a
+    /// custom redaction returns an empty URL. To build a custom page view on it.
     pub fn page_url(&self) -> Option<String> {
         Some(self.rules.page_url(self.request?)).filter(|url| !url.is_empty())
     }
 
-    /// The `Referer` header as the middleware's page views carry it; `None` without one,
-    /// or when the service failed.
+    /// The `Referer` header as the middleware's page views carry it (redacted as the page
+    /// URL); `None` without one, or when the service failed.
     pub fn referrer(&self) -> Option<String> {
         self.rules.referrer(self.request?)
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix_web::http::header::{HeaderName, ACCEPT_LANGUAGE, COOKIE, HOST, REFERER, USER_AGENT};
 use actix_web::HttpRequest;
 
+use super::privacy::{ClientIp, UrlRedaction};
 use super::proxy::{http_scheme, is_valid_host, ProxyRule, PublicOrigin};
 use crate::subject::Subject;
 
@@ -46,13 +47,16 @@ fn truncate_owned(mut value: String, max: usize) -> String {
 pub(super) type UserIdFn = Arc<dyn Fn(&HttpRequest) -> Option<String> + Send + Sync>;
 
 /// How a request's subject and page URL are built. The default trusts no proxy, has no
-/// public origin and sets no user ids.
+/// public origin, sets no user ids, sends the whole client IP and redacts URLs with the
+/// default [`UrlRedaction`].
 #[derive(Clone, Default)]
 pub(super) struct SubjectRules {
     pub(super) proxies: ProxyRule,
     pub(super) public_origin: Option<PublicOrigin>,
     pub(super) user_id: Option<UserIdFn>,
     pub(super) network_user_id_cookie: Option<String>,
+    pub(super) client_ip: ClientIp,
+    pub(super) urls: UrlRedaction,
 }
 
 impl fmt::Debug for SubjectRules {
@@ -62,17 +66,21 @@ impl fmt::Debug for SubjectRules {
             .field("public_origin", &self.public_origin)
             .field("user_id", &self.user_id.as_ref().map(|_| "<fn>"))
             .field("network_user_id_cookie", &self.network_user_id_cookie)
+            .field("client_ip", &self.client_ip)
+            .field("urls", &self.urls)
             .finish()
     }
 }
 
 impl SubjectRules {
-    /// The request's subject: `ip`, `ua`, `lang`, `uid` and `tnuid`, each when known.
+    /// The request's subject: `ip` (as much of it as [`ClientIp`] says), `ua`, `lang`,
+    /// `uid` and `tnuid`, each when known.
     pub(super) fn subject(&self, request: &HttpRequest) -> Subject {
         let mut subject = Subject::new();
         if let Some(ip) = self
             .proxies
             .client_ip(request.peer_addr(), request.headers())
+            .and_then(|ip| self.client_ip.apply(ip))
         {
             subject = subject.ip_address(ip.to_string());
         }
@@ -106,7 +114,7 @@ impl SubjectRules {
         }
     }
 
-    /// The page URL, `scheme://host/path?query`, at most [`MAX_URL_LEN`] bytes.
+    /// The page URL, `scheme://host/path?query`, redacted, at most [`MAX_URL_LEN`] bytes.
     /// The scheme and the host each come from the first of: what the peer forwards, when it
     /// is a trusted proxy (the rightmost value of the chosen header, when valid); the public
     /// origin, when one is configured; the request itself (its URI and `Host` header, the
@@ -128,12 +136,16 @@ impl SubjectRules {
         let target = uri
             .path_and_query()
             .map_or_else(|| uri.path(), |target| target.as_str());
-        truncate_owned(format!("{scheme}://{host}{target}"), MAX_URL_LEN)
+        let url = format!("{scheme}://{host}{target}");
+        truncate_owned(self.urls.apply(truncated(&url, MAX_URL_LEN)), MAX_URL_LEN)
     }
 
-    /// The `Referer` header, if any.
+    /// The `Referer` header, redacted as the page URL, if any (and not empty once redacted).
     pub(super) fn referrer(&self, request: &HttpRequest) -> Option<String> {
-        header(request, &REFERER).map(|referrer| truncated(referrer, MAX_URL_LEN).to_owned())
+        let referrer = self
+            .urls
+            .apply(truncated(header(request, &REFERER)?, MAX_URL_LEN));
+        (!referrer.is_empty()).then(|| truncate_owned(referrer, MAX_URL_LEN))
     }
 }
 
@@ -217,6 +229,7 @@ mod tests {
             .to_http_request();
         let rules = SubjectRules {
             network_user_id_cookie: Some("sp".into()),
+            urls: UrlRedaction::raw(),
             ..SubjectRules::default()
         };
         let subject = rules.subject(&request);
@@ -234,6 +247,49 @@ mod tests {
         // Short values are kept whole; a cut never splits a character.
         assert_eq!(truncated("abc", 10), "abc");
         assert_eq!(truncated("aé", 2), "a");
+    }
+
+    #[test]
+    fn by_default_the_page_url_and_referrer_keep_only_attribution_parameters() {
+        let request = TestRequest::get()
+            .uri("/reset?email=bob@example.com&token=s3cret&utm_campaign=spring")
+            .insert_header((HOST, "shop.example"))
+            .insert_header((
+                REFERER,
+                "https://shop.example/account?email=bob@example.com#pane",
+            ))
+            .to_http_request();
+        let rules = SubjectRules::default();
+        assert_eq!(
+            rules.page_url(&request),
+            "http://shop.example/reset?utm_campaign=spring"
+        );
+        assert_eq!(
+            rules.referrer(&request).as_deref(),
+            Some("https://shop.example/account")
+        );
+        let emptied = SubjectRules {
+            urls: UrlRedaction::custom(|_| String::new()),
+            ..SubjectRules::default()
+        };
+        assert_eq!(emptied.referrer(&request), None);
+    }
+
+    #[test]
+    fn the_client_ip_setting_truncates_or_omits_the_ip() {
+        let request = TestRequest::get()
+            .peer_addr("203.0.113.9:5000".parse().unwrap())
+            .to_http_request();
+        let ip = |client_ip| {
+            let rules = SubjectRules {
+                client_ip,
+                ..SubjectRules::default()
+            };
+            rules.subject(&request).get("ip").map(str::to_owned)
+        };
+        assert_eq!(ip(ClientIp::Full).as_deref(), Some("203.0.113.9"));
+        assert_eq!(ip(ClientIp::Truncated).as_deref(), Some("203.0.113.0"));
+        assert_eq!(ip(ClientIp::Omitted), None);
     }
 
     #[test]
@@ -263,6 +319,8 @@ mod tests {
                 header,
             },
             public_origin: origin.map(|origin| origin.parse().unwrap()),
+            // The queries tell the requests apart.
+            urls: UrlRedaction::raw(),
             ..SubjectRules::default()
         }
     }

@@ -31,6 +31,7 @@ mod loadgen;
 mod logging;
 mod outcome;
 mod payload;
+mod privacy;
 mod properties;
 mod raw_faults;
 mod real_conditions;
