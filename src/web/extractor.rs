@@ -197,7 +197,8 @@ impl RequestTracker {
     /// ([`DiscardCounts::policy`](crate::tracker::DiscardCounts::policy)).
     ///
     /// For events whose meaning depends on the response: a checkout that counts only if the
-    /// order was stored. The held events of a request are tracked in the order they were
+    /// order was stored. A request that ends without a response (the client went away
+    /// before it was ready) drops its held events, counted as discarded by policy. The held events of a request are tracked in the order they were
     /// held, before the middleware's own event, and stamped then (their `dtm` is the
     /// response's time). Host the entity's schema in your Iglu registry first
     /// ([`IGLU_SCHEMAS`](super::IGLU_SCHEMAS)).

@@ -797,6 +797,33 @@ fn not_tracked(outcome: &RequestOutcome<'_>, error: &dyn std::error::Error) {
     );
 }
 
+/// A request that ends without an outcome (the client went away and actix-web dropped the
+/// service's future) leaves its held events unsettled: they are dropped by policy, as for a
+/// response that is not a success, and counted.
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        let Some(queue) = self.held.get() else {
+            return;
+        };
+        let count: u64 = queue
+            .settle()
+            .into_iter()
+            .map(|entry| entry.event.discard())
+            .sum();
+        if count == 0 {
+            return;
+        }
+        self.tracker.count_discarded(DiscardReason::Policy, count);
+        if self.burst(DiscardReason::Policy).add(count) {
+            tracing::debug!(
+                reason = reason_name(DiscardReason::Policy),
+                "snowplow: discarding events on purpose (counted in the tracker's stats): \
+                 held by a request that ended without a response"
+            );
+        }
+    }
+}
+
 impl fmt::Debug for RequestScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestScope")

@@ -19,6 +19,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse};
 use futures::future::LocalBoxFuture;
+use futures::FutureExt as _;
 use serde_json::{json, Value};
 use snowplow_actix::web::{
     api_request, default_decision, html_page_view, Decision, HoldError, RequestTracker, SampleRate,
@@ -679,6 +680,35 @@ async fn holding_needs_the_middleware_and_a_response_not_yet_known() {
     let events = flushed(&tracker, &collector).await;
     let actions: Vec<_> = events.iter().map(|event| event.get("se_ac")).collect();
     assert_eq!(actions, [Some("late")]);
+}
+
+#[actix_rt::test]
+async fn held_events_of_a_request_that_ends_without_a_response_are_dropped_and_counted() {
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    let tracker = tracker_for(&collector);
+    let app = test::init_service(
+        App::new()
+            .wrap(SnowplowTracking::new(tracker.clone()))
+            .route(
+                "/hang",
+                web::post().to(|tracking: RequestTracker| async move {
+                    let event = Structured::new("shop", "checkout").unwrap();
+                    tracking.track_held(event).unwrap();
+                    futures::future::pending::<()>().await;
+                    HttpResponse::Ok().finish()
+                }),
+            ),
+    )
+    .await;
+
+    // Polled once: the handler holds its event and waits; then the client goes away and
+    // the request's future is dropped, with no response ever.
+    let request = app.call(TestRequest::post().uri("/hang").to_request());
+    assert!(request.now_or_never().is_none());
+
+    let stats = tracker.stats().await.unwrap();
+    assert_eq!((stats.tracked, stats.discarded.policy), (0, 1));
+    assert_eq!(flushed(&tracker, &collector).await, []);
 }
 
 // ---------------------------------------------------------------------------------------------
