@@ -35,7 +35,9 @@ use crate::tracker::Tracker;
 /// With neither, extraction fails with [`RequestTrackerError`] (a plain 500 response, the
 /// explanation logged); extract `Option<RequestTracker>` where tracking is optional.
 ///
-/// Tracking never waits on the network: the event is stamped and handed over.
+/// Tracking never waits on the network: the event is stamped and handed over, or
+/// [held](Self::track_held) until the request's response is known. It is `Send`: it may go
+/// to another thread with the handler's work.
 ///
 /// # Examples
 ///
@@ -197,11 +199,11 @@ impl RequestTracker {
     /// ([`DiscardCounts::policy`](crate::tracker::DiscardCounts::policy)).
     ///
     /// For events whose meaning depends on the response: a checkout that counts only if the
-    /// order was stored. A request that ends without a response (the client went away
-    /// before it was ready) drops its held events, counted as discarded by policy. The held events of a request are tracked in the order they were
+    /// order was stored. The held events of a request are tracked in the order they were
     /// held, before the middleware's own event, and stamped then (their `dtm` is the
-    /// response's time). Host the entity's schema in your Iglu registry first
-    /// ([`IGLU_SCHEMAS`](super::IGLU_SCHEMAS)).
+    /// response's time). A request that ends without a response (the client went away
+    /// before it was ready) drops its held events, counted as discarded by policy. Host the
+    /// entity's schema in your Iglu registry first ([`IGLU_SCHEMAS`](super::IGLU_SCHEMAS)).
     ///
     /// # Errors
     ///

@@ -627,6 +627,12 @@ async fn a_held_event_whose_response_was_a_5xx_is_dropped_by_the_policy_and_coun
     assert_eq!(stats.tracked, 2, "discarded events are never tracked");
 }
 
+#[test]
+fn the_request_tracker_stays_send_and_sync_with_its_held_events() {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<RequestTracker>();
+}
+
 #[actix_rt::test]
 async fn holding_needs_the_middleware_and_a_response_not_yet_known() {
     let collector = TestCollector::with_faults(Faults::none()).await;
