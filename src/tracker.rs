@@ -524,7 +524,6 @@ impl Tracker {
     }
 
     /// Counts `count` events discarded on purpose for `reason` (they are not tracked).
-    #[allow(dead_code)] // until the middleware's outcome tracking counts its discards
     pub(crate) fn count_discarded(&self, reason: DiscardReason, count: u64) {
         let at = match reason {
             DiscardReason::Sampling => 0,
