@@ -135,7 +135,8 @@
 //! `RequestTracker` without a tracker); **WARN** for each failed request (retried or
 //! dropped), a burst of drops (once per burst, not per event), the brake engaging, a
 //! shutdown or drop with events left; **INFO** for a stop signal, the brake released and
-//! the tracker's shutdown report; **DEBUG** for each accepted request. No payload
+//! the tracker's shutdown report; **DEBUG** for each request (a span, below) and each
+//! accepted one. No payload
 //! contents (URLs, user ids, event fields) are logged at INFO or above.
 //!
 //! Fields: every line of an emitter carries `emitter` (its name: given with
@@ -145,6 +146,25 @@
 //! and a `hint` when the reason alone would not say what to check (a TLS endpoint
 //! answered in plain HTTP). Tracker lines carry `namespace`; drop summaries `dropped`;
 //! the drop warning `lost`.
+//!
+//! Spans: each request to a collector is one DEBUG span named `collector_request` (target
+//! `snowplow_actix::emitter::delivery`), opened as the request is sent and closed once its
+//! answer is handled, with no parent: a subscriber times deliveries with it (`tracing-subscriber`'s
+//! `fmt().with_span_events(FmtSpan::CLOSE)` prints each with its duration). The transport's
+//! work and the lines logged about the answer are inside it. It carries no payload
+//! contents (no URL: a GET's holds the event). Its fields, whose names are stable:
+//!
+//! | field | when | value |
+//! | --- | --- | --- |
+//! | `emitter` | from the start | the emitter's name |
+//! | `method` | from the start | `GET` or `POST` |
+//! | `events` | from the start | events in the request |
+//! | `bytes` | from the start | the POST body or the GET URL, as sent |
+//! | `attempt` | from the start | 1 for a first attempt, 2 for the first retry, … |
+//! | `outcome` | once settled | `sent` (2xx); `retried` (a retryable failure); `dropped` (not retried, or out of attempts or age); `split` (413 or 414 for several events: sent again in smaller requests); `unknown` (still awaiting its answer when the emitter shut down: the collector may have the events); `requeued` (awaiting its answer at a restart, or kept by a durable store at shutdown) |
+//! | `status` | once answered | the HTTP status, when there was one |
+//! | `reason` | once failed | why: `status 503`, `timeout`, `connection error: …` |
+//! | `dropped_as` | once dropped | the [`DropReason`] of its events (`rejected`, `oversize`, …) |
 //!
 //! # Features
 //!

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
+use tracing::Instrument as _;
 
 use super::config::{EmitterConfig, Failure, Owner, Settings};
 use super::delivery::{Command, Delivery, Now, INTAKE_CHUNK};
@@ -111,11 +112,14 @@ impl Emitter {
 
     fn carry_out(&mut self, command: Command, ctx: &mut Context<Self>) {
         match command {
-            Command::Send { id, request } => {
+            Command::Send { id, request, span } => {
                 let Some(transport) = &self.transport else {
                     return;
                 };
-                let answer = transport.send(request);
+                // The transport's work runs in the request's span; the future lets go of
+                // it before the answer is handled, where the span closes.
+                let answer = span.in_scope(|| transport.send(request));
+                let answer = async move { answer.instrument(span).await };
                 ctx.spawn(answer.into_actor(self).map(move |result, act, ctx| {
                     act.contained(ctx, |act, ctx| {
                         act.core.answer(id, result, Now::real());
