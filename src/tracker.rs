@@ -264,6 +264,7 @@ impl TrackerBuilder {
                 refused: AtomicU64::new(0),
                 invalid: AtomicU64::new(0),
                 discarded: Default::default(),
+                names: Mutex::new(Vec::new()),
                 fanout_panics,
                 refused_burst: Burst::default(),
                 invalid_burst: Burst::default(),
@@ -331,6 +332,9 @@ struct Inner {
     invalid: AtomicU64,
     /// Events discarded on purpose: sampling, policy.
     discarded: [AtomicU64; 2],
+    /// The names of its emitters, built-in and custom, each once (see
+    /// [`Inner::unique_name`]).
+    names: Mutex<Vec<String>>,
     refused_burst: Burst,
     invalid_burst: Burst,
 }
@@ -583,6 +587,11 @@ impl Tracker {
 
     /// Builds, starts and adds an emitter; it receives the events tracked from now on.
     ///
+    /// Its name is unique in this tracker: under a name an emitter of the tracker already
+    /// has (two unnamed emitters to one endpoint, say), it is renamed with `#2` (`#3`, …)
+    /// after it, in its stats, handle and logs alike. The same holds for the emitters given
+    /// to the builder.
+    ///
     /// # Errors
     ///
     /// [`AddEmitterError::Build`] for invalid settings, [`AddEmitterError::ShutDown`] after
@@ -594,9 +603,10 @@ impl Tracker {
         Ok(self.start_emitter(emitter.build()?)?)
     }
 
-    fn start_emitter(&self, config: EmitterConfig) -> Result<EmitterHandle, BuildError> {
+    fn start_emitter(&self, mut config: EmitterConfig) -> Result<EmitterHandle, BuildError> {
         let runtime = Runtime::start("snowplow-emitter").map_err(BuildError::spawn)?;
-        let name = config.name().to_owned();
+        let name = self.inner.unique_name(config.name());
+        config.rename(&name);
         let method = config.method();
         let final_stats = config.final_stats();
         let held = Arc::new(AtomicU64::new(0));
@@ -633,10 +643,13 @@ impl Tracker {
         Ok(handle)
     }
 
-    /// Adds a custom emitter; it receives the events tracked from now on.
+    /// Adds a custom emitter; it receives the events tracked from now on. A name another
+    /// emitter of this tracker has is made unique as [`add_emitter`](Self::add_emitter)
+    /// makes it.
     pub fn add_custom_emitter(&self, emitter: CustomEmitter) {
+        let name = self.inner.unique_name(&emitter.name);
         self.inner
-            .add_route(Route::custom(emitter.name, emitter.track, emitter.flush));
+            .add_route(Route::custom(name, emitter.track, emitter.flush));
     }
 
     /// The built-in emitters, in the order they were added.
@@ -795,6 +808,28 @@ impl Inner {
         } else {
             tracing::debug!(namespace = %self.settings.namespace(), "tracker dropped without a shutdown, with nothing buffered");
         }
+    }
+
+    /// `name`, or, when an emitter of this tracker already has it, the first of `name#2`,
+    /// `name#3`, … that none has; reserved for the emitter being added.
+    fn unique_name(&self, name: &str) -> String {
+        let mut names = lock(&self.names);
+        let mut unique = name.to_owned();
+        let mut suffix = 2;
+        while names.contains(&unique) {
+            unique = format!("{name}#{suffix}");
+            suffix += 1;
+        }
+        if unique != name {
+            tracing::info!(
+                namespace = %self.settings.namespace(),
+                emitter = %unique,
+                taken = name,
+                "another emitter of the tracker has this name: renamed"
+            );
+        }
+        names.push(unique.clone());
+        unique
     }
 
     /// Adds an emitter to the fan-out after every event tracked so far. After a shutdown

@@ -160,6 +160,7 @@ impl RetryPolicy {
 }
 
 /// Validated, immutable emitter settings shared by the actor and its restarts.
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) name: String,
     pub(crate) endpoint: Endpoint,
@@ -659,6 +660,13 @@ impl fmt::Debug for EmitterConfig {
 }
 
 impl EmitterConfig {
+    /// Names the emitter `name` (a tracker keeps its emitters' names unique).
+    pub(crate) fn rename(&mut self, name: &str) {
+        if self.settings.name != name {
+            Arc::make_mut(&mut self.settings).name = name.to_owned();
+        }
+    }
+
     /// Makes the emitter one of a tracker's (see [`Owner`]).
     pub(crate) fn owned_by(mut self, owner: Owner) -> Self {
         self.owner = Some(owner);
