@@ -1,6 +1,7 @@
 //! End-to-end cost per event: tracking through a tracker and its emitter until a flush
 //! reports everything sent, against a no-op transport (the framework's own overhead) and
 //! against a real collector on 127.0.0.1; and the cost of `track()` on the caller's thread.
+//! Built with the `metrics` feature, the figures go to a Prometheus recorder.
 
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,24 @@ async fn deliver(tracker: &Tracker, iters: u64) -> Duration {
     started.elapsed()
 }
 
+/// With the `metrics` feature, a Prometheus recorder for the process: the figures are
+/// published for real (to compare with a build without the feature).
+fn install_recorder() {
+    #[cfg(feature = "metrics")]
+    {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("the bench's recorder");
+            // Kept for the process, as an application keeps it for its `/metrics`.
+            std::mem::forget(handle);
+        });
+    }
+}
+
 fn end_to_end(c: &mut Criterion) {
+    install_recorder();
     let system = actix_rt::System::new();
     let collector = system.block_on(collector::TestCollector::start(
         collector::CollectorConfig::default(),
@@ -90,6 +108,7 @@ fn end_to_end(c: &mut Criterion) {
 const PRODUCERS: u64 = 4;
 
 fn track_call(c: &mut Criterion) {
+    install_recorder();
     let system = actix_rt::System::new();
     let tracker = system.block_on(async {
         Tracker::builder("bench")

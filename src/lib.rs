@@ -36,6 +36,9 @@
 //!   without a runtime ([`wire`]: stamping, POST bodies, no I/O).
 //! - **actix-web** (feature `web`): the [`SnowplowTracking`] middleware, the
 //!   [`RequestTracker`] extractor, and [`web::Serve`] for signals and deadlines.
+//! - **Observability**: logs and one span per request to the collector ("Logging", below);
+//!   with feature `metrics`, the figures of the stats through the `metrics` facade
+//!   ([`metrics`]).
 //!
 //! # Quick start
 //!
@@ -171,6 +174,8 @@
 //! - `web` (default): the actix-web middleware, request-scoped tracker and [`web::Serve`]
 //!   ([`web`]).
 //! - `sqlite`: a durable event store ([`store::SqliteStore`]).
+//! - `metrics`: the tracker's and its emitters' figures through the `metrics` facade, for
+//!   any exporter ([`metrics`], which lists them).
 //!
 //! # Minimum supported Rust version
 //!
@@ -184,6 +189,11 @@ mod fanout;
 pub mod health;
 mod mailbox;
 mod messages;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod payload;
 mod reclaim;
 mod report;

@@ -123,7 +123,8 @@ impl DropCounts {
     }
 }
 
-/// What became of one request to the collector: the `outcome` of its tracing span.
+/// What became of one request to the collector: the `outcome` of its tracing span and the
+/// label of the request-duration histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum RequestOutcome {
     /// Answered 2xx: its events are sent.
@@ -142,6 +143,15 @@ pub(crate) enum RequestOutcome {
 }
 
 impl RequestOutcome {
+    /// The outcomes of an answered request, the histogram's label values.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const ANSWERED: [RequestOutcome; 4] = [
+        RequestOutcome::Sent,
+        RequestOutcome::Retried,
+        RequestOutcome::Dropped,
+        RequestOutcome::Split,
+    ];
+
     /// Its name in spans and labels.
     pub(crate) fn as_str(self) -> &'static str {
         match self {

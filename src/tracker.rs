@@ -33,6 +33,7 @@ use crate::fanout::{Fanout, GetReports, Inbox, Refused, Route};
 use crate::health::{EmitterHealth, Health, HealthReason};
 use crate::messages::DEFAULT_FLUSH_TIMEOUT;
 use crate::messages::{Flush, Shutdown, Track};
+use crate::metrics::TrackerMetrics;
 use crate::reclaim::{Reclaimer, Release};
 use crate::report::{EmitterReport, EmitterStats, FinalStats, FlushReport};
 use crate::runtime::Runtime;
@@ -241,8 +242,18 @@ impl TrackerBuilder {
             return Err(BuildError::Zero("queue_bytes"));
         }
         let fanout_panics = Arc::new(AtomicU64::new(0));
-        let (fanout, inbox) =
-            Fanout::start_on(&home, capacity, self.queue_bytes, fanout_panics.clone());
+        let tracked = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
+        let discarded: Arc<[AtomicU64; 2]> = Arc::default();
+        let metrics =
+            TrackerMetrics::register(settings.namespace(), &tracked, &refused, &discarded);
+        let (fanout, inbox) = Fanout::start_on(
+            &home,
+            capacity,
+            self.queue_bytes,
+            fanout_panics.clone(),
+            metrics,
+        );
         let reclaimer = Reclaimer::start_on(&home);
         let target = fanout.clone().recipient();
         let period = self.flush_timer;
@@ -260,10 +271,10 @@ impl TrackerBuilder {
                 loss_reported: Arc::new(AtomicBool::new(false)),
                 final_reports: Mutex::new(None),
                 shut_down: AtomicBool::new(false),
-                tracked: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
+                tracked,
+                refused,
                 invalid: AtomicU64::new(0),
-                discarded: Default::default(),
+                discarded,
                 names: Mutex::new(Vec::new()),
                 fanout_panics,
                 refused_burst: Burst::default(),
@@ -324,14 +335,16 @@ struct Inner {
     /// Every emitter's counters once the tracker has shut down: what `stats` returns then.
     final_reports: Mutex<Option<Vec<EmitterReport>>>,
     shut_down: AtomicBool,
-    tracked: AtomicU64,
-    refused: AtomicU64,
+    /// Events passed to `track` (shared with the fan-out, which publishes it).
+    tracked: Arc<AtomicU64>,
+    /// Events `track` refused, the inbox full (shared likewise).
+    refused: Arc<AtomicU64>,
     /// Panics caught in the fan-out.
     fanout_panics: Arc<AtomicU64>,
     /// Events `track` refused because a setter kept an invalid value.
     invalid: AtomicU64,
-    /// Events discarded on purpose: sampling, policy.
-    discarded: [AtomicU64; 2],
+    /// Events discarded on purpose: sampling, policy (shared with the fan-out likewise).
+    discarded: Arc<[AtomicU64; 2]>,
     /// The names of its emitters, built-in and custom, each once (see
     /// [`Inner::unique_name`]).
     names: Mutex<Vec<String>>,
@@ -589,7 +602,7 @@ impl Tracker {
     ///
     /// Its name is unique in this tracker: under a name an emitter of the tracker already
     /// has (two unnamed emitters to one endpoint, say), it is renamed with `#2` (`#3`, …)
-    /// after it, in its stats, handle and logs alike. The same holds for the emitters given
+    /// after it, in its stats, handle, logs and metrics alike. The same holds for the emitters given
     /// to the builder.
     ///
     /// # Errors
@@ -617,6 +630,7 @@ impl Tracker {
                 refused: refused.clone(),
                 held: held.clone(),
                 loss_reported: self.inner.loss_reported.clone(),
+                namespace: self.inner.settings.namespace().to_owned(),
             })
             .start_in(runtime.arbiter());
         let target = addr.clone().recipient();

@@ -18,6 +18,7 @@ use super::config::{EmitterConfig, Failure, Owner, Settings};
 use super::delivery::{Command, Delivery, Now, INTAKE_CHUNK};
 use super::waiters::Waiter;
 use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
+use crate::metrics::EmitterMetrics;
 use crate::report::{EmitterStats, FinalStats, FlushReport};
 use crate::runtime::Runtime;
 use crate::store::StoredEvent;
@@ -47,6 +48,8 @@ pub struct Emitter {
     final_stats: FinalStats,
     /// The tracker owning the emitter, if any (see [`Owner`]).
     owner: Option<Owner>,
+    /// Where its figures are published (see [`crate::metrics`]).
+    metrics: EmitterMetrics,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -59,7 +62,11 @@ impl std::fmt::Debug for Emitter {
 }
 
 impl Emitter {
-    pub(crate) fn new(config: EmitterConfig, own_runtime: Option<Runtime>) -> Self {
+    pub(crate) fn new(
+        config: EmitterConfig,
+        own_runtime: Option<Runtime>,
+        metrics: EmitterMetrics,
+    ) -> Self {
         let settings = config.settings;
         Self {
             core: Delivery::new(settings.clone(), config.store, Now::real()),
@@ -71,6 +78,7 @@ impl Emitter {
             own_runtime,
             final_stats: config.final_stats,
             owner: config.owner,
+            metrics,
         }
     }
 
@@ -99,9 +107,13 @@ impl Emitter {
         }
     }
 
-    /// Carries out the core's commands, then arms the timer for its next wake-up.
+    /// Publishes the figures the core changed, carries out its commands (after publishing:
+    /// whoever gets a flush's reply sees the figures of that moment), then arms the timer for
+    /// its next wake-up.
     fn execute(&mut self, ctx: &mut Context<Self>) {
-        for command in self.core.take_commands() {
+        let commands = self.core.take_commands();
+        self.publish();
+        for command in commands {
             self.carry_out(command, ctx);
         }
         if let Some(owner) = &self.owner {
@@ -122,7 +134,9 @@ impl Emitter {
                 let answer = async move { answer.instrument(span).await };
                 ctx.spawn(answer.into_actor(self).map(move |result, act, ctx| {
                     act.contained(ctx, |act, ctx| {
-                        act.core.answer(id, result, Now::real());
+                        if let Some(answered) = act.core.answer(id, result, Now::real()) {
+                            act.metrics.answered(answered.outcome, answered.took);
+                        }
                         act.execute(ctx);
                     });
                 }));
@@ -211,7 +225,14 @@ impl Emitter {
     }
 
     fn publish_final_stats(&self) {
-        self.final_stats.set(self.stats());
+        let stats = self.stats();
+        self.metrics.publish(|| stats.clone());
+        self.final_stats.set(stats);
+    }
+
+    /// Publishes the figures (see [`crate::metrics`]).
+    fn publish(&self) {
+        self.metrics.publish(|| self.stats());
     }
 
     /// Takes in the whole intake now (at most its bound, see [`INTAKE_EVENTS`](super::INTAKE_EVENTS)):
@@ -358,6 +379,10 @@ impl Handler<Track> for Emitter {
     fn handle(&mut self, Track(event): Track, ctx: &mut Self::Context) {
         self.contained(ctx, |act, _| act.core.receive_all([event], Now::real()));
         self.schedule_intake(ctx);
+        if !self.core.has_intake() {
+            // All refused (a closed emitter): no intake turn will publish it.
+            self.publish();
+        }
     }
 }
 
@@ -367,6 +392,10 @@ impl Handler<TrackBatch> for Emitter {
     fn handle(&mut self, TrackBatch(events): TrackBatch, ctx: &mut Self::Context) {
         self.contained(ctx, |act, _| act.core.receive_all(events, Now::real()));
         self.schedule_intake(ctx);
+        if !self.core.has_intake() {
+            // All refused (a closed emitter): no intake turn will publish it.
+            self.publish();
+        }
     }
 }
 
@@ -405,7 +434,9 @@ impl Handler<GetStats> for Emitter {
 
     fn handle(&mut self, _: GetStats, ctx: &mut Self::Context) -> Self::Result {
         self.take_in_all(ctx);
-        MessageResult(self.stats())
+        let stats = self.stats();
+        self.metrics.publish(|| stats.clone());
+        MessageResult(stats)
     }
 }
 

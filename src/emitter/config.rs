@@ -649,6 +649,8 @@ pub(crate) struct Owner {
     pub(crate) held: Arc<std::sync::atomic::AtomicU64>,
     /// Set once the tracker has warned about what its emitters lose: they stop quietly.
     pub(crate) loss_reported: Arc<std::sync::atomic::AtomicBool>,
+    /// The tracker's namespace (the emitter's `tracker` label in [`crate::metrics`]).
+    pub(crate) namespace: String,
 }
 
 impl fmt::Debug for EmitterConfig {

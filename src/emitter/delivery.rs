@@ -154,6 +154,13 @@ struct Flight {
     span: Span,
 }
 
+/// What an answered request came to, and how long its answer took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answered {
+    pub(crate) outcome: RequestOutcome,
+    pub(crate) took: Duration,
+}
+
 /// A failed request waiting for its own retry.
 #[derive(Debug)]
 struct Retry {
@@ -523,17 +530,22 @@ impl Delivery {
         id
     }
 
-    /// The answer to request `id` (unknown ids, from before a restart, are ignored).
+    /// The answer to request `id` (unknown ids, from before a restart, are ignored): what
+    /// it came to, and how long it took.
     ///
     /// The request's span records the outcome, the status and the reason of a failure, and
     /// is current while the answer is handled (so its WARN lines are inside it); it closes
     /// here, before anything waiting on the request hears of it.
-    pub(crate) fn answer(&mut self, id: u64, result: Result<Response, TransportError>, now: Now) {
-        let Some(mut flight) = self.in_flight.remove(&id) else {
-            return;
-        };
+    pub(crate) fn answer(
+        &mut self,
+        id: u64,
+        result: Result<Response, TransportError>,
+        now: Now,
+    ) -> Option<Answered> {
+        let mut flight = self.in_flight.remove(&id)?;
         self.in_flight_events -= flight.events.len() as u64;
         self.in_flight_bytes -= cost_of(&flight.events);
+        let took = now.at.saturating_duration_since(flight.sent_at);
         let span = std::mem::replace(&mut flight.span, Span::none());
         let (reason, retry_after) = match result {
             Ok(response) if (200..300).contains(&response.status) => {
@@ -545,7 +557,10 @@ impl Delivery {
                 });
                 drop(span);
                 self.after_change(now);
-                return;
+                return Some(Answered {
+                    outcome: RequestOutcome::Sent,
+                    took,
+                });
             }
             Ok(response) => (FailureReason::Status(response.status), response.retry_after),
             Err(error) => (FailureReason::Transport(error), None),
@@ -586,6 +601,7 @@ impl Delivery {
         span.record("outcome", outcome.as_str());
         drop(span);
         self.after_change(now);
+        Some(Answered { outcome, took })
     }
 
     /// The actor is restarting: requests in flight will not be answered; their events go

@@ -49,6 +49,7 @@ use std::task::{Context as TaskContext, Poll};
 use actix::dev::ContextFut;
 use actix::{Addr, ArbiterHandle, Context};
 
+use crate::metrics::EmitterMetrics;
 use crate::runtime::Runtime;
 
 impl EmitterConfig {
@@ -75,11 +76,22 @@ impl EmitterConfig {
 
     /// What `actix::Supervisor::start_in_arbiter` does, but with the mailbox at its full
     /// capacity from the first message (see [`crate::mailbox`]).
+    ///
+    /// Its figures are registered here, with the recorder current on the calling thread.
     fn start_on(self, arbiter: &ArbiterHandle, own: Option<Runtime>) -> Addr<Emitter> {
         let (addr, mailbox) = crate::mailbox::sized(self.settings.mailbox_capacity);
+        let tracker = self
+            .owner
+            .as_ref()
+            .map_or("", |owner| owner.namespace.as_str());
+        let metrics = EmitterMetrics::register(
+            tracker,
+            &self.settings.name,
+            self.store.capacity().is_some(),
+        );
         arbiter.spawn_fn(move || {
             let ctx = mailbox.into_context();
-            let emitter = Emitter::new(self, own);
+            let emitter = Emitter::new(self, own, metrics);
             actix_rt::spawn(Supervised(ctx.into_future(emitter)));
         });
         addr

@@ -29,6 +29,7 @@ mod hardening;
 mod health;
 mod loadgen;
 mod logging;
+mod metrics;
 mod payload;
 mod properties;
 mod raw_faults;
