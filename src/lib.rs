@@ -109,6 +109,12 @@
 //!   (SIGKILL, out of memory, a node lost). The `sqlite` feature's
 //!   [`SqliteStore`](crate::store::SqliteStore) keeps them on disk, on a volume that
 //!   outlives the container, and a restarted emitter sends them.
+//! - **Privacy.** [`EmitterBuilder::anonymous`] makes every request of an emitter carry
+//!   `SP-Anonymous: *`, so the collector keeps neither the IP address, nor its cookie, nor
+//!   a network user id. It does not change what the events carry: with the middleware each
+//!   has the client's `ip` (and `tnuid` when a network user id cookie is named); leave out
+//!   of the subject what must not be sent, `user_id` included. Logs never carry payload
+//!   contents at INFO or above (see "Logging").
 //! - **The endpoint** is the collector's base URL (`https://collector.example.com`): the
 //!   emitter adds `/com.snowplowanalytics.snowplow/tp2` (POST) or `/i` (GET). Without a
 //!   scheme it is https.

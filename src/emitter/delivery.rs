@@ -851,6 +851,7 @@ impl Delivery {
             body,
             timeout: self.settings.request_timeout.request(),
             events: events.len(),
+            anonymous: self.settings.anonymous,
         };
         let attempt = events.iter().map(|e| e.attempts).max().unwrap_or(1);
         // One span per request, from sending to its settling, on no parent: a subscriber

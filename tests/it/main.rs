@@ -14,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod anonymous;
 mod architecture;
 mod bad_input;
 mod batching;
