@@ -54,7 +54,9 @@
 //! full mailbox refuses (`capacity`) show when it next publishes. The tracker-wide counters
 //! are published from the fan-out's thread each time it hands events over, before it
 //! answers a flush, a shutdown or a stats request, and every [`PUBLISH_INTERVAL`] (what
-//! changes without it: refusals, discards).
+//! changes without it: refusals, discards). Publishing is a dozen atomic stores into
+//! handles registered once; it is not rate-limited, since the delivery benchmark shows no
+//! cost above its noise (`BENCHMARKS.md`).
 //!
 //! # Registration and the recorder
 //!
