@@ -56,16 +56,17 @@
 //! answers a flush, a shutdown or a stats request, and every [`PUBLISH_INTERVAL`] (what
 //! changes without it: refusals, discards). Publishing is a dozen atomic stores into
 //! handles registered once; it is not rate-limited, since the delivery benchmark shows no
-//! cost above its noise (`BENCHMARKS.md`).
+//! cost above its noise (`BENCHMARKS.md`). A recorder that panics is caught, logged once at
+//! ERROR and no longer published to; nothing else changes.
 //!
 //! # Registration and the recorder
 //!
 //! The figures are registered when the tracker and its emitters are built (an emitter added
 //! at run time: when it is added), with the recorder current on the building thread: the
 //! global one (install it first), or a local one set there with
-//! `metrics::set_default_local_recorder`, which the tracker's threads then use too (as
-//! they log to the `tracing` subscriber current where the tracker was built). A tracker
-//! built before any recorder is installed publishes nothing.
+//! `metrics::set_default_local_recorder`: the tracker's threads publish to what was
+//! registered there, as they log to the `tracing` subscriber current where the tracker was
+//! built. A tracker built before any recorder is installed publishes nothing.
 //!
 //! # Labels
 //!
@@ -133,7 +134,8 @@ const DISCARD_REASONS: [&str; 2] = ["sampling", "policy"];
 
 #[cfg(feature = "metrics")]
 mod publish {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -159,6 +161,21 @@ mod publish {
         limit: Gauge,
         /// In the order of [`RequestOutcome::ANSWERED`].
         durations: [Histogram; 4],
+        /// The recorder panicked once (see [`guarded`]).
+        broken: AtomicBool,
+    }
+
+    /// Runs `publish` unless the recorder has panicked before (`broken`); a panic in it (the
+    /// recorder is the application's code) is caught and logged once, and nothing more is
+    /// published to it: the emitter or the fan-out goes on.
+    fn guarded(broken: &AtomicBool, publish: impl FnOnce()) {
+        if broken.load(Ordering::Relaxed) {
+            return;
+        }
+        if catch_unwind(AssertUnwindSafe(publish)).is_err() {
+            broken.store(true, Ordering::Relaxed);
+            tracing::error!("the metrics recorder panicked: no more figures are published to it");
+        }
     }
 
     fn labels(pairs: &[(&'static str, &str)]) -> Vec<Label> {
@@ -265,6 +282,7 @@ mod publish {
                         with(LABEL_OUTCOME, outcome.as_str())
                     )
                 }),
+                broken: AtomicBool::new(false),
             })))
         }
 
@@ -275,18 +293,20 @@ mod publish {
                 return;
             };
             let stats = stats();
-            handles.sent.absolute(stats.sent);
-            handles.retried.absolute(stats.retried);
-            handles.outcome_unknown.absolute(stats.outcome_unknown);
-            for (counter, reason) in handles.dropped.iter().zip(DropReason::ALL) {
-                counter.absolute(stats.dropped.get(reason));
-            }
-            handles.queue.set(stats.queued as f64);
-            if let (Some(gauge), Some(capacity)) = (&handles.capacity, stats.buffer_capacity) {
-                gauge.set(capacity as f64);
-            }
-            handles.in_flight.set(stats.in_flight_requests as f64);
-            handles.limit.set(stats.concurrency_limit as f64);
+            guarded(&handles.broken, || {
+                handles.sent.absolute(stats.sent);
+                handles.retried.absolute(stats.retried);
+                handles.outcome_unknown.absolute(stats.outcome_unknown);
+                for (counter, reason) in handles.dropped.iter().zip(DropReason::ALL) {
+                    counter.absolute(stats.dropped.get(reason));
+                }
+                handles.queue.set(stats.queued as f64);
+                if let (Some(gauge), Some(capacity)) = (&handles.capacity, stats.buffer_capacity) {
+                    gauge.set(capacity as f64);
+                }
+                handles.in_flight.set(stats.in_flight_requests as f64);
+                handles.limit.set(stats.concurrency_limit as f64);
+            });
         }
 
         /// One answered request: `outcome` after `took`.
@@ -295,7 +315,9 @@ mod publish {
                 return;
             };
             if let Some(at) = RequestOutcome::ANSWERED.iter().position(|o| *o == outcome) {
-                handles.durations[at].record(took.as_secs_f64());
+                guarded(&handles.broken, || {
+                    handles.durations[at].record(took.as_secs_f64());
+                });
             }
         }
     }
@@ -311,6 +333,8 @@ mod publish {
         tracked: Counter,
         refused: Counter,
         discarded: [Counter; 2],
+        /// The recorder panicked once (see [`guarded`]).
+        broken: AtomicBool,
     }
 
     /// Where the tracker counts (shared with it).
@@ -353,6 +377,7 @@ mod publish {
                         labels(&[(LABEL_TRACKER, namespace), (LABEL_REASON, reason)])
                     )
                 }),
+                broken: AtomicBool::new(false),
             })))
         }
 
@@ -367,15 +392,17 @@ mod publish {
                 return;
             };
             let counts = &handles.counts;
-            handles
-                .tracked
-                .absolute(counts.tracked.load(Ordering::Relaxed));
-            handles
-                .refused
-                .absolute(counts.refused.load(Ordering::Relaxed));
-            for (counter, count) in handles.discarded.iter().zip(counts.discarded.iter()) {
-                counter.absolute(count.load(Ordering::Relaxed));
-            }
+            guarded(&handles.broken, || {
+                handles
+                    .tracked
+                    .absolute(counts.tracked.load(Ordering::Relaxed));
+                handles
+                    .refused
+                    .absolute(counts.refused.load(Ordering::Relaxed));
+                for (counter, count) in handles.discarded.iter().zip(counts.discarded.iter()) {
+                    counter.absolute(count.load(Ordering::Relaxed));
+                }
+            });
         }
     }
 }

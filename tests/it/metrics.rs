@@ -628,3 +628,98 @@ mod serve_mode {
         assert!(status.success(), "{status:?}");
     }
 }
+
+/// A recorder whose counters panic (a bug in an exporter).
+struct PanickingRecorder;
+
+struct PanickingCounter;
+
+impl metrics::CounterFn for PanickingCounter {
+    fn increment(&self, _: u64) {
+        panic!("a bug in the recorder");
+    }
+
+    fn absolute(&self, _: u64) {
+        panic!("a bug in the recorder");
+    }
+}
+
+impl metrics::Recorder for PanickingRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(std::sync::Arc::new(PanickingCounter))
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// The recorder is the application's code: one that panics is caught, logged once at
+/// ERROR, and no longer published to, while the emitters and the fan-out deliver as ever.
+#[actix_rt::test]
+async fn a_panicking_recorder_is_logged_once_and_delivery_goes_on() {
+    let logs = crate::common::logs::Logs::capture();
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    let tracker = {
+        let recorder = PanickingRecorder;
+        let _local = metrics::set_default_local_recorder(&recorder);
+        Tracker::builder("metrics-panicking")
+            .emitter(EmitterBuilder::new(collector.endpoint()).name("metrics-panicking"))
+            .flushed_by_hand()
+    };
+    for _ in 0..25 {
+        tracker.track(Structured::new("a", "b").unwrap()).unwrap();
+    }
+
+    let report = tracker.flush().await.unwrap();
+    let stats = tracker.stats().await.unwrap();
+
+    assert_eq!((report.queued, report.timed_out), (0, false), "{report:?}");
+    assert_eq!(collector.accepted_count(), 25);
+    let emitter = stats.emitters[0].stats.clone().unwrap();
+    assert_eq!((emitter.sent, emitter.panics, emitter.restarts), (25, 0, 0));
+    assert_eq!(stats.fanout_panics, 0);
+    let errors: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|line| line.level == tracing::Level::ERROR)
+        .map(|line| line.message)
+        .collect();
+    // One for the emitter's handles, one for the fan-out's.
+    assert_eq!(
+        errors, ["the metrics recorder panicked: no more figures are published to it"; 2],
+        "{errors:#?}"
+    );
+}
