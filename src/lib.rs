@@ -140,13 +140,13 @@
 //! feature (`tracing = { version = "0.1", features = ["log"] }` in its own manifest).
 //!
 //! Levels: **ERROR** for what needs a fix (the collector answers 404 — the first of each
-//! burst —, the event store fails, a callback panics, a handler extracts a
-//! `RequestTracker` without a tracker); **WARN** for each failed request (retried or
-//! dropped), a burst of drops (once per burst, not per event), the brake engaging, a
-//! shutdown or drop with events left; **INFO** for a stop signal, the brake released and
-//! the tracker's shutdown report; **DEBUG** for each request (a span, below) and each
-//! accepted one. No payload
-//! contents (URLs, user ids, event fields) are logged at INFO or above.
+//! burst —, the event store fails, a callback or the metrics recorder panics, a handler
+//! extracts a `RequestTracker` without a tracker); **WARN** for each failed request
+//! (retried or dropped), a burst of drops (once per burst, not per event), the brake
+//! engaging, a shutdown or drop with events left; **INFO** for a stop signal, the brake
+//! released, an emitter renamed because its tracker has another of that name, and the
+//! tracker's shutdown report; **DEBUG** for each request (a span, below) and each accepted
+//! one. No payload contents (URLs, user ids, event fields) are logged at INFO or above.
 //!
 //! Fields: every line of an emitter carries `emitter` (its name: given with
 //! [`EmitterBuilder::name`], or its endpoint) and `method` (`GET`, `POST`); a failed
