@@ -43,6 +43,7 @@ pub use delivery::{BRAKE_AFTER, BRAKE_MIN_QUIET};
 pub use endpoint::{Endpoint, Protocol};
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
@@ -84,11 +85,12 @@ impl EmitterConfig {
             .owner
             .as_ref()
             .map_or("", |owner| owner.namespace.as_str());
-        let metrics = EmitterMetrics::register(
-            tracker,
-            &self.settings.name,
-            self.store.capacity().is_some(),
-        );
+        // The store is the application's code: a panic here means no capacity to show.
+        let bounded = catch_unwind(AssertUnwindSafe(|| self.store.capacity()))
+            .ok()
+            .flatten()
+            .is_some();
+        let metrics = EmitterMetrics::register(tracker, &self.settings.name, bounded);
         arbiter.spawn_fn(move || {
             let ctx = mailbox.into_context();
             let emitter = Emitter::new(self, own, metrics);
