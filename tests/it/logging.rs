@@ -877,7 +877,7 @@ async fn each_request_is_one_debug_span_closed_at_its_answer_with_its_outcome_an
 }
 
 /// A request that fails without a status (a refused connection) is a span with the reason
-/// and no status; by GET as by POST.
+/// and no status (a GET here; the POST spans above have the same fields).
 #[actix_rt::test]
 async fn a_request_failing_without_an_answer_is_a_span_with_its_reason_and_no_status() {
     let logs = Logs::capture();
