@@ -1,14 +1,16 @@
 //! End-to-end cost per event: tracking through a tracker and its emitter until a flush
 //! reports everything sent, against a no-op transport (the framework's own overhead) and
 //! against a real collector on 127.0.0.1; and the cost of `track()` on the caller's thread.
+//! Built with the `metrics` feature, the figures go to a Prometheus recorder.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
+use snowplow_actix::emitter::MAX_MAILBOX_CAPACITY;
 use snowplow_actix::transport::{Request, Response, Transport, TransportError};
-use snowplow_actix::{EmitterBuilder, Structured, Tracker};
+use snowplow_actix::{EmitterBuilder, Structured, TrackError, Tracker};
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../tests/common/collector.rs"]
@@ -42,11 +44,16 @@ fn event(idx: u64) -> Structured {
         .label(idx.to_string())
 }
 
-/// Tracks `iters` events and flushes; the time until the flush reports them sent.
+/// Tracks `iters` events and flushes; the time until the flush reports them sent. An
+/// event the fan-out has no room for yet (a sample larger than its queue) is tracked again
+/// once it has: the time is that of delivering them all.
 async fn deliver(tracker: &Tracker, iters: u64) -> Duration {
     let started = Instant::now();
     for idx in 0..iters {
-        tracker.track(event(idx)).expect("tracked");
+        while let Err(error) = tracker.track(event(idx)) {
+            assert_eq!(error, TrackError::QueueFull, "tracked");
+            std::thread::yield_now();
+        }
     }
     let report = tracker
         .flush_with_timeout(Duration::from_secs(60))
@@ -56,7 +63,24 @@ async fn deliver(tracker: &Tracker, iters: u64) -> Duration {
     started.elapsed()
 }
 
+/// With the `metrics` feature, a Prometheus recorder for the process: the figures are
+/// published for real (to compare with a build without the feature).
+fn install_recorder() {
+    #[cfg(feature = "metrics")]
+    {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        INSTALLED.call_once(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("the bench's recorder");
+            // Kept for the process, as an application keeps it for its `/metrics`.
+            std::mem::forget(handle);
+        });
+    }
+}
+
 fn end_to_end(c: &mut Criterion) {
+    install_recorder();
     let system = actix_rt::System::new();
     let collector = system.block_on(collector::TestCollector::start(
         collector::CollectorConfig::default(),
@@ -84,13 +108,14 @@ fn end_to_end(c: &mut Criterion) {
 const PRODUCERS: u64 = 4;
 
 fn track_call(c: &mut Criterion) {
+    install_recorder();
     let system = actix_rt::System::new();
     let tracker = system.block_on(async {
         Tracker::builder("bench")
             .emitter(emitter("http://127.0.0.1:9", 10, true))
             .no_flush_timer()
             // Room for every event of a sample: none is refused, which would be cheaper.
-            .mailbox_capacity(10_000_000)
+            .mailbox_capacity(MAX_MAILBOX_CAPACITY)
             .build()
             .expect("tracker")
     });

@@ -21,6 +21,16 @@
 //! reason, `queued`, `timed_out`, …). `RUST_LOG=snowplow_actix=debug` shows the crate's
 //! logs (INFO and above by default).
 //!
+//! Built with the `metrics` feature, both modes install a Prometheus recorder
+//! (`metrics-exporter-prometheus`, the recorder alone) before building the tracker, and
+//! `GET /metrics` (untracked) answers the tracker's and the emitter's figures in Prometheus
+//! text:
+//!
+//! ```text
+//! cargo run --features metrics --example actix_web -- --bind 127.0.0.1:8080 --collector http://127.0.0.1:9090
+//! curl http://127.0.0.1:8080/metrics
+//! ```
+//!
 //! ```text
 //! cargo run --release --example collector -- --addr 127.0.0.1:9090 &
 //! cargo run --release --example actix_web -- --bind 127.0.0.1:8080 --collector http://127.0.0.1:9090
@@ -75,6 +85,12 @@ fn parse(args: &[String]) -> Result<Mode, String> {
 }
 
 fn main() {
+    std::process::exit(run(std::env::args().skip(1).collect()));
+}
+
+/// The example with `args` (its command line without the program): the exit code. (The
+/// tests run it too.)
+pub(crate) fn run(args: Vec<String>) -> i32 {
     // The crate's logs, as an application turns them on: INFO and above unless RUST_LOG
     // says otherwise (on stderr: stdout ends with the report).
     tracing_subscriber::fmt()
@@ -85,27 +101,89 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         println!("{USAGE}");
-        return;
+        return 0;
     }
     let mode = match parse(&args) {
         Ok(mode) => mode,
         Err(error) => {
             eprintln!("error: {error}\n\n{USAGE}");
-            std::process::exit(2);
+            return 2;
         }
     };
     let outcome = actix_web::rt::System::new().block_on(async move {
+        // Before the tracker is built: its figures are registered with this recorder.
+        let metrics = Metrics::install()?;
         match mode {
-            Mode::SelfContained => self_contained().await,
-            Mode::Serve { bind, collector } => serve(bind, &collector).await,
+            Mode::SelfContained => self_contained(metrics).await,
+            Mode::Serve { bind, collector } => serve(bind, &collector, metrics).await,
         }
     });
     if let Err(error) = outcome {
         eprintln!("error: {error}");
-        std::process::exit(1);
+        return 1;
+    }
+    0
+}
+
+/// With the `metrics` feature: the Prometheus recorder, rendered on `GET /metrics`.
+#[cfg(feature = "metrics")]
+#[derive(Clone)]
+struct Metrics(metrics_exporter_prometheus::PrometheusHandle);
+
+#[cfg(feature = "metrics")]
+impl Metrics {
+    /// Installs a Prometheus recorder as the process's, the request durations in buckets.
+    fn install() -> Result<Self, Error> {
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        use snowplow_actix::metrics::{EMITTER_REQUEST_DURATION_SECONDS, REQUEST_DURATION_BUCKETS};
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(EMITTER_REQUEST_DURATION_SECONDS.to_owned()),
+                &REQUEST_DURATION_BUCKETS,
+            )?
+            .install_recorder()?;
+        Ok(Self(handle))
+    }
+
+    /// `GET /metrics`: the figures in Prometheus text.
+    fn routes(&self, config: &mut web::ServiceConfig) {
+        config
+            .app_data(web::Data::new(self.clone()))
+            .route("/metrics", web::get().to(render_metrics));
+    }
+
+    fn exclude(tracking: SnowplowTracking) -> SnowplowTracking {
+        tracking.exclude_path("/metrics")
+    }
+}
+
+/// The figures in Prometheus text (the recorder's upkeep first: this example has no
+/// task of its own for it).
+#[cfg(feature = "metrics")]
+async fn render_metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    metrics.0.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.0.render())
+}
+
+/// Without the `metrics` feature: no recorder, no `/metrics`.
+#[cfg(not(feature = "metrics"))]
+#[derive(Clone)]
+struct Metrics;
+
+#[cfg(not(feature = "metrics"))]
+impl Metrics {
+    fn install() -> Result<Self, Error> {
+        Ok(Self)
+    }
+
+    fn routes(&self, _: &mut web::ServiceConfig) {}
+
+    fn exclude(tracking: SnowplowTracking) -> SnowplowTracking {
+        tracking
     }
 }
 
@@ -118,7 +196,11 @@ fn tracker(collector: &str) -> Result<Tracker, Error> {
 }
 
 /// The app: its routes, behind the tracking middleware.
-fn server(tracker: &Tracker, bind: SocketAddr) -> Result<(Server, SocketAddr), Error> {
+fn server(
+    tracker: &Tracker,
+    bind: SocketAddr,
+    metrics: Metrics,
+) -> Result<(Server, SocketAddr), Error> {
     // 127.0.0.1 is trusted as a reverse proxy here, so its `X-Forwarded-For` counts.
     let tracking = SnowplowTracking::new(tracker.clone())
         .trusted_proxy(IpAddr::V4(Ipv4Addr::LOCALHOST))
@@ -128,6 +210,7 @@ fn server(tracker: &Tracker, bind: SocketAddr) -> Result<(Server, SocketAddr), E
             let user = request.headers().get("x-user-id")?;
             user.to_str().ok().map(str::to_owned)
         });
+    let tracking = Metrics::exclude(tracking);
     let status = web::Data::new(tracker.clone());
     let server = HttpServer::new(move || {
         App::new()
@@ -139,6 +222,7 @@ fn server(tracker: &Tracker, bind: SocketAddr) -> Result<(Server, SocketAddr), E
             .route("/basket/{item}", web::post().to(add_to_basket))
             .route("/health", web::get().to(HttpResponse::Ok))
             .route("/status", web::get().to(health))
+            .configure(|config| metrics.routes(config))
     })
     .workers(2)
     // `Serve` owns the signals and the shutdown budget.
@@ -149,9 +233,9 @@ fn server(tracker: &Tracker, bind: SocketAddr) -> Result<(Server, SocketAddr), E
 }
 
 /// Serve mode: until SIGTERM or SIGINT, then the report as the last line.
-async fn serve(bind: SocketAddr, collector: &str) -> Result<(), Error> {
+async fn serve(bind: SocketAddr, collector: &str, metrics: Metrics) -> Result<(), Error> {
     let tracker = tracker(collector)?;
-    let (server, addr) = server(&tracker, bind)?;
+    let (server, addr) = server(&tracker, bind, metrics)?;
     eprintln!("app listening on http://{addr}, tracking to {collector}");
     let report = Serve::new(tracker).run(server).await?;
     println!("{}", summary(&report));
@@ -160,13 +244,17 @@ async fn serve(bind: SocketAddr, collector: &str) -> Result<(), Error> {
 
 /// The self-contained run: an embedded collector, the app, a client browsing it and a
 /// SIGTERM at the end.
-async fn self_contained() -> Result<(), Error> {
+async fn self_contained(metrics: Metrics) -> Result<(), Error> {
     let collector = Collector::start()?;
     println!("collector listening on http://{}", collector.addr);
     // Batches of 10 and a flush every 10 s: the few events below stay buffered until the
     // shutdown drains them.
     let tracker = tracker(&format!("http://{}", collector.addr))?;
-    let (server, addr) = server(&tracker, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    let (server, addr) = server(
+        &tracker,
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        metrics,
+    )?;
     println!("app listening on http://{addr}");
     let traffic = actix_rt::spawn(browse(addr, server.handle()));
 
@@ -300,6 +388,42 @@ async fn requests(app: SocketAddr) -> Result<(), String> {
             return Err(format!("{url}: {}", response.status()));
         }
     }
+    show_metrics(&client, &base).await
+}
+
+/// With the `metrics` feature: `GET /metrics`, and the tracker's and emitter's lines of it.
+#[cfg(feature = "metrics")]
+async fn show_metrics(client: &awc::Client, base: &str) -> Result<(), String> {
+    let url = format!("{base}/metrics");
+    let mut response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|error| format!("{url}: {error}"))?;
+    let body = response
+        .body()
+        .await
+        .map_err(|error| format!("{url}: {error}"))?;
+    let text = String::from_utf8_lossy(&body);
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("snowplow_") && !line.contains("_bucket"))
+        .collect();
+    println!("{} {url}: {} figures", response.status(), ours.len());
+    for line in &ours {
+        println!("  {line}");
+    }
+    if !ours
+        .iter()
+        .any(|line| line.starts_with("snowplow_tracker_events_tracked_total{tracker=\"example\"}"))
+    {
+        return Err(format!("{url}: no snowplow_tracker_events_tracked_total"));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "metrics"))]
+async fn show_metrics(_: &awc::Client, _: &str) -> Result<(), String> {
     Ok(())
 }
 

@@ -32,6 +32,7 @@ use futures::future::{join_all, LocalBoxFuture};
 
 use crate::emitter::Emitter;
 use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
+use crate::metrics::{TrackerMetrics, PUBLISH_INTERVAL};
 use crate::report::{EmitterReport, EmitterStats, FlushReport};
 use crate::sync::{lock, Burst};
 use crate::wire::{Method, StampedEvent};
@@ -390,6 +391,8 @@ pub(crate) struct Fanout {
     inbox: Arc<Inbox>,
     /// Panics caught in its handlers (the tracker reports them).
     panics: Arc<AtomicU64>,
+    /// Where the tracker-wide figures are published (see [`crate::metrics`]).
+    metrics: TrackerMetrics,
     /// Tests: the next hand-over panics.
     #[cfg(test)]
     panic_next: bool,
@@ -405,12 +408,14 @@ impl fmt::Debug for Fanout {
 impl Fanout {
     /// Starts a fan-out on `arbiter` and returns its address and the inbox that feeds it
     /// (at most `capacity` events and `max_bytes` of them); its mailbox holds `capacity`
-    /// messages from the first one (see [`crate::mailbox`]).
+    /// messages from the first one (see [`crate::mailbox`]). It publishes the tracker-wide
+    /// figures to `metrics`.
     pub(crate) fn start_on(
         arbiter: &ArbiterHandle,
         capacity: usize,
         max_bytes: usize,
         panics: Arc<AtomicU64>,
+        metrics: TrackerMetrics,
     ) -> (Addr<Self>, Arc<Inbox>) {
         let (addr, mailbox) = crate::mailbox::sized(capacity);
         let inbox = Arc::new(Inbox::new(capacity, max_bytes, addr.downgrade()));
@@ -420,6 +425,7 @@ impl Fanout {
                 routes: Vec::new(),
                 inbox: fed,
                 panics,
+                metrics,
                 #[cfg(test)]
                 panic_next: false,
             });
@@ -481,6 +487,7 @@ impl Fanout {
                 busy
             })
             .unwrap_or(true);
+        self.metrics.publish();
         if busy {
             ctx.run_later(BURST_INTERVAL, |fanout, ctx| fanout.on_wake(ctx));
         }
@@ -550,6 +557,13 @@ impl Fanout {
 
 impl Actor for Fanout {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.metrics.enabled() {
+            // What changes without waking it: refusals, discards.
+            ctx.run_interval(PUBLISH_INTERVAL, |fanout, _| fanout.metrics.publish());
+        }
+    }
 }
 
 impl Handler<Wake> for Fanout {
@@ -578,6 +592,7 @@ impl Handler<Flush> for Fanout {
 
     fn handle(&mut self, flush: Flush, _: &mut Self::Context) -> Self::Result {
         self.contained("a flush", Self::drain);
+        self.metrics.publish();
         FanoutFlush(flush)
     }
 }
@@ -626,6 +641,7 @@ impl Handler<Shutdown> for Fanout {
             let left = fanout.inbox.close();
             fanout.hand_over_taken(left);
         });
+        self.metrics.publish();
         let replies = self.routes.iter().filter_map(|r| r.ask_shutdown(shutdown));
         self.gather(replies.collect())
     }
@@ -641,6 +657,7 @@ impl Handler<GetReports> for Fanout {
 
     fn handle(&mut self, _: GetReports, _: &mut Self::Context) -> Self::Result {
         self.contained("a stats request", Self::drain);
+        self.metrics.publish();
         let asks: Vec<_> = self
             .routes
             .iter()
@@ -706,8 +723,13 @@ mod tests {
     #[actix_rt::test]
     async fn finding_a_panic_in_the_fan_out_is_contained_and_its_events_counted() {
         let panics = Arc::new(AtomicU64::new(0));
-        let (fanout, inbox) =
-            Fanout::start_on(&Arbiter::current(), 100, usize::MAX, panics.clone());
+        let (fanout, inbox) = Fanout::start_on(
+            &Arbiter::current(),
+            100,
+            usize::MAX,
+            panics.clone(),
+            TrackerMetrics::none(),
+        );
         let got = Arc::new(AtomicU64::new(0));
         let sink = Counting(got.clone()).start();
         inbox

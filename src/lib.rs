@@ -36,6 +36,9 @@
 //!   without a runtime ([`wire`]: stamping, POST bodies, no I/O).
 //! - **actix-web** (feature `web`): the [`SnowplowTracking`] middleware, the
 //!   [`RequestTracker`] extractor, and [`web::Serve`] for signals and deadlines.
+//! - **Observability**: logs and one span per request to the collector ("Logging", below);
+//!   with feature `metrics`, the figures of the stats through the `metrics` facade
+//!   ([`metrics`]).
 //!
 //! # Quick start
 //!
@@ -116,6 +119,12 @@
 //!   (SIGKILL, out of memory, a node lost). The `sqlite` feature's
 //!   [`SqliteStore`](crate::store::SqliteStore) keeps them on disk, on a volume that
 //!   outlives the container, and a restarted emitter sends them.
+//! - **Privacy.** [`EmitterBuilder::anonymous`] makes every request of an emitter carry
+//!   `SP-Anonymous: *`, so the collector keeps neither the IP address, nor its cookie, nor
+//!   a network user id. It does not change what the events carry: with the middleware each
+//!   has the client's `ip` (and `tnuid` when a network user id cookie is named); leave out
+//!   of the subject what must not be sent, `user_id` included. Logs never carry payload
+//!   contents at INFO or above (see "Logging").
 //! - **The endpoint** is the collector's base URL (`https://collector.example.com`): the
 //!   emitter adds `/com.snowplowanalytics.snowplow/tp2` (POST) or `/i` (GET). Without a
 //!   scheme it is https.
@@ -141,12 +150,13 @@
 //! feature (`tracing = { version = "0.1", features = ["log"] }` in its own manifest).
 //!
 //! Levels: **ERROR** for what needs a fix (the collector answers 404 — the first of each
-//! burst —, the event store fails, a callback panics, a handler extracts a
-//! `RequestTracker` without a tracker); **WARN** for each failed request (retried or
-//! dropped), a burst of drops (once per burst, not per event), the brake engaging, a
-//! shutdown or drop with events left; **INFO** for a stop signal, the brake released and
-//! the tracker's shutdown report; **DEBUG** for each accepted request. No payload
-//! contents (URLs, user ids, event fields) are logged at INFO or above.
+//! burst —, the event store fails, a callback or the metrics recorder panics, a handler
+//! extracts a `RequestTracker` without a tracker); **WARN** for each failed request
+//! (retried or dropped), a burst of drops (once per burst, not per event), the brake
+//! engaging, a shutdown or drop with events left; **INFO** for a stop signal, the brake
+//! released, an emitter renamed because its tracker has another of that name, and the
+//! tracker's shutdown report; **DEBUG** for each request (a span, below) and each accepted
+//! one. No payload contents (URLs, user ids, event fields) are logged at INFO or above.
 //!
 //! Fields: every line of an emitter carries `emitter` (its name: given with
 //! [`EmitterBuilder::name`], or its endpoint) and `method` (`GET`, `POST`); a failed
@@ -156,11 +166,32 @@
 //! answered in plain HTTP). Tracker lines carry `namespace`; drop summaries `dropped`;
 //! the drop warning `lost`.
 //!
+//! Spans: each request to a collector is one DEBUG span named `collector_request` (target
+//! `snowplow_actix::emitter::delivery`), opened as the request is sent and closed once its
+//! answer is handled, with no parent: a subscriber times deliveries with it (`tracing-subscriber`'s
+//! `fmt().with_span_events(FmtSpan::CLOSE)` prints each with its duration). The transport's
+//! work and the lines logged about the answer are inside it. It carries no payload
+//! contents (no URL: a GET's holds the event). Its fields, whose names are stable:
+//!
+//! | field | when | value |
+//! | --- | --- | --- |
+//! | `emitter` | from the start | the emitter's name |
+//! | `method` | from the start | `GET` or `POST` |
+//! | `events` | from the start | events in the request |
+//! | `bytes` | from the start | the POST body or the GET URL, as sent |
+//! | `attempt` | from the start | 1 for a first attempt, 2 for the first retry, … |
+//! | `outcome` | once settled | `sent` (2xx); `retried` (a retryable failure); `dropped` (not retried, or out of attempts or age); `split` (413 or 414 for several events: sent again in smaller requests); `unknown` (still awaiting its answer when the emitter shut down: the collector may have the events); `requeued` (awaiting its answer at a restart, or kept by a durable store at shutdown) |
+//! | `status` | once answered | the HTTP status, when there was one |
+//! | `reason` | once failed | why: `status 503`, `timeout`, `connection error: …` |
+//! | `dropped_as` | once dropped | the [`DropReason`] of its events (`rejected`, `oversize`, …) |
+//!
 //! # Features
 //!
 //! - `web` (default): the actix-web middleware, request-scoped tracker and [`web::Serve`]
 //!   ([`web`]).
 //! - `sqlite`: a durable event store ([`store::SqliteStore`]).
+//! - `metrics`: the tracker's and its emitters' figures through the `metrics` facade, for
+//!   any exporter ([`metrics`], which lists them).
 //!
 //! # Minimum supported Rust version
 //!
@@ -174,6 +205,11 @@ mod fanout;
 pub mod health;
 mod mailbox;
 mod messages;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod payload;
 mod reclaim;
 mod report;

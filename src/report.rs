@@ -123,6 +123,48 @@ impl DropCounts {
     }
 }
 
+/// What became of one request to the collector: the `outcome` of its tracing span and the
+/// label of the request-duration histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum RequestOutcome {
+    /// Answered 2xx: its events are sent.
+    Sent,
+    /// A retryable failure: (some of) its events wait for another attempt.
+    Retried,
+    /// A failure not retried, or retries used up: its events are dropped.
+    Dropped,
+    /// 413 or 414 for several events: they go back to the queue in smaller requests.
+    Split,
+    /// Still awaiting its answer when the emitter closed: the collector may have the events.
+    Unknown,
+    /// Still awaiting its answer when the emitter restarted (or a durable store kept it at
+    /// shutdown): its events went back to the queue.
+    Requeued,
+}
+
+impl RequestOutcome {
+    /// The outcomes of an answered request, the histogram's label values.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const ANSWERED: [RequestOutcome; 4] = [
+        RequestOutcome::Sent,
+        RequestOutcome::Retried,
+        RequestOutcome::Dropped,
+        RequestOutcome::Split,
+    ];
+
+    /// Its name in spans and labels.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Retried => "retried",
+            Self::Dropped => "dropped",
+            Self::Split => "split",
+            Self::Unknown => "unknown",
+            Self::Requeued => "requeued",
+        }
+    }
+}
+
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailureReason {

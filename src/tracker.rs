@@ -33,6 +33,7 @@ use crate::fanout::{Fanout, GetReports, Inbox, Refused, Route};
 use crate::health::{EmitterHealth, Health, HealthReason};
 use crate::messages::DEFAULT_FLUSH_TIMEOUT;
 use crate::messages::{Flush, Shutdown, Track};
+use crate::metrics::TrackerMetrics;
 use crate::reclaim::{Reclaimer, Release};
 use crate::report::{EmitterReport, EmitterStats, FinalStats, FlushReport};
 use crate::runtime::Runtime;
@@ -241,8 +242,18 @@ impl TrackerBuilder {
             return Err(BuildError::Zero("queue_bytes"));
         }
         let fanout_panics = Arc::new(AtomicU64::new(0));
-        let (fanout, inbox) =
-            Fanout::start_on(&home, capacity, self.queue_bytes, fanout_panics.clone());
+        let tracked = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
+        let discarded: Arc<[AtomicU64; 2]> = Arc::default();
+        let metrics =
+            TrackerMetrics::register(settings.namespace(), &tracked, &refused, &discarded);
+        let (fanout, inbox) = Fanout::start_on(
+            &home,
+            capacity,
+            self.queue_bytes,
+            fanout_panics.clone(),
+            metrics,
+        );
         let reclaimer = Reclaimer::start_on(&home);
         let target = fanout.clone().recipient();
         let period = self.flush_timer;
@@ -260,10 +271,11 @@ impl TrackerBuilder {
                 loss_reported: Arc::new(AtomicBool::new(false)),
                 final_reports: Mutex::new(None),
                 shut_down: AtomicBool::new(false),
-                tracked: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
+                tracked,
+                refused,
                 invalid: AtomicU64::new(0),
-                discarded: Default::default(),
+                discarded,
+                names: Mutex::new(Vec::new()),
                 fanout_panics,
                 refused_burst: Burst::default(),
                 invalid_burst: Burst::default(),
@@ -323,14 +335,19 @@ struct Inner {
     /// Every emitter's counters once the tracker has shut down: what `stats` returns then.
     final_reports: Mutex<Option<Vec<EmitterReport>>>,
     shut_down: AtomicBool,
-    tracked: AtomicU64,
-    refused: AtomicU64,
+    /// Events passed to `track` (shared with the fan-out, which publishes it).
+    tracked: Arc<AtomicU64>,
+    /// Events `track` refused, the inbox full (shared likewise).
+    refused: Arc<AtomicU64>,
     /// Panics caught in the fan-out.
     fanout_panics: Arc<AtomicU64>,
     /// Events `track` refused because a setter kept an invalid value.
     invalid: AtomicU64,
-    /// Events discarded on purpose: sampling, policy.
-    discarded: [AtomicU64; 2],
+    /// Events discarded on purpose: sampling, policy (shared with the fan-out likewise).
+    discarded: Arc<[AtomicU64; 2]>,
+    /// The names of its emitters, built-in and custom, each once (see
+    /// [`Inner::unique_name`]).
+    names: Mutex<Vec<String>>,
     refused_burst: Burst,
     invalid_burst: Burst,
 }
@@ -582,6 +599,11 @@ impl Tracker {
 
     /// Builds, starts and adds an emitter; it receives the events tracked from now on.
     ///
+    /// Its name is unique in this tracker: under a name an emitter of the tracker already
+    /// has (two unnamed emitters to one endpoint, say), it is renamed with `#2` (`#3`, …)
+    /// after it, in its stats, handle, logs and metrics alike. The same holds for the emitters given
+    /// to the builder.
+    ///
     /// # Errors
     ///
     /// [`AddEmitterError::Build`] for invalid settings, [`AddEmitterError::ShutDown`] after
@@ -593,9 +615,10 @@ impl Tracker {
         Ok(self.start_emitter(emitter.build()?)?)
     }
 
-    fn start_emitter(&self, config: EmitterConfig) -> Result<EmitterHandle, BuildError> {
+    fn start_emitter(&self, mut config: EmitterConfig) -> Result<EmitterHandle, BuildError> {
         let runtime = Runtime::start("snowplow-emitter").map_err(BuildError::spawn)?;
-        let name = config.name().to_owned();
+        let name = self.inner.unique_name(config.name());
+        config.rename(&name);
         let method = config.method();
         let final_stats = config.final_stats();
         let held = Arc::new(AtomicU64::new(0));
@@ -606,6 +629,7 @@ impl Tracker {
                 refused: refused.clone(),
                 held: held.clone(),
                 loss_reported: self.inner.loss_reported.clone(),
+                namespace: self.inner.settings.namespace().to_owned(),
             })
             .start_in(runtime.arbiter());
         let target = addr.clone().recipient();
@@ -632,10 +656,13 @@ impl Tracker {
         Ok(handle)
     }
 
-    /// Adds a custom emitter; it receives the events tracked from now on.
+    /// Adds a custom emitter; it receives the events tracked from now on. A name another
+    /// emitter of this tracker has is made unique as [`add_emitter`](Self::add_emitter)
+    /// makes it.
     pub fn add_custom_emitter(&self, emitter: CustomEmitter) {
+        let name = self.inner.unique_name(&emitter.name);
         self.inner
-            .add_route(Route::custom(emitter.name, emitter.track, emitter.flush));
+            .add_route(Route::custom(name, emitter.track, emitter.flush));
     }
 
     /// The built-in emitters, in the order they were added.
@@ -794,6 +821,28 @@ impl Inner {
         } else {
             tracing::debug!(namespace = %self.settings.namespace(), "tracker dropped without a shutdown, with nothing buffered");
         }
+    }
+
+    /// `name`, or, when an emitter of this tracker already has it, the first of `name#2`,
+    /// `name#3`, … that none has; reserved for the emitter being added.
+    fn unique_name(&self, name: &str) -> String {
+        let mut names = lock(&self.names);
+        let mut unique = name.to_owned();
+        let mut suffix = 2;
+        while names.contains(&unique) {
+            unique = format!("{name}#{suffix}");
+            suffix += 1;
+        }
+        if unique != name {
+            tracing::info!(
+                namespace = %self.settings.namespace(),
+                emitter = %unique,
+                taken = name,
+                "another emitter of the tracker has this name: renamed"
+            );
+        }
+        names.push(unique.clone());
+        unique
     }
 
     /// Adds an emitter to the fan-out after every event tracked so far. After a shutdown

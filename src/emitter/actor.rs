@@ -12,11 +12,13 @@ use std::time::Instant;
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
+use tracing::Instrument as _;
 
 use super::config::{EmitterConfig, Failure, Owner, Settings};
 use super::delivery::{Command, Delivery, Now, INTAKE_CHUNK};
 use super::waiters::Waiter;
 use crate::messages::{Flush, GetStats, Shutdown, Track, TrackBatch};
+use crate::metrics::EmitterMetrics;
 use crate::report::{EmitterStats, FinalStats, FlushReport};
 use crate::runtime::Runtime;
 use crate::store::StoredEvent;
@@ -46,6 +48,8 @@ pub struct Emitter {
     final_stats: FinalStats,
     /// The tracker owning the emitter, if any (see [`Owner`]).
     owner: Option<Owner>,
+    /// Where its figures are published (see [`crate::metrics`]).
+    metrics: EmitterMetrics,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -58,7 +62,11 @@ impl std::fmt::Debug for Emitter {
 }
 
 impl Emitter {
-    pub(crate) fn new(config: EmitterConfig, own_runtime: Option<Runtime>) -> Self {
+    pub(crate) fn new(
+        config: EmitterConfig,
+        own_runtime: Option<Runtime>,
+        metrics: EmitterMetrics,
+    ) -> Self {
         let settings = config.settings;
         Self {
             core: Delivery::new(settings.clone(), config.store, Now::real()),
@@ -70,6 +78,7 @@ impl Emitter {
             own_runtime,
             final_stats: config.final_stats,
             owner: config.owner,
+            metrics,
         }
     }
 
@@ -98,9 +107,13 @@ impl Emitter {
         }
     }
 
-    /// Carries out the core's commands, then arms the timer for its next wake-up.
+    /// Publishes the figures the core changed, carries out its commands (after publishing:
+    /// whoever gets a flush's reply sees the figures of that moment), then arms the timer for
+    /// its next wake-up.
     fn execute(&mut self, ctx: &mut Context<Self>) {
-        for command in self.core.take_commands() {
+        let commands = self.core.take_commands();
+        self.publish();
+        for command in commands {
             self.carry_out(command, ctx);
         }
         if let Some(owner) = &self.owner {
@@ -111,14 +124,19 @@ impl Emitter {
 
     fn carry_out(&mut self, command: Command, ctx: &mut Context<Self>) {
         match command {
-            Command::Send { id, request } => {
+            Command::Send { id, request, span } => {
                 let Some(transport) = &self.transport else {
                     return;
                 };
-                let answer = transport.send(request);
+                // The transport's work runs in the request's span; the future lets go of
+                // it before the answer is handled, where the span closes.
+                let answer = span.in_scope(|| transport.send(request));
+                let answer = async move { answer.instrument(span).await };
                 ctx.spawn(answer.into_actor(self).map(move |result, act, ctx| {
                     act.contained(ctx, |act, ctx| {
-                        act.core.answer(id, result, Now::real());
+                        if let Some(answered) = act.core.answer(id, result, Now::real()) {
+                            act.metrics.answered(answered.outcome, answered.took);
+                        }
                         act.execute(ctx);
                     });
                 }));
@@ -207,7 +225,14 @@ impl Emitter {
     }
 
     fn publish_final_stats(&self) {
-        self.final_stats.set(self.stats());
+        let stats = self.stats();
+        self.metrics.publish(|| stats.clone());
+        self.final_stats.set(stats);
+    }
+
+    /// Publishes the figures (see [`crate::metrics`]).
+    fn publish(&self) {
+        self.metrics.publish(|| self.stats());
     }
 
     /// Takes in the whole intake now (at most its bound, see [`INTAKE_EVENTS`](super::INTAKE_EVENTS)):
@@ -354,6 +379,10 @@ impl Handler<Track> for Emitter {
     fn handle(&mut self, Track(event): Track, ctx: &mut Self::Context) {
         self.contained(ctx, |act, _| act.core.receive_all([event], Now::real()));
         self.schedule_intake(ctx);
+        if !self.core.has_intake() {
+            // All refused (a closed emitter): no intake turn will publish it.
+            self.publish();
+        }
     }
 }
 
@@ -363,6 +392,10 @@ impl Handler<TrackBatch> for Emitter {
     fn handle(&mut self, TrackBatch(events): TrackBatch, ctx: &mut Self::Context) {
         self.contained(ctx, |act, _| act.core.receive_all(events, Now::real()));
         self.schedule_intake(ctx);
+        if !self.core.has_intake() {
+            // All refused (a closed emitter): no intake turn will publish it.
+            self.publish();
+        }
     }
 }
 
@@ -401,7 +434,9 @@ impl Handler<GetStats> for Emitter {
 
     fn handle(&mut self, _: GetStats, ctx: &mut Self::Context) -> Self::Result {
         self.take_in_all(ctx);
-        MessageResult(self.stats())
+        let stats = self.stats();
+        self.metrics.publish(|| stats.clone());
+        MessageResult(stats)
     }
 }
 

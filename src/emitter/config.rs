@@ -30,6 +30,8 @@ pub const DEFAULT_MAX_REQUEST_EVENTS: usize = 500;
 /// kept busy with few requests, and a fifth of the 1 MiB ceiling, so nothing comes near it;
 /// a proxy with a lower limit answers 413, and the emitter splits and lowers its cap.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 200_000;
+/// Whether an emitter asks the collector to anonymise its requests (`SP-Anonymous`): off.
+pub const DEFAULT_ANONYMOUS: bool = false;
 /// GET sends each event as soon as it arrives (the Python tracker's 1).
 pub const DEFAULT_GET_BATCH_SIZE: usize = 1;
 /// The whole request: finite, unlike the Python tracker's wait-forever default.
@@ -160,6 +162,7 @@ impl RetryPolicy {
 }
 
 /// Validated, immutable emitter settings shared by the actor and its restarts.
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) name: String,
     pub(crate) endpoint: Endpoint,
@@ -177,6 +180,8 @@ pub(crate) struct Settings {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) max_event_age: Option<Duration>,
     pub(crate) mailbox_capacity: usize,
+    /// Every request carries `SP-Anonymous: *`.
+    pub(crate) anonymous: bool,
     /// Bytes of events buffered at most (queued and in flight).
     pub(crate) buffer_bytes: u64,
     pub(crate) on_success: Option<SuccessCallback>,
@@ -200,6 +205,7 @@ impl fmt::Debug for Settings {
             .field("max_in_flight", &self.max_in_flight)
             .field("max_attempts", &self.max_attempts)
             .field("max_event_age", &self.max_event_age)
+            .field("anonymous", &self.anonymous)
             .finish_non_exhaustive()
     }
 }
@@ -246,6 +252,7 @@ pub struct EmitterBuilder {
     max_attempts: Option<u32>,
     max_event_age: Option<Duration>,
     mailbox_capacity: Option<usize>,
+    anonymous: bool,
     on_success: Option<SuccessCallback>,
     on_failure: Option<FailureCallback>,
     store: Option<Box<dyn EventStore>>,
@@ -288,6 +295,7 @@ impl EmitterBuilder {
             max_attempts: None,
             max_event_age: None,
             mailbox_capacity: None,
+            anonymous: DEFAULT_ANONYMOUS,
             on_success: None,
             on_failure: None,
             store: None,
@@ -437,6 +445,20 @@ impl EmitterBuilder {
     /// [`DEFAULT_MAILBOX_CAPACITY`] and the buffer capacity).
     pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
         self.mailbox_capacity = Some(capacity);
+        self
+    }
+
+    /// Whether every request of this emitter, POST and GET, carries the `SP-Anonymous: *`
+    /// header (default [`DEFAULT_ANONYMOUS`], off): the collector then keeps neither the
+    /// request's IP address, nor its cookie, nor a network user id for its events.
+    ///
+    /// What the events carry themselves is sent as it is: a subject's `ip_address`,
+    /// `network_user_id` or `user_id` (the `web` middleware sets the client's IP on every
+    /// event, and its network user id when a cookie is named), which an application that
+    /// must track anonymously leaves out. The transport sends the header (see
+    /// [`Request::anonymous`](crate::transport::Request::anonymous)).
+    pub fn anonymous(mut self, anonymous: bool) -> Self {
+        self.anonymous = anonymous;
         self
     }
 
@@ -615,6 +637,7 @@ impl EmitterBuilder {
                 max_attempts: self.max_attempts,
                 max_event_age: self.max_event_age,
                 mailbox_capacity,
+                anonymous: self.anonymous,
                 on_success: self.on_success,
                 on_failure: self.on_failure,
                 transport,
@@ -648,6 +671,8 @@ pub(crate) struct Owner {
     pub(crate) held: Arc<std::sync::atomic::AtomicU64>,
     /// Set once the tracker has warned about what its emitters lose: they stop quietly.
     pub(crate) loss_reported: Arc<std::sync::atomic::AtomicBool>,
+    /// The tracker's namespace (the emitter's `tracker` label in [`crate::metrics`]).
+    pub(crate) namespace: String,
 }
 
 impl fmt::Debug for EmitterConfig {
@@ -659,6 +684,13 @@ impl fmt::Debug for EmitterConfig {
 }
 
 impl EmitterConfig {
+    /// Names the emitter `name` (a tracker keeps its emitters' names unique).
+    pub(crate) fn rename(&mut self, name: &str) {
+        if self.settings.name != name {
+            Arc::make_mut(&mut self.settings).name = name.to_owned();
+        }
+    }
+
     /// Makes the emitter one of a tracker's (see [`Owner`]).
     pub(crate) fn owned_by(mut self, owner: Owner) -> Self {
         self.owner = Some(owner);

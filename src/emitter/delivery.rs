@@ -50,13 +50,15 @@ use super::config::{Settings, MIN_REQUEST_BYTES};
 use super::limit::Limiter;
 use super::waiters::{Waiter, Waiters};
 use crate::error::TransportError;
-use crate::report::{millis, DropReason, EmitterStats, FailureReason, FlushReport};
+use crate::report::{millis, DropReason, EmitterStats, FailureReason, FlushReport, RequestOutcome};
 use crate::store::{Added, EventStore, Guarded, LeaseId, StoredEvent};
 use crate::sync::Burst;
 use crate::transport::{Request, Response};
 use crate::wire::Method;
 use crate::wire::StampedEvent;
 use crate::wire::{push_post_body, Stm, BODY_PREFIX, BODY_SUFFIX};
+use tracing::field::{display, Empty};
+use tracing::Span;
 
 /// Failed answers in a row after which the emitter may brake.
 pub const BRAKE_AFTER: u64 = 5;
@@ -109,8 +111,13 @@ impl Now {
 /// What the core asks the actor to do.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Send `request` and report its answer with [`Delivery::answer`] under `id`.
-    Send { id: u64, request: Request },
+    /// Send `request` and report its answer with [`Delivery::answer`] under `id`; `span`
+    /// is the request's (see [`Delivery::send`]), for the transport's future.
+    Send {
+        id: u64,
+        request: Request,
+        span: Span,
+    },
     /// These events were accepted by the collector: call `on_success`, then free them.
     Sent(Vec<StoredEvent>),
     /// A request failed: call `on_failure` (only emitted when one is set).
@@ -143,6 +150,15 @@ struct Flight {
     delay: Duration,
     /// It was sent while braked: the brake's attempt.
     braked: bool,
+    /// Its tracing span, closed when it is settled (see [`Delivery::send`]).
+    span: Span,
+}
+
+/// What an answered request came to, and how long its answer took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answered {
+    pub(crate) outcome: RequestOutcome,
+    pub(crate) took: Duration,
 }
 
 /// A failed request waiting for its own retry.
@@ -514,37 +530,78 @@ impl Delivery {
         id
     }
 
-    /// The answer to request `id` (unknown ids, from before a restart, are ignored).
-    pub(crate) fn answer(&mut self, id: u64, result: Result<Response, TransportError>, now: Now) {
-        let Some(flight) = self.in_flight.remove(&id) else {
-            return;
-        };
+    /// The answer to request `id` (unknown ids, from before a restart, are ignored): what
+    /// it came to, and how long it took.
+    ///
+    /// The request's span records the outcome, the status and the reason of a failure, and
+    /// is current while the answer is handled (so its WARN lines are inside it); it closes
+    /// here, before anything waiting on the request hears of it.
+    pub(crate) fn answer(
+        &mut self,
+        id: u64,
+        result: Result<Response, TransportError>,
+        now: Now,
+    ) -> Option<Answered> {
+        let mut flight = self.in_flight.remove(&id)?;
         self.in_flight_events -= flight.events.len() as u64;
         self.in_flight_bytes -= cost_of(&flight.events);
+        let took = now.at.saturating_duration_since(flight.sent_at);
+        let span = std::mem::replace(&mut flight.span, Span::none());
         let (reason, retry_after) = match result {
             Ok(response) if (200..300).contains(&response.status) => {
-                self.watch_not_found(None);
-                self.on_sent(flight, now);
+                span.record("status", response.status);
+                span.record("outcome", RequestOutcome::Sent.as_str());
+                span.in_scope(|| {
+                    self.watch_not_found(None);
+                    self.on_sent(flight, now);
+                });
+                drop(span);
                 self.after_change(now);
-                return;
+                return Some(Answered {
+                    outcome: RequestOutcome::Sent,
+                    took,
+                });
             }
             Ok(response) => (FailureReason::Status(response.status), response.retry_after),
             Err(error) => (FailureReason::Transport(error), None),
         };
+        if let FailureReason::Status(status) = reason {
+            span.record("status", status);
+        }
+        span.record("reason", display(&reason));
         let fatal = matches!(reason, FailureReason::Transport(TransportError::Fatal(_)));
-        self.watch_not_found(Some(&reason));
-        match self.verdict(&reason, flight.events.len()) {
-            Verdict::Split => self.split(flight, &reason),
-            Verdict::Drop(dropped_as) => self.drop_flight(flight, &reason, dropped_as),
-            Verdict::Retry { back_pressure } => {
-                self.retry(flight, reason, back_pressure, retry_after, now);
+        let outcome = span.in_scope(|| {
+            self.watch_not_found(Some(&reason));
+            let (outcome, dropped_as) = match self.verdict(&reason, flight.events.len()) {
+                Verdict::Split => {
+                    self.split(flight, &reason);
+                    (RequestOutcome::Split, None)
+                }
+                Verdict::Drop(dropped_as) => {
+                    self.drop_flight(flight, &reason, dropped_as);
+                    (RequestOutcome::Dropped, Some(dropped_as))
+                }
+                Verdict::Retry { back_pressure } => {
+                    match self.retry(flight, reason, back_pressure, retry_after, now) {
+                        None => (RequestOutcome::Retried, None),
+                        Some(dropped_as) => (RequestOutcome::Dropped, Some(dropped_as)),
+                    }
+                }
+            };
+            if fatal {
+                tracing::error!(emitter = %self.settings.name, method = %self.settings.method, "transport failed fatally: restarting the emitter");
+                self.commands.push(Command::Restart);
             }
+            (outcome, dropped_as)
+        });
+        let (outcome, dropped_as) = outcome;
+        if let Some(dropped_as) = dropped_as {
+            span.record("dropped_as", display(dropped_as));
         }
-        if fatal {
-            tracing::error!(emitter = %self.settings.name, method = %self.settings.method, "transport failed fatally: restarting the emitter");
-            self.commands.push(Command::Restart);
-        }
+        span.record("outcome", outcome.as_str());
+        drop(span);
         self.after_change(now);
+        Some(Answered { outcome, took })
     }
 
     /// The actor is restarting: requests in flight will not be answered; their events go
@@ -555,6 +612,9 @@ impl Delivery {
         let mut flights: Vec<Flight> = self.in_flight.drain().map(|(_, flight)| flight).collect();
         flights.sort_by_key(|flight| std::cmp::Reverse(first_seq(&flight.events)));
         for flight in flights {
+            flight
+                .span
+                .record("outcome", RequestOutcome::Requeued.as_str());
             self.in_flight_events -= flight.events.len() as u64;
             self.in_flight_bytes -= cost_of(&flight.events);
             self.queued_bytes += cost_of(&flight.events);
@@ -791,14 +851,32 @@ impl Delivery {
             body,
             timeout: self.settings.request_timeout.request(),
             events: events.len(),
+            anonymous: self.settings.anonymous,
         };
-        tracing::debug!(
-            emitter = %self.settings.name, method = %self.settings.method,
-            method = ?request.method,
+        let attempt = events.iter().map(|e| e.attempts).max().unwrap_or(1);
+        // One span per request, from sending to its settling, on no parent: a subscriber
+        // times deliveries with it. The fields to come are recorded at the answer.
+        let span = tracing::debug_span!(
+            parent: None,
+            "collector_request",
+            emitter = %self.settings.name,
+            method = %self.settings.method,
             events = request.events,
             bytes,
-            "sending request"
+            attempt,
+            outcome = Empty,
+            status = Empty,
+            reason = Empty,
+            dropped_as = Empty,
         );
+        span.in_scope(|| {
+            tracing::debug!(
+                emitter = %self.settings.name, method = %self.settings.method,
+                events = request.events,
+                bytes,
+                "sending request"
+            );
+        });
         let id = self.next_request;
         self.next_request += 1;
         self.stats.requests += 1;
@@ -815,9 +893,10 @@ impl Delivery {
                 epoch: self.limiter.epoch(),
                 delay,
                 braked: self.braked,
+                span: span.clone(),
             },
         );
-        self.commands.push(Command::Send { id, request });
+        self.commands.push(Command::Send { id, request, span });
     }
 
     // ------------------------------------------------------------------------- answers
@@ -966,6 +1045,8 @@ impl Delivery {
         self.report(flight.events, reason.clone(), false, Some(dropped_as));
     }
 
+    /// Retries what may be retried of a failed request; `None` when some of its events
+    /// are retried, otherwise the reason all of them are dropped with.
     fn retry(
         &mut self,
         flight: Flight,
@@ -973,7 +1054,7 @@ impl Delivery {
         back_pressure: bool,
         retry_after: Option<Duration>,
         now: Now,
-    ) {
+    ) -> Option<DropReason> {
         let count = flight.events.len();
         let mut retry = Vec::with_capacity(count);
         let mut exhausted = Vec::new();
@@ -1014,6 +1095,13 @@ impl Delivery {
             );
         }
         let retried = retry.len();
+        let all_dropped_as = if retried > 0 {
+            None
+        } else if !exhausted.is_empty() {
+            Some(DropReason::AttemptsExhausted)
+        } else {
+            Some(DropReason::Expired)
+        };
         let reported = (retried > 0 && self.settings.on_failure.is_some()).then(|| retry.clone());
         let one_at_a_time = self.settings.max_in_flight == 1;
         let quiet = now.at.saturating_duration_since(self.last_success);
@@ -1097,6 +1185,7 @@ impl Delivery {
         if !expired.is_empty() {
             self.report(expired, reason, false, Some(DropReason::Expired));
         }
+        all_dropped_as
     }
 
     fn report(
@@ -1228,10 +1317,17 @@ impl Delivery {
         } else {
             left += intake.len() as u64;
         }
-        let flights = self
-            .in_flight
-            .drain()
-            .map(|(_, f)| (f.lease, f.events, true));
+        let flights = self.in_flight.drain().map(|(_, f)| {
+            // Not answered: the collector may have its events, or (a durable store) they
+            // are sent again after the next start.
+            let outcome = if durable {
+                RequestOutcome::Requeued
+            } else {
+                RequestOutcome::Unknown
+            };
+            f.span.record("outcome", outcome.as_str());
+            (f.lease, f.events, true)
+        });
         let retries = self.retries.drain(..).map(|r| (r.lease, r.events, false));
         let mut leases: Vec<(LeaseId, Vec<StoredEvent>, bool)> = flights.chain(retries).collect();
         leases.sort_by_key(|(_, events, _)| std::cmp::Reverse(first_seq(events)));

@@ -34,21 +34,23 @@ pub use actor::Emitter;
 pub(crate) use config::Owner;
 pub use config::{
     EmitterBuilder, EmitterConfig, Failure, FailureCallback, RequestTimeout, SuccessCallback,
-    DEFAULT_BUFFER_BYTES, DEFAULT_GET_BATCH_SIZE, DEFAULT_MAILBOX_CAPACITY, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_EVENTS, DEFAULT_MAX_RETRY_DELAY,
-    DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE, DEFAULT_REQUEST_TIMEOUT,
-    MAX_MAILBOX_CAPACITY, MIN_REQUEST_BYTES,
+    DEFAULT_ANONYMOUS, DEFAULT_BUFFER_BYTES, DEFAULT_GET_BATCH_SIZE, DEFAULT_MAILBOX_CAPACITY,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_EVENTS,
+    DEFAULT_MAX_RETRY_DELAY, DEFAULT_NON_RETRYABLE_CODES, DEFAULT_POST_BATCH_SIZE,
+    DEFAULT_REQUEST_TIMEOUT, MAX_MAILBOX_CAPACITY, MIN_REQUEST_BYTES,
 };
 pub use delivery::{BRAKE_AFTER, BRAKE_MIN_QUIET};
 pub use endpoint::{Endpoint, Protocol};
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use actix::dev::ContextFut;
 use actix::{Addr, ArbiterHandle, Context};
 
+use crate::metrics::EmitterMetrics;
 use crate::runtime::Runtime;
 
 impl EmitterConfig {
@@ -75,11 +77,23 @@ impl EmitterConfig {
 
     /// What `actix::Supervisor::start_in_arbiter` does, but with the mailbox at its full
     /// capacity from the first message (see [`crate::mailbox`]).
+    ///
+    /// Its figures are registered here, with the recorder current on the calling thread.
     fn start_on(self, arbiter: &ArbiterHandle, own: Option<Runtime>) -> Addr<Emitter> {
         let (addr, mailbox) = crate::mailbox::sized(self.settings.mailbox_capacity);
+        let tracker = self
+            .owner
+            .as_ref()
+            .map_or("", |owner| owner.namespace.as_str());
+        // The store is the application's code: a panic here means no capacity to show.
+        let bounded = catch_unwind(AssertUnwindSafe(|| self.store.capacity()))
+            .ok()
+            .flatten()
+            .is_some();
+        let metrics = EmitterMetrics::register(tracker, &self.settings.name, bounded);
         arbiter.spawn_fn(move || {
             let ctx = mailbox.into_context();
-            let emitter = Emitter::new(self, own);
+            let emitter = Emitter::new(self, own, metrics);
             actix_rt::spawn(Supervised(ctx.into_future(emitter)));
         });
         addr

@@ -9,7 +9,9 @@ use awc::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt as _;
 
-use super::{parse_retry_after, Request, Response, Transport};
+use super::{
+    parse_retry_after, Request, Response, Transport, SP_ANONYMOUS_HEADER, SP_ANONYMOUS_VALUE,
+};
 use crate::error::TransportError;
 use crate::wire::Method;
 use crate::wire::POST_CONTENT_TYPE;
@@ -63,18 +65,20 @@ impl AwcTransport {
 
 impl Transport for AwcTransport {
     fn send(&self, request: Request) -> LocalBoxFuture<'static, Result<Response, TransportError>> {
-        let sending = match request.method {
+        let builder = match request.method {
             Method::Post => self
                 .client
                 .post(&request.url)
-                .timeout(request.timeout)
-                .insert_header((CONTENT_TYPE, POST_CONTENT_TYPE))
-                .send_body(request.body),
-            Method::Get => self
-                .client
-                .get(&request.url)
-                .timeout(request.timeout)
-                .send(),
+                .insert_header((CONTENT_TYPE, POST_CONTENT_TYPE)),
+            Method::Get => self.client.get(&request.url),
+        };
+        let mut builder = builder.timeout(request.timeout);
+        if request.anonymous {
+            builder = builder.insert_header((SP_ANONYMOUS_HEADER, SP_ANONYMOUS_VALUE));
+        }
+        let sending = match request.method {
+            Method::Post => builder.send_body(request.body),
+            Method::Get => builder.send(),
         };
         let deadline = request.timeout;
         async move {

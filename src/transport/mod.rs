@@ -31,7 +31,17 @@ pub struct Request {
     pub timeout: Duration,
     /// Events in the request.
     pub events: usize,
+    /// Whether the collector is to anonymise it: the transport sends
+    /// [`SP_ANONYMOUS_HEADER`]`: `[`SP_ANONYMOUS_VALUE`] with it (see
+    /// [`EmitterBuilder::anonymous`](crate::EmitterBuilder::anonymous)).
+    pub anonymous: bool,
 }
+
+/// The header asking a Snowplow collector to anonymise a request: it then keeps neither the
+/// IP address, nor its cookie, nor a network user id.
+pub const SP_ANONYMOUS_HEADER: &str = "SP-Anonymous";
+/// The value [`SP_ANONYMOUS_HEADER`] is sent with.
+pub const SP_ANONYMOUS_VALUE: &str = "*";
 
 /// The collector's answer, as far as delivery is concerned.
 ///
@@ -102,6 +112,8 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
 ///   default); [`TransportError::Fatal`] makes the emitter restart with a new transport;
 ///   [`TransportError::Invalid`] says the request cannot be built at all (never retried).
 /// - `Retry-After` on the answer goes in [`Response::retry_after`].
+/// - A request with [`Request::anonymous`] set is sent with [`SP_ANONYMOUS_HEADER`]`:
+///   `[`SP_ANONYMOUS_VALUE`].
 pub trait Transport {
     /// Sends `request`.
     fn send(&self, request: Request) -> LocalBoxFuture<'static, Result<Response, TransportError>>;

@@ -137,6 +137,8 @@ pub(crate) struct RecordedRequest {
     pub(crate) path: String,
     /// `Content-Type` header, if any.
     pub(crate) content_type: Option<String>,
+    /// Every header, names in lower case, in the order received.
+    pub(crate) headers: Vec<(String, String)>,
     /// The events it carried (for an invalid request: what could be parsed, possibly none).
     pub(crate) events: Vec<RecordedEvent>,
     /// POST: body length in bytes; GET: raw query length in bytes.
@@ -157,6 +159,15 @@ impl RecordedRequest {
     /// Whether it was answered 2xx (its events are then accepted).
     pub(crate) fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// The value of the header `name` (in any case), if it was sent.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// Length of the whole request target (`path` plus `?query` for GET).
@@ -451,6 +462,16 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         .headers()
         .get("content-type")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let is_get = method == "GET";
     let parsed = classify(
         &method,
@@ -477,6 +498,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             method,
             path,
             content_type,
+            headers,
             events: parsed.events,
             body_len_or_query_len: parsed.len,
             raw: parsed.raw,

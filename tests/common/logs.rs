@@ -1,7 +1,7 @@
 //! What the crate logs, captured per test.
 //!
-//! [`Logs::capture`] sets a subscriber collecting every event (and span creation) as the
-//! default of the calling thread, for as long as the returned [`Logs`] lives: nothing is
+//! [`Logs::capture`] sets a subscriber collecting every event and span as the default of the
+//! calling thread, for as long as the returned [`Logs`] lives: nothing is
 //! installed for the process, so a test sees its own lines only, whatever runs beside it in
 //! this binary.
 //!
@@ -18,7 +18,11 @@
 //! cached as unwanted, and a capturing test would miss its lines. So each capture registers
 //! a second subscriber beside it, which wants nothing but answers "sometimes" for every call
 //! site: with two registered, every call site asks the subscriber of the thread it runs on.
+//!
+//! A span is one [`Line`] too, from its creation: the values recorded on it later are added
+//! to its fields, and it is marked [`closed`](Line::closed) once its last handle is dropped.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -28,13 +32,18 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::{DefaultGuard, Interest};
 use tracing::{Dispatch, Event, Level, Metadata, Subscriber};
 
-/// One captured event (or span creation): level, target, message and fields.
+/// One captured event or span: level, target, message (`span NAME` for a span) and fields
+/// (a span's: those given at its creation, then those recorded on it, in order).
 #[derive(Debug, Clone)]
 pub(crate) struct Line {
     pub(crate) level: Level,
     pub(crate) target: String,
     pub(crate) message: String,
     pub(crate) fields: Vec<(&'static str, String)>,
+    /// A span's id; `None` for an event.
+    pub(crate) span: Option<u64>,
+    /// Whether the span was closed (every handle to it dropped); `false` for an event.
+    pub(crate) closed: bool,
 }
 
 impl Line {
@@ -44,6 +53,8 @@ impl Line {
             target: metadata.target().to_owned(),
             message: String::new(),
             fields: Vec::new(),
+            span: None,
+            closed: false,
         }
     }
 
@@ -93,6 +104,16 @@ fn lock(lines: &Lines) -> MutexGuard<'_, Vec<Line>> {
 struct Capture {
     lines: Lines,
     next_span: AtomicU64,
+    /// Each open span: the index of its line, and how many handles it has.
+    spans: Mutex<HashMap<u64, (usize, usize)>>,
+}
+
+impl Capture {
+    fn spans(&self) -> MutexGuard<'_, HashMap<u64, (usize, usize)>> {
+        self.spans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Subscriber for Capture {
@@ -105,14 +126,57 @@ impl Subscriber for Capture {
     }
 
     fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let id = self.next_span.fetch_add(1, Ordering::Relaxed) + 1;
         let mut line = Line::new(span.metadata());
         line.message = format!("span {}", span.metadata().name());
+        line.span = Some(id);
         span.record(&mut line);
-        lock(&self.lines).push(line);
-        Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed) + 1)
+        let at = {
+            let mut lines = lock(&self.lines);
+            lines.push(line);
+            lines.len() - 1
+        };
+        self.spans().insert(id, (at, 1));
+        Id::from_u64(id)
     }
 
-    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record(&self, id: &Id, values: &Record<'_>) {
+        let Some(at) = self.spans().get(&id.into_u64()).map(|&(at, _)| at) else {
+            return;
+        };
+        if let Some(line) = lock(&self.lines).get_mut(at) {
+            values.record(line);
+        }
+    }
+
+    fn clone_span(&self, id: &Id) -> Id {
+        if let Some((_, handles)) = self.spans().get_mut(&id.into_u64()) {
+            *handles += 1;
+        }
+        id.clone()
+    }
+
+    fn try_close(&self, id: Id) -> bool {
+        let closed = {
+            let mut spans = self.spans();
+            let Some((at, handles)) = spans.get_mut(&id.into_u64()) else {
+                return false;
+            };
+            *handles -= 1;
+            let at = *at;
+            (*handles == 0).then(|| {
+                spans.remove(&id.into_u64());
+                at
+            })
+        };
+        if let Some(at) = closed {
+            if let Some(line) = lock(&self.lines).get_mut(at) {
+                line.closed = true;
+            }
+            return true;
+        }
+        false
+    }
 
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
@@ -172,6 +236,7 @@ impl Logs {
         let capture = Dispatch::new(Capture {
             lines: lines.clone(),
             next_span: AtomicU64::new(0),
+            spans: Mutex::default(),
         });
         Logs {
             lines,
@@ -183,5 +248,15 @@ impl Logs {
     /// Every line so far, in the order logged.
     pub(crate) fn lines(&self) -> Vec<Line> {
         lock(&self.lines).clone()
+    }
+
+    /// The spans named `name` so far, in the order they were created.
+    pub(crate) fn spans(&self, name: &str) -> Vec<Line> {
+        let message = format!("span {name}");
+        lock(&self.lines)
+            .iter()
+            .filter(|line| line.span.is_some() && line.message == message)
+            .cloned()
+            .collect()
     }
 }

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["event"],
     &["wire"],
     &["report"],
-    &["transport", "store", "health", "messages"],
+    &["transport", "store", "health", "messages", "metrics"],
     &["reclaim"],
     &["emitter"],
     &["fanout", "timer"],

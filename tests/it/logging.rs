@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::common::collector::{Faults, RawBehaviour, RawCollector, TestCollector};
 use crate::common::logs::{Line, Logs};
 use crate::common::support::{
-    assert_balanced, closed_port, events, fixed_jitter, flush, flush_within, stats, track_all,
-    BuilderExt, TrackerBuilderExt,
+    assert_balanced, closed_port, events, fixed_jitter, flush, flush_within, record_failures,
+    stats, track_all, BuilderExt, TrackerBuilderExt,
 };
 use snowplow_actix::{
     emitter::GetStats, EmitterBuilder, Method, PageView, Structured, Subject, Tracker,
@@ -783,4 +783,134 @@ async fn an_event_error_in_a_handler_is_a_500_with_an_empty_body_and_one_error()
             .all(|line| !line.mentions(&marker)),
         "the rejected text is not logged at INFO or above"
     );
+}
+
+/// The fields of a request span a test pins: method, events, bytes, attempt, outcome,
+/// status, reason, dropped_as.
+type SpanFields = [Option<String>; 8];
+
+fn span_fields(span: &Line) -> SpanFields {
+    [
+        "method",
+        "events",
+        "bytes",
+        "attempt",
+        "outcome",
+        "status",
+        "reason",
+        "dropped_as",
+    ]
+    .map(|name| span.get(name).map(str::to_owned))
+}
+
+fn some(values: [&str; 8]) -> SpanFields {
+    values.map(|value| (!value.is_empty()).then(|| value.to_owned()))
+}
+
+/// The request spans of the emitter called `name`, in the order they were opened.
+fn request_spans(logs: &Logs, name: &str) -> Vec<Line> {
+    logs.spans("collector_request")
+        .into_iter()
+        .filter(|span| span.get("emitter") == Some(name))
+        .collect()
+}
+
+/// Each request to the collector is one DEBUG span, from sending to its answer, so that a
+/// subscriber can time deliveries: the emitter, method, events and bytes (as the collector
+/// received them) from the start, then the outcome, the status and why it failed. It is
+/// closed once answered, before the flush waiting on it returns.
+#[actix_rt::test]
+async fn each_request_is_one_debug_span_closed_at_its_answer_with_its_outcome_and_status() {
+    let logs = Logs::capture();
+    let collector = TestCollector::with_faults(Faults::statuses([503, 200, 400])).await;
+    let emitter = EmitterBuilder::new(collector.endpoint())
+        .name("spans-post")
+        .max_in_flight(1)
+        .retrying_fast(Duration::from_millis(20))
+        .started();
+    track_all(&emitter, events(2));
+    let first = flush(&emitter).await;
+    track_all(&emitter, events(1));
+    let second = flush(&emitter).await;
+
+    assert_eq!((first.sent, second.dropped.rejected), (2, 1));
+    let bytes: Vec<String> = collector
+        .requests()
+        .iter()
+        .map(|request| request.body_len_or_query_len.to_string())
+        .collect();
+    let spans = request_spans(&logs, "spans-post");
+    assert_eq!(
+        spans.iter().map(span_fields).collect::<Vec<_>>(),
+        [
+            some([
+                "POST",
+                "2",
+                &bytes[0],
+                "1",
+                "retried",
+                "503",
+                "status 503",
+                ""
+            ]),
+            some(["POST", "2", &bytes[1], "2", "sent", "200", "", ""]),
+            some([
+                "POST",
+                "1",
+                &bytes[2],
+                "1",
+                "dropped",
+                "400",
+                "status 400",
+                "rejected"
+            ]),
+        ]
+    );
+    for span in &spans {
+        assert_eq!(span.level, Level::DEBUG, "{span:#?}");
+        assert_eq!(span.target, "snowplow_actix::emitter::delivery");
+        assert!(
+            span.closed,
+            "still open after the flush returned: {span:#?}"
+        );
+    }
+}
+
+/// A request that fails without a status (a refused connection) is a span with the reason
+/// and no status (a GET here; the POST spans above have the same fields).
+#[actix_rt::test]
+async fn a_request_failing_without_an_answer_is_a_span_with_its_reason_and_no_status() {
+    let logs = Logs::capture();
+    let refused = format!("http://{}", closed_port());
+    let (builder, mut failures) = record_failures(
+        EmitterBuilder::new(refused.as_str())
+            .name("spans-refused")
+            .method(Method::Get)
+            .retrying_fast(Duration::from_secs(10)),
+    );
+    let emitter = builder.started();
+    track_all(&emitter, events(1));
+
+    // `on_failure` runs once the answer is handled, after its span closed.
+    let failure = failures.next().await;
+    let spans = request_spans(&logs, "spans-refused");
+
+    assert!(failure.will_retry, "{failure:#?}");
+    let first = &spans[0];
+    let [method, events, bytes, attempt, outcome, status, reason, dropped_as] = span_fields(first);
+    assert_eq!(
+        (method.as_deref(), events.as_deref(), attempt.as_deref()),
+        (Some("GET"), Some("1"), Some("1"))
+    );
+    assert!(bytes.unwrap().parse::<usize>().unwrap() > refused.len());
+    assert_eq!(
+        (outcome.as_deref(), status, dropped_as),
+        (Some("retried"), None, None)
+    );
+    assert_eq!(reason.as_deref(), Some(failure.reason.to_string().as_str()));
+    assert!(
+        reason.unwrap().starts_with("connection error"),
+        "{first:#?}"
+    );
+    assert!(first.closed, "{first:#?}");
 }

@@ -14,6 +14,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod anonymous;
 mod architecture;
 mod bad_input;
 mod batching;
@@ -29,6 +30,7 @@ mod hardening;
 mod health;
 mod loadgen;
 mod logging;
+mod metrics;
 mod outcome;
 mod payload;
 mod privacy;

@@ -442,3 +442,67 @@ async fn refusals_at_a_full_mailbox_are_counted_once_and_reported_by_the_emitter
     assert_eq!(collector.accepted_count() as u64, 500 - refused);
     assert_eq!(report.queued, 0, "{report:#?}");
 }
+
+/// Each emitter of a tracker has a name of its own: one added under a name already taken
+/// (two unnamed emitters to one endpoint, a custom emitter named like a built-in one) is
+/// renamed `#2`, `#3`, … after it, in its stats and its handle, and the first keeps its
+/// name; each report is its own emitter's.
+#[actix_rt::test]
+async fn emitters_sharing_a_name_are_told_apart_by_a_suffix() {
+    let collector = TestCollector::with_faults(Faults::none()).await;
+    let other = TestCollector::with_faults(Faults::none()).await;
+    let endpoint = collector.endpoint();
+    let tracker = Tracker::builder("names")
+        .emitter(EmitterBuilder::new(endpoint.as_str()))
+        .emitter(EmitterBuilder::new(endpoint.as_str()).batch_size(3))
+        .emitter(EmitterBuilder::new(other.endpoint()).name(format!("{endpoint}#2")))
+        .flushed_by_hand();
+    let (events, _received) = mpsc::unbounded();
+    let custom = CustomEmitter::start(Collecting {
+        events,
+        received: 0,
+    });
+    tracker.add_custom_emitter(CustomEmitter::new(endpoint.as_str(), custom.recipient()));
+    tracker
+        .add_emitter(EmitterBuilder::new(endpoint.as_str()).method(Method::Get))
+        .unwrap();
+    let late = tracker
+        .add_emitter(EmitterBuilder::new(endpoint.as_str()))
+        .unwrap();
+    track_range(&tracker, 0..2);
+    tracker.flush().await.unwrap();
+
+    let stats = tracker.stats().await.unwrap();
+    let names: Vec<&str> = stats.emitters.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            endpoint.clone(),
+            format!("{endpoint}#2"),
+            format!("{endpoint}#2#2"),
+            format!("{endpoint}#3"),
+            format!("{endpoint} (GET)"),
+            format!("{endpoint}#4"),
+        ]
+    );
+    assert_eq!(late.name(), format!("{endpoint}#4"));
+    let handles: Vec<String> = tracker
+        .emitters()
+        .iter()
+        .map(|e| e.name().to_owned())
+        .collect();
+    assert_eq!(
+        handles,
+        [0, 1, 2, 4, 5].map(|at| names[at].to_owned()),
+        "the handles' names are the reports'"
+    );
+    // Each report is its own emitter's: the renamed third emitter sends to `other`.
+    assert_eq!(other.accepted_count(), 2);
+    let sent: Vec<Option<u64>> = stats
+        .emitters
+        .iter()
+        .map(|e| e.stats.as_ref().map(|s| s.sent))
+        .collect();
+    assert_eq!(sent, [Some(2), Some(2), Some(2), None, Some(2), Some(2)]);
+    assert_eq!(collector.accepted_count(), 8);
+}

@@ -112,7 +112,7 @@ impl Sim {
     fn execute(&mut self) {
         for command in self.core.take_commands() {
             match command {
-                Command::Send { id, request } => {
+                Command::Send { id, request, .. } => {
                     let at = self.elapsed();
                     let (latency, answer) = (self.collector)(&request, at, &mut self.rng);
                     self.seen.push(Seen {
