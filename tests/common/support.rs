@@ -323,3 +323,20 @@ pub(crate) fn harness_name(module_path: &str, test: &str) -> String {
         .expect("a test module inside the test crate");
     format!("{module}::{test}")
 }
+
+/// The lines a child process writes to `pipe`, as they come, read on a thread of their own
+/// until the pipe ends. It goes on reading when nobody listens any more: a child whose pipe
+/// is not drained blocks as soon as the pipe is full.
+pub(crate) fn pipe_lines(
+    pipe: impl std::io::Read + Send + 'static,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use std::io::BufRead as _;
+    let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let _ = sender.send(line);
+        }
+    });
+    lines
+}

@@ -416,13 +416,11 @@ mod example;
 /// installs a Prometheus recorder for its process and answers it on `GET /metrics`.
 #[cfg(all(unix, feature = "web"))]
 mod serve_mode {
-    use std::io::{BufRead, BufReader};
     use std::net::SocketAddr;
     use std::process::{Child, Command, Stdio};
 
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    use tokio::sync::mpsc;
 
     use super::*;
 
@@ -475,14 +473,7 @@ mod serve_mode {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("spawn the child");
-            let stderr = process.stderr.take().unwrap();
-            let (sender, mut lines) = mpsc::unbounded_channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    let _ = sender.send(line);
-                }
-            });
+            let mut lines = crate::common::support::pipe_lines(process.stderr.take().unwrap());
             let wait = async {
                 while let Some(line) = lines.recv().await {
                     if let Some((_, rest)) = line.split_once(LISTENING) {

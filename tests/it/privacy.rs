@@ -3,33 +3,21 @@
 //! receives, validated against the Iglu schemas.
 #![cfg(feature = "web")]
 
-use std::net::SocketAddr;
-
 use crate::common::collector::{Faults, RecordedEvent, TestCollector};
 use crate::common::iglu;
-use crate::common::support::TrackerBuilderExt;
 use actix_web::http::{header, StatusCode};
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse};
 use snowplow_actix::web::{
     ClientIp, Decision, RequestTracker, SnowplowTracking, UrlRedaction, DEFAULT_CLIENT_IP,
 };
-use snowplow_actix::{EmitterBuilder, PageView, Structured, Tracker};
+use snowplow_actix::{PageView, Structured};
 
 const EMAIL: &str = "bob@example.com";
 const PAGE: &str = "/page?email=bob@example.com&utm_source=news&q=shoes&gclid=Cj0&token=s3cret";
 const REFERRER: &str = "https://shop.example/account?email=bob@example.com&utm_medium=mail#reset";
 
-fn tracker_for(collector: &TestCollector) -> Tracker {
-    Tracker::builder("web")
-        .app_id("shop")
-        .emitter(EmitterBuilder::new(collector.endpoint()))
-        .flushed_by_hand()
-}
-
-fn addr(text: &str) -> SocketAddr {
-    text.parse().unwrap()
-}
+use crate::web::{addr, tracker_for};
 
 /// Tracks a structured event through the request-scoped tracker.
 async fn buy(tracking: RequestTracker) -> HttpResponse {

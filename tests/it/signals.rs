@@ -6,7 +6,6 @@
 #![cfg(all(unix, feature = "web"))]
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -126,16 +125,7 @@ impl Running {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn the child");
-        let stdout = process.stdout.take().unwrap();
-        let (sender, mut lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut lines = crate::common::support::pipe_lines(process.stdout.take().unwrap());
         let listening = next_with(&mut lines, LISTENING).await;
         Running {
             process,

@@ -27,14 +27,14 @@ const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn tracker_for(collector: &TestCollector) -> Tracker {
+pub(crate) fn tracker_for(collector: &TestCollector) -> Tracker {
     Tracker::builder("web")
         .app_id("shop")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .flushed_by_hand()
 }
 
-fn addr(text: &str) -> SocketAddr {
+pub(crate) fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
 
