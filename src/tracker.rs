@@ -540,7 +540,9 @@ impl Tracker {
         Ok(tracks)
     }
 
-    /// Counts `count` events discarded on purpose for `reason` (they are not tracked).
+    /// Counts `count` events discarded on purpose for `reason` (they are not tracked): the
+    /// middleware's sampling and policies.
+    #[cfg(feature = "web")]
     pub(crate) fn count_discarded(&self, reason: DiscardReason, count: u64) {
         let at = match reason {
             DiscardReason::Sampling => 0,

@@ -33,8 +33,10 @@ pub(crate) const UNSTRUCT_EVENT: &str =
 pub(crate) const CONTEXTS: &str = "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1";
 
 /// The middleware's API request event, shipped with the crate.
+#[cfg_attr(not(feature = "web"), allow(dead_code))] // only the actix-web tests use it
 pub(crate) const API_REQUEST: &str = "iglu:io.github.snowplow-actix/api_request/jsonschema/1-0-0";
 /// The context entity of the middleware's held events, shipped with the crate.
+#[cfg_attr(not(feature = "web"), allow(dead_code))] // only the actix-web tests use it
 pub(crate) const REQUEST_OUTCOME: &str =
     "iglu:io.github.snowplow-actix/request_outcome/jsonschema/1-0-0";
 

@@ -317,6 +317,7 @@ impl snowplow_actix::store::EventStore for HookedStore {
 /// The name the test harness gives the test `test` of the module `module_path` (its
 /// `module_path!()`): the module path without the crate's name, then the test's, as
 /// `--exact` wants it to run a test alone (the crash and signal tests re-run this binary).
+#[cfg_attr(not(feature = "web"), allow(dead_code))] // only the child-process tests (actix-web, sqlite) use it
 pub(crate) fn harness_name(module_path: &str, test: &str) -> String {
     let (_crate, module) = module_path
         .split_once("::")
@@ -327,6 +328,7 @@ pub(crate) fn harness_name(module_path: &str, test: &str) -> String {
 /// The lines a child process writes to `pipe`, as they come, read on a thread of their own
 /// until the pipe ends. It goes on reading when nobody listens any more: a child whose pipe
 /// is not drained blocks as soon as the pipe is full.
+#[cfg_attr(not(feature = "web"), allow(dead_code))] // only the actix-web tests use it
 pub(crate) fn pipe_lines(
     pipe: impl std::io::Read + Send + 'static,
 ) -> tokio::sync::mpsc::UnboundedReceiver<String> {

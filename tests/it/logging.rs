@@ -569,6 +569,7 @@ async fn finding_a_burst_of_store_failures_is_one_error_not_one_per_event() {
 
 /// Hardening finding: the middleware logged the request path at WARN when the decision
 /// function panicked (paths carry ids and personal data); it logs the route pattern.
+#[cfg(feature = "web")]
 #[actix_rt::test]
 async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
     use actix_web::test::{self as web_test, TestRequest};
@@ -734,6 +735,7 @@ async fn a_burst_of_invalid_events_is_one_warn_without_the_rejected_text_then_on
 
 /// A handler's `?` on an event constructor answers 500 with an empty body (the reason is
 /// the app's bug, not the client's business) and logs one ERROR without the rejected text.
+#[cfg(feature = "web")]
 #[actix_rt::test]
 async fn an_event_error_in_a_handler_is_a_500_with_an_empty_body_and_one_error() {
     use actix_web::http::StatusCode;
