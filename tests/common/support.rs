@@ -314,15 +314,24 @@ impl snowplow_actix::store::EventStore for HookedStore {
     }
 }
 
-/// The name the test harness gives the test `test` of the module `module_path` (its
-/// `module_path!()`): the module path without the crate's name, then the test's, as
-/// `--exact` wants it to run a test alone (the crash and signal tests re-run this binary).
+/// This test binary, set to run only the test `test` of the module `module_path` (its
+/// `module_path!()`) with its output shown: how the crash, signal and metrics tests start a
+/// child process. The harness names a test by its module path without the crate's name.
 #[cfg_attr(not(feature = "web"), allow(dead_code))] // only the child-process tests (actix-web, sqlite) use it
-pub(crate) fn harness_name(module_path: &str, test: &str) -> String {
+pub(crate) fn child_test(module_path: &str, test: &str) -> std::process::Command {
     let (_crate, module) = module_path
         .split_once("::")
         .expect("a test module inside the test crate");
-    format!("{module}::{test}")
+    let mut command =
+        std::process::Command::new(std::env::current_exe().expect("the test binary's path"));
+    command.args([
+        "--exact",
+        &format!("{module}::{test}"),
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ]);
+    command
 }
 
 /// The lines a child process writes to `pipe`, as they come, read on a thread of their own

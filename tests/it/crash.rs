@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::collector::{Faults, TestCollector};
@@ -115,12 +115,7 @@ async fn a_killed_process_loses_nothing_it_stored() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("events.db");
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            &crate::common::support::harness_name(module_path!(), CHILD_TEST),
-            "--nocapture",
-        ])
+    let mut child = crate::common::support::child_test(module_path!(), CHILD_TEST)
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -417,7 +417,7 @@ mod example;
 #[cfg(all(unix, feature = "web"))]
 mod serve_mode {
     use std::net::SocketAddr;
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Child, Stdio};
 
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
@@ -459,14 +459,7 @@ mod serve_mode {
 
     impl Running {
         async fn start(collector: &str) -> Running {
-            let mut process = Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    &crate::common::support::harness_name(module_path!(), CHILD_TEST),
-                    "--nocapture",
-                    "--test-threads",
-                    "1",
-                ])
+            let mut process = crate::common::support::child_test(module_path!(), CHILD_TEST)
                 .env(CHILD_ENV, collector)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())

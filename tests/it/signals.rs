@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, TestCollector};
@@ -112,14 +112,7 @@ struct Running {
 
 impl Running {
     async fn start(mode: Mode, endpoint: &str) -> Running {
-        let mut process = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                &crate::common::support::harness_name(module_path!(), CHILD_TEST),
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+        let mut process = crate::common::support::child_test(module_path!(), CHILD_TEST)
             .env(CHILD_ENV, format!("{} {endpoint}", mode.as_str()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
