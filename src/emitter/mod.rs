@@ -48,7 +48,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use actix::dev::ContextFut;
-use actix::{Addr, ArbiterHandle, Context};
+use actix::{ActorContext, ActorState, Addr, ArbiterHandle, Context};
 
 use crate::metrics::EmitterMetrics;
 use crate::runtime::Runtime;
@@ -58,8 +58,12 @@ impl EmitterConfig {
     ///
     /// The thread runs an actix `System` of its own, so the emitter outlives the
     /// application's (`System::stop`, as actix-server calls after a signal): a
-    /// [`Shutdown`](crate::emitter::Shutdown) sent once the server has stopped still delivers. It
-    /// stops once shut down and no address to it remains.
+    /// [`Shutdown`](crate::emitter::Shutdown) sent once the server has stopped still delivers.
+    ///
+    /// The emitter and its thread stop when the last address to it is dropped, as a tracker
+    /// does when dropped: send it a `Shutdown` first to deliver what it holds. What is left
+    /// then is dropped (counted as `shutdown`, or as outcome unknown for a request awaiting
+    /// its answer, in [`EmitterConfig::final_stats`]) and logged in one WARN.
     ///
     /// # Panics
     ///
@@ -71,6 +75,7 @@ impl EmitterConfig {
     }
 
     /// Starts the emitter on `arbiter`, under a supervisor (several emitters may share one).
+    /// It stops when the last address to it is dropped, as [`start`](Self::start) says.
     pub fn start_in(self, arbiter: &ArbiterHandle) -> Addr<Emitter> {
         self.start_on(arbiter, None)
     }
@@ -102,6 +107,14 @@ impl EmitterConfig {
 
 /// Runs an emitter and restarts it when it stops while addresses to it remain: the
 /// supervision of `actix::Supervisor` (`Supervised::restarting`, then `started` again).
+///
+/// It also stops an emitter nobody can reach any more. actix keeps an actor running while
+/// it has timers or futures of its own, whether or not an address to it remains; an emitter
+/// always has some (its retries, a flush's deadline), so left to actix one whose last
+/// address is dropped would go on retrying for ever, on a thread nobody can stop, and could
+/// never be flushed or shut down. Dropping the last address wakes this future: the emitter
+/// then stops as a dropped tracker does, what it still holds dropped as `shutdown` in one
+/// WARN (see the emitter's `Drop`).
 struct Supervised(ContextFut<Emitter, Context<Emitter>>);
 
 impl Future for Supervised {
@@ -110,7 +123,13 @@ impl Future for Supervised {
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         loop {
             match Pin::new(&mut self.0).poll(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    let ctx = self.0.ctx();
+                    if ctx.connected() || ctx.state() != ActorState::Running {
+                        return Poll::Pending;
+                    }
+                    ctx.stop();
+                }
                 Poll::Ready(()) => {
                     if !self.0.restart() {
                         return Poll::Ready(());

@@ -228,6 +228,21 @@ impl Failures {
             .expect("callback channel open")
     }
 
+    /// Waits, within [`SOON`], until the emitter is gone (its callback dropped with it);
+    /// the failures reported until then.
+    pub(crate) async fn closed(&mut self) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        let gone = async {
+            while let Some(failure) = self.0.recv().await {
+                seen.push(failure);
+            }
+        };
+        tokio::time::timeout(SOON, gone)
+            .await
+            .expect("the emitter gone in time");
+        seen
+    }
+
     /// Every failure reported so far (callbacks run before the flush that settles them
     /// returns).
     pub(crate) fn reported(&mut self) -> Vec<Seen> {

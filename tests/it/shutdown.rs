@@ -4,11 +4,15 @@
 use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, TestCollector};
+use crate::common::logs::{Line, Logs};
 use crate::common::support::{
-    assert_balanced, events, labels, range_labels, track_all, wait_requests, TrackerBuilderExt,
+    assert_balanced, events, labels, range_labels, record_failures, track_all, wait_requests,
+    BuilderExt, TrackerBuilderExt,
 };
 use actix::Arbiter;
+use snowplow_actix::emitter::Flush;
 use snowplow_actix::{EmitterBuilder, FlushError, ShutdownError, Structured, TrackError, Tracker};
+use tracing::Level;
 
 fn structured(idx: usize) -> Structured {
     Structured::new("test", "event")
@@ -82,6 +86,55 @@ async fn after_a_shutdown_tracking_flushing_and_a_second_shutdown_are_errors() {
     assert!(started.elapsed() < Duration::from_millis(500));
     assert_eq!(tracker.track(structured(0)), Err(TrackError::ShutDown));
     assert_eq!(tracker.flush().await, Err(FlushError::ShutDown));
+}
+
+#[actix_rt::test]
+async fn an_emitter_whose_last_address_is_dropped_stops_and_counts_what_it_held_as_shutdown() {
+    let logs = Logs::capture();
+    let collector = TestCollector::with_faults(Faults::always(503)).await;
+    let (builder, mut failures) = record_failures(
+        EmitterBuilder::new(collector.endpoint()).retrying_fast(Duration::from_millis(20)),
+    );
+    let config = builder.build().unwrap();
+    let last_stats = config.final_stats();
+    let emitter = config.start();
+    track_all(&emitter, events(5));
+    emitter.do_send(Flush::default());
+    // Retrying every 20 ms or so, for ever, against a collector that always fails.
+    wait_requests(&collector, 3).await;
+
+    drop(emitter);
+    // Its callback goes with it: the emitter has stopped.
+    failures.closed().await;
+
+    let last = last_stats
+        .get()
+        .expect("stats published when the emitter stopped");
+    assert_eq!((last.received, last.sent), (5, 0));
+    // A request awaiting its answer at the stop: outcome unknown.
+    assert_eq!(last.dropped.shutdown + last.outcome_unknown, 5, "{last:#?}");
+    assert_balanced(&last);
+    let requests = collector.request_count();
+    let more = collector
+        .wait_for_requests(requests + 1, Duration::from_millis(500))
+        .await;
+    assert!(more.is_err(), "sent after its last address went: {more:?}");
+    // One WARN with what was lost: dropped, or (all five awaiting their answer) unknown.
+    let warned: Vec<Line> = logs
+        .lines()
+        .into_iter()
+        .filter(|line| line.level == Level::WARN && line.target.starts_with("snowplow_actix"))
+        .filter(|line| {
+            line.get("dropped")
+                .or(line.get("outcome_unknown"))
+                .is_some()
+        })
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    let lost = warned[0]
+        .get("dropped")
+        .or(warned[0].get("outcome_unknown"));
+    assert_eq!(lost, Some("5"), "{warned:#?}");
 }
 
 #[actix_rt::test]
