@@ -184,10 +184,35 @@ pub(crate) fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|idx| idx.to_string()).collect()
 }
 
-/// A local address nothing listens on (connection refused), free to bind later.
-pub(crate) fn closed_port() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local address")
+/// A local port nothing listens on (connection refused) and, while this is held, nothing
+/// else can take: it is bound, never listened on. A port merely found free could be taken
+/// by another test's collector, which would then receive this test's events.
+pub(crate) struct ClosedPort {
+    socket: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+impl ClosedPort {
+    /// `http://` and the address: connections to it are refused.
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Gives the port up, for a collector to start on it now.
+    pub(crate) fn release(self) -> std::net::SocketAddr {
+        drop(self.socket);
+        self.addr
+    }
+}
+
+/// A [`ClosedPort`] on 127.0.0.1.
+pub(crate) fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind 127.0.0.1:0");
+    let addr = socket.local_addr().expect("local address");
+    ClosedPort { socket, addr }
 }
 
 /// A jitter source returning `value` every time (exact backoff delays).

@@ -125,8 +125,8 @@ async fn on_failure_receives_the_status_the_events_and_whether_they_are_retried(
 
 #[actix_rt::test]
 async fn on_failure_receives_connection_errors() {
-    let addr = closed_port();
-    let (builder, successes, mut failures) = recording_builder(format!("http://{addr}"));
+    let closed = closed_port();
+    let (builder, successes, mut failures) = recording_builder(closed.endpoint());
     // Retries every 10-50 ms while nothing listens.
     let emitter = builder.jitter(fixed_jitter(0.01)).started();
     let ids = track_all(&emitter, events(2));
@@ -147,7 +147,7 @@ async fn on_failure_receives_connection_errors() {
     );
     assert!(successes.lock().unwrap().is_empty());
 
-    let collector = TestCollector::start_at(Faults::none(), addr).await;
+    let collector = TestCollector::start_at(Faults::none(), closed.release()).await;
     let report = flush(&emitter).await;
     assert_settled(&report);
     assert_eq!(*successes.lock().unwrap(), vec![ids.clone()]);

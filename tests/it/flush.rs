@@ -17,8 +17,9 @@ async fn sync_flush_waits_through_backoff_and_reports_what_was_sent() {
         .max_retry_delay(Duration::from_secs(1))
         .jitter(fixed_jitter(0.2))
         .started();
-    track_all(&emitter, events(4));
+    // Before the first attempt, which may be answered before `track_all` returns.
     let started = Instant::now();
+    track_all(&emitter, events(4));
 
     let report = flush(&emitter).await;
 

@@ -61,7 +61,8 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
     let statuses = TestCollector::with_faults(Faults::statuses([500, 400, 503])).await;
     let get_statuses = TestCollector::with_faults(Faults::statuses([500, 400, 503])).await;
     let garbage = RawCollector::start(RawBehaviour::Garbage).await;
-    let refused = format!("http://{}", closed_port());
+    let closed = closed_port();
+    let refused = closed.endpoint();
     let quick = |builder: EmitterBuilder| {
         let marker = marker.clone();
         builder
@@ -411,7 +412,8 @@ async fn a_tls_failure_against_a_plain_http_collector_hints_at_the_scheme() {
         assert!(hint.contains("http://"), "{line:#?}");
     }
     // A failure with nothing to hint carries no hint.
-    let refused = format!("http://{}", closed_port());
+    let closed = closed_port();
+    let refused = closed.endpoint();
     let plain = EmitterBuilder::new(refused.as_str())
         .jitter(fixed_jitter(0.01))
         .started();
@@ -633,9 +635,10 @@ async fn a_capture_sees_the_lines_of_its_own_trackers_only() {
     /// Builds a tracker named `name` against a port nothing listens on, tracks one event and
     /// gives it a short flush (failed requests log WARN lines), then shuts it down.
     async fn fail_once(name: &str) {
+        let closed = closed_port();
         let tracker = Tracker::builder(name)
             .emitter(
-                EmitterBuilder::new(format!("http://{}", closed_port()))
+                EmitterBuilder::new(closed.endpoint())
                     .name(name)
                     .retrying_fast(Duration::from_millis(20)),
             )
@@ -883,7 +886,8 @@ async fn each_request_is_one_debug_span_closed_at_its_answer_with_its_outcome_an
 #[actix_rt::test]
 async fn a_request_failing_without_an_answer_is_a_span_with_its_reason_and_no_status() {
     let logs = Logs::capture();
-    let refused = format!("http://{}", closed_port());
+    let closed = closed_port();
+    let refused = closed.endpoint();
     let (builder, mut failures) = record_failures(
         EmitterBuilder::new(refused.as_str())
             .name("spans-refused")

@@ -79,9 +79,9 @@ async fn retries_500_until_the_collector_recovers_with_backoff_growing_and_cappe
 
 #[actix_rt::test]
 async fn retries_connection_refused_until_the_collector_starts() {
-    let addr = closed_port();
+    let closed = closed_port();
     let (failures_tx, mut failures) = mpsc::unbounded();
-    let emitter = EmitterBuilder::new(format!("http://{addr}"))
+    let emitter = EmitterBuilder::new(closed.endpoint())
         .max_retry_delay(Duration::from_millis(200))
         .jitter(fixed_jitter(0.05))
         .on_failure(move |failure| {
@@ -102,7 +102,7 @@ async fn retries_connection_refused_until_the_collector_starts() {
         );
         assert!(will_retry);
     }
-    let collector = TestCollector::start_at(Faults::none(), addr).await;
+    let collector = TestCollector::start_at(Faults::none(), closed.release()).await;
 
     let received = wait_events(&collector, 2).await;
     assert_eq!(labels(&received), range_labels(0..2));

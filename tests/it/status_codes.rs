@@ -188,8 +188,8 @@ async fn custom_retry_code_true_retries_a_rejected_status_until_delivered() {
 
 #[actix_rt::test]
 async fn connection_errors_are_dropped_as_rejected_when_not_retried() {
-    let port = closed_port().port();
-    let (builder, mut failures) = fast_builder(format!("http://127.0.0.1:{port}"));
+    let closed = closed_port();
+    let (builder, mut failures) = fast_builder(closed.endpoint());
     let emitter = builder.retry_connection_errors(false).started();
     let ids = track_all(&emitter, events(2));
 
@@ -216,8 +216,8 @@ async fn connection_errors_are_dropped_as_rejected_when_not_retried() {
 
 #[actix_rt::test]
 async fn connection_errors_are_retried_until_the_collector_is_up() {
-    let addr = closed_port();
-    let (builder, mut failures) = fast_builder(format!("http://{addr}"));
+    let closed = closed_port();
+    let (builder, mut failures) = fast_builder(closed.endpoint());
     // Retries every 10-50 ms while nothing listens.
     let emitter = builder.jitter(fixed_jitter(0.01)).started();
     let ids = track_all(&emitter, events(2));
@@ -232,7 +232,7 @@ async fn connection_errors_are_retried_until_the_collector_is_up() {
     );
     assert_eq!((first.eids, first.will_retry), (ids.clone(), true));
 
-    let collector = TestCollector::start_at(Faults::none(), addr).await;
+    let collector = TestCollector::start_at(Faults::none(), closed.release()).await;
     let report = flush(&emitter).await;
 
     assert_settled(&report);

@@ -145,6 +145,8 @@ async fn one_emitter_down_does_not_slow_the_others() {
 #[actix_rt::test]
 async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
     let collector = TestCollector::with_faults(Faults::none()).await;
+    // The timer starts with the tracker: its first tick comes at least 100 ms after this.
+    let started = Instant::now();
     let tracker = Tracker::builder("test")
         .emitter(EmitterBuilder::new(collector.endpoint()))
         .flush_timer(Duration::from_millis(100))
@@ -152,7 +154,6 @@ async fn tracker_timer_flushes_on_schedule_and_can_be_replaced_and_cancelled() {
         .unwrap();
 
     // Below a batch: only the timer sends them.
-    let started = Instant::now();
     track_range(&tracker, 0..3);
     wait_events(&collector, 3).await;
     assert!(
