@@ -487,7 +487,6 @@ impl Fanout {
                 busy
             })
             .unwrap_or(true);
-        self.metrics.publish();
         if busy {
             ctx.run_later(BURST_INTERVAL, |fanout, ctx| fanout.on_wake(ctx));
         }
@@ -500,6 +499,9 @@ impl Fanout {
         if events.is_empty() {
             return;
         }
+        // Counted as tracked before they were queued: published before any emitter has
+        // them, the tracker's figures never show fewer events than an emitter's do.
+        self.metrics.publish();
         let post = self.routes.iter().any(|r| r.method() == Some(Method::Post));
         let get = self.routes.iter().any(|r| r.method() == Some(Method::Get));
         #[cfg(test)]

@@ -52,9 +52,10 @@
 //! request sent or answered, a timer), before it answers a flush or a stats request, and
 //! when it stops; the request histogram gets one sample per answer. Events an emitter's
 //! full mailbox refuses (`capacity`) show when it next publishes. The tracker-wide counters
-//! are published from the fan-out's thread each time it hands events over, before it
-//! answers a flush, a shutdown or a stats request, and every [`PUBLISH_INTERVAL`] (what
-//! changes without it: refusals, discards). Publishing is a dozen atomic stores into
+//! are published from the fan-out's thread each time it hands events over (before the
+//! emitters get them, so `snowplow_tracker_events_tracked_total` is never below what an
+//! emitter shows of them), before it answers a flush, a shutdown or a stats request, and
+//! every [`PUBLISH_INTERVAL`] (what changes without it: refusals, discards). Publishing is a dozen atomic stores into
 //! handles registered once; it is not rate-limited, since the delivery benchmark shows no
 //! cost above its noise (`BENCHMARKS.md`). A recorder that panics is caught, logged once at
 //! ERROR and no longer published to; nothing else changes.

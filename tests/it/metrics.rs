@@ -531,7 +531,8 @@ mod serve_mode {
 
         // Nothing in the child can be awaited: look every 10 ms, for 10 s at most, until
         // no request is in flight, the figures count every request the collector has
-        // answered, and the emitter has every event tracked.
+        // answered, and the tracker and the emitter count every event tracked (the
+        // tracker's figures come from another thread than the emitter's).
         let labels = [("tracker", "example"), ("emitter", "collector")];
         let mut figures = Scrape(Vec::new());
         for _ in 0..1_000 {
@@ -540,6 +541,8 @@ mod serve_mode {
             figures = Scrape::parse(&text);
             let requests = collector.requests();
             let settled = figures.get(EMITTER_IN_FLIGHT_REQUESTS, &labels) == Some(0.0)
+                && figures.get(TRACKER_EVENTS_TRACKED, &[("tracker", "example")])
+                    == Some(VIEWS as f64)
                 && figures.get(EMITTER_EVENTS_SENT, &labels)
                     == Some(events_answered(&requests, |status| status == 200) as f64)
                 && figures.get(
