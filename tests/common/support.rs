@@ -74,7 +74,8 @@ pub(crate) fn assert_balanced(stats: &EmitterStats) {
 
 /// What the tests do with an [`EmitterBuilder`] beyond its own settings.
 pub(crate) trait BuilderExt {
-    /// Built (the settings must be valid) and started on the current arbiter.
+    /// Built (the settings must be valid) and started on a thread of its own; it stops when
+    /// the returned address (and every clone of it) is dropped.
     fn started(self) -> Addr<Emitter>;
 
     /// Retrying fast: a fixed jitter of 10 ms and the backoff capped at `cap`. (A jitter
