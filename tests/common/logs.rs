@@ -250,6 +250,15 @@ impl Logs {
         lock(&self.lines).clone()
     }
 
+    /// The lines so far that `keep` keeps, in the order logged.
+    pub(crate) fn matching(&self, keep: impl Fn(&Line) -> bool) -> Vec<Line> {
+        lock(&self.lines)
+            .iter()
+            .filter(|line| keep(line))
+            .cloned()
+            .collect()
+    }
+
     /// The spans named `name` so far, in the order they were created.
     pub(crate) fn spans(&self, name: &str) -> Vec<Line> {
         let message = format!("span {name}");

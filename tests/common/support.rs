@@ -185,6 +185,20 @@ pub(crate) fn range_labels(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|idx| idx.to_string()).collect()
 }
 
+/// The status and body (as text) of a GET of `url`.
+pub(crate) async fn get_text(url: &str) -> (u16, String) {
+    let mut response = awc::Client::default()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"));
+    let body = response.body().await.expect("a body");
+    (
+        response.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
 /// A local port nothing listens on (connection refused) and, while this is held, nothing
 /// else can take: it is bound, never listened on. A port merely found free could be taken
 /// by another test's collector, which would then receive this test's events.

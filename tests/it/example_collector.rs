@@ -10,6 +10,7 @@ mod example;
 
 use std::sync::{Arc, Mutex};
 
+use crate::common::support::get_text;
 use example::collector::{event_line, Collector, CollectorConfig, EventSink};
 use serde_json::Value;
 
@@ -43,16 +44,7 @@ async fn post(collector: &Collector, path: &str, body: String) -> u16 {
 
 /// The status and body of a GET.
 async fn get(collector: &Collector, path_and_query: &str) -> (u16, String) {
-    let mut response = awc::Client::default()
-        .get(format!("{}{path_and_query}", collector.endpoint()))
-        .send()
-        .await
-        .expect("GET to the example collector");
-    let body = response.body().await.expect("a body");
-    (
-        response.status().as_u16(),
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    get_text(&format!("{}{path_and_query}", collector.endpoint())).await
 }
 
 fn args(list: &[&str]) -> Vec<String> {

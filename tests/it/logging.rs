@@ -22,10 +22,7 @@ use tracing::Level;
 
 /// The lines at `level` or above of the emitter called `name` (by default its endpoint).
 fn lines_of(logs: &Logs, name: &str, level: Level) -> Vec<Line> {
-    logs.lines()
-        .into_iter()
-        .filter(|line| line.level <= level && line.get("emitter") == Some(name))
-        .collect()
+    logs.matching(|line| line.level <= level && line.get("emitter") == Some(name))
 }
 
 /// (message, reason, events) of each WARN or ERROR line of `endpoint`.
@@ -139,12 +136,8 @@ async fn no_payload_contents_are_logged_at_info_or_above() {
         .lines()
         .iter()
         .any(|line| line.level == Level::DEBUG && line.mentions(&marker)));
-    let leaks: Vec<Line> = logs
-        .lines()
-        .iter()
-        .filter(|line| line.level <= Level::INFO && line.mentions(&marker))
-        .cloned()
-        .collect();
+    let leaks: Vec<Line> =
+        logs.matching(|line| line.level <= Level::INFO && line.mentions(&marker));
     assert!(leaks.is_empty(), "payload contents logged: {leaks:#?}");
 }
 
@@ -293,13 +286,8 @@ async fn a_request_without_a_tracker_is_one_error_with_its_method_and_route() {
             .uri(&format!("{path}?email={marker}"))
             .to_request()
     };
-    let extractor_lines = || -> Vec<Line> {
-        logs.lines()
-            .iter()
-            .filter(|line| line.target == "snowplow_actix::web::extractor")
-            .cloned()
-            .collect()
-    };
+    let extractor_lines =
+        || -> Vec<Line> { logs.matching(|line| line.target == "snowplow_actix::web::extractor") };
 
     let failed = web_test::call_service(&app, call(&format!("/logging-orders/{marker}"))).await;
     let optional = web_test::call_service(&app, call(&format!("/logging-optional/{marker}"))).await;
@@ -376,14 +364,11 @@ async fn every_line_of_an_emitter_names_it_and_a_failed_request_its_url() {
         }
     }
     // Two emitters, two names: no line of either is anonymous.
-    let anonymous: Vec<Line> = logs
-        .lines()
-        .iter()
-        .filter(|line| line.target.starts_with("snowplow_actix::emitter"))
-        .filter(|line| line.mentions(&posts.endpoint()) || line.mentions(&gets.endpoint()))
-        .filter(|line| line.get("emitter").is_none())
-        .cloned()
-        .collect();
+    let anonymous: Vec<Line> = logs.matching(|line| {
+        line.target.starts_with("snowplow_actix::emitter")
+            && (line.mentions(&posts.endpoint()) || line.mentions(&gets.endpoint()))
+            && line.get("emitter").is_none()
+    });
     assert!(anonymous.is_empty(), "{anonymous:#?}");
 }
 
@@ -490,12 +475,8 @@ async fn a_tracker_dropped_without_a_shutdown_warns_once_with_what_it_loses() {
 
     drop(tracker);
 
-    let ours: Vec<Line> = logs
-        .lines()
-        .iter()
-        .filter(|line| line.level <= Level::WARN && line.mentions(&namespace))
-        .cloned()
-        .collect();
+    let ours: Vec<Line> =
+        logs.matching(|line| line.level <= Level::WARN && line.mentions(&namespace));
     assert_eq!(ours.len(), 1, "{ours:#?}");
     assert_eq!(ours[0].get("lost"), Some("4"), "{ours:#?}");
     assert!(ours[0].message.contains("shutdown"), "{ours:#?}");
@@ -602,13 +583,9 @@ async fn finding_a_panicking_decision_logs_the_route_not_the_path() {
     .await;
 
     assert!(response.status().is_success());
-    let logged: Vec<Line> = logs
-        .lines()
-        .iter()
-        .filter(|line| line.message.contains("decision function panicked"))
-        .filter(|line| line.get("route") == Some(ROUTE))
-        .cloned()
-        .collect();
+    let logged: Vec<Line> = logs.matching(|line| {
+        line.message.contains("decision function panicked") && line.get("route") == Some(ROUTE)
+    });
     assert_eq!(logged.len(), 1, "{logged:#?}");
     assert!(!logged[0].mentions(&marker), "{logged:#?}");
     assert!(logs
@@ -718,11 +695,7 @@ async fn a_burst_of_invalid_events_is_one_warn_without_the_rejected_text_then_on
     tracker.track(Structured::new("a", "b").unwrap()).unwrap();
 
     let ours: Vec<Line> = logs
-        .lines()
-        .iter()
-        .filter(|line| line.level <= Level::WARN && line.get("namespace") == Some(&namespace))
-        .cloned()
-        .collect();
+        .matching(|line| line.level <= Level::WARN && line.get("namespace") == Some(&namespace));
     assert_eq!(ours.len(), 2, "{ours:#?}");
     assert_eq!(
         ours[0].get("error"),
@@ -767,14 +740,9 @@ async fn an_event_error_in_a_handler_is_a_500_with_an_empty_body_and_one_error()
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body = web_test::read_body(response).await;
     assert!(body.is_empty(), "{body:?}");
-    let errors: Vec<Line> = logs
-        .lines()
-        .iter()
-        .filter(|line| {
-            line.level == Level::ERROR && line.message.contains("could not build an event")
-        })
-        .cloned()
-        .collect();
+    let errors: Vec<Line> = logs.matching(|line| {
+        line.level == Level::ERROR && line.message.contains("could not build an event")
+    });
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert_eq!(
         errors[0].get("error"),

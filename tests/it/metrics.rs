@@ -490,16 +490,7 @@ mod serve_mode {
         }
 
         async fn get(&self, path: &str) -> (u16, String) {
-            let mut response = awc::Client::default()
-                .get(format!("http://{}{path}", self.addr))
-                .send()
-                .await
-                .expect("the example answers");
-            let body = response.body().await.expect("a body");
-            (
-                response.status().as_u16(),
-                String::from_utf8_lossy(&body).into_owned(),
-            )
+            crate::common::support::get_text(&format!("http://{}{path}", self.addr)).await
         }
 
         /// SIGTERM, then its exit status.

@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::common::collector::{Faults, RecordedEvent, TestCollector};
 use crate::common::iglu;
 use crate::common::logs::Logs;
-use crate::common::support::{TrackerBuilderExt, SOON};
+use crate::common::support::SOON;
+use crate::web::{call, flushed, tracker_for};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
@@ -25,7 +26,7 @@ use snowplow_actix::web::{
     api_request, default_decision, html_page_view, Decision, HoldError, RequestTracker, SampleRate,
     SnowplowTracking, API_REQUEST_SCHEMA, IGLU_SCHEMAS, REQUEST_OUTCOME_SCHEMA,
 };
-use snowplow_actix::{EmitterBuilder, Structured, Tracker, Transaction, TransactionItem};
+use snowplow_actix::{Structured, Transaction, TransactionItem};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -35,13 +36,6 @@ const SLOW: Duration = Duration::from_millis(40);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn tracker_for(collector: &TestCollector) -> Tracker {
-    Tracker::builder("web")
-        .app_id("shop")
-        .emitter(EmitterBuilder::new(collector.endpoint()))
-        .flushed_by_hand()
-}
 
 /// Holds a `shop/checkout` event (a transaction of two items with `?items`), then answers
 /// with the status of `?status` (default 201). With `?condition=success`, the event is
@@ -158,31 +152,6 @@ where
         }
         _ => Box::pin(service.call(request)),
     }
-}
-
-async fn call<R>(
-    app: &impl Service<R, Response = ServiceResponse, Error = actix_web::Error>,
-    request: R,
-) -> StatusCode {
-    test::call_service(app, request).await.status()
-}
-
-/// Flushes, checks that nothing was dropped, and returns what the collector received,
-/// each event valid against its schemas.
-async fn flushed(tracker: &Tracker, collector: &TestCollector) -> Vec<RecordedEvent> {
-    let report = tracker.flush().await.unwrap();
-    assert_eq!(
-        (report.queued, report.dropped.total(), report.timed_out),
-        (0, 0, false)
-    );
-    let events = collector.events();
-    for event in &events {
-        let pairs = event.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        if let Err(error) = iglu::validate_event(pairs) {
-            panic!("{error}: {event:?}");
-        }
-    }
-    events
 }
 
 /// The self-describing event's schema and data (`ue_px`).

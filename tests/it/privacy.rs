@@ -4,7 +4,6 @@
 #![cfg(feature = "web")]
 
 use crate::common::collector::{Faults, RecordedEvent, TestCollector};
-use crate::common::iglu;
 use actix_web::http::{header, StatusCode};
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, App, HttpResponse};
@@ -17,7 +16,7 @@ const EMAIL: &str = "bob@example.com";
 const PAGE: &str = "/page?email=bob@example.com&utm_source=news&q=shoes&gclid=Cj0&token=s3cret";
 const REFERRER: &str = "https://shop.example/account?email=bob@example.com&utm_medium=mail#reset";
 
-use crate::web::{addr, tracker_for};
+use crate::web::{addr, call, flushed, tracker_for};
 
 /// Tracks a structured event through the request-scoped tracker.
 async fn buy(tracking: RequestTracker) -> HttpResponse {
@@ -45,19 +44,9 @@ async fn tracked(
     let tracking = configure(SnowplowTracking::new(tracker.clone()));
     let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
     for request in requests {
-        let response = test::call_service(&app, request.to_request()).await;
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(call(&app, request.to_request()).await, StatusCode::OK);
     }
-    let report = tracker.flush().await.unwrap();
-    assert_eq!((report.queued, report.dropped.total()), (0, 0));
-    let events = collector.events();
-    for event in &events {
-        let pairs = event.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        if let Err(error) = iglu::validate_event(pairs) {
-            panic!("{error}: {event:?}");
-        }
-    }
-    events
+    flushed(&tracker, &collector).await
 }
 
 fn page_request() -> TestRequest {

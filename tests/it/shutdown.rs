@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, TestCollector};
-use crate::common::logs::{Line, Logs};
+use crate::common::logs::Logs;
 use crate::common::support::{
     assert_balanced, events, labels, range_labels, record_failures, track_all, wait_requests,
     BuilderExt, TrackerBuilderExt,
@@ -120,16 +120,14 @@ async fn an_emitter_whose_last_address_is_dropped_stops_and_counts_what_it_held_
         .await;
     assert!(more.is_err(), "sent after its last address went: {more:?}");
     // One WARN with what was lost: dropped, or (all five awaiting their answer) unknown.
-    let warned: Vec<Line> = logs
-        .lines()
-        .into_iter()
-        .filter(|line| line.level == Level::WARN && line.target.starts_with("snowplow_actix"))
-        .filter(|line| {
-            line.get("dropped")
+    let warned = logs.matching(|line| {
+        line.level == Level::WARN
+            && line.target.starts_with("snowplow_actix")
+            && line
+                .get("dropped")
                 .or(line.get("outcome_unknown"))
                 .is_some()
-        })
-        .collect();
+    });
     assert_eq!(warned.len(), 1, "{warned:#?}");
     let lost = warned[0]
         .get("dropped")

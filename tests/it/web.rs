@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::collector::{Faults, RecordedEvent, TestCollector};
+use crate::common::iglu;
 use crate::common::support::{wait_events, wait_requests, TrackerBuilderExt, SOON};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{header, StatusCode};
@@ -95,7 +96,7 @@ fn routes(config: &mut web::ServiceConfig) {
 }
 
 /// Sends `request` (a `TestRequest::to_request()`) to `app` and returns the response status.
-async fn call<R>(
+pub(crate) async fn call<R>(
     app: &impl Service<R, Response = ServiceResponse, Error = actix_web::Error>,
     request: R,
 ) -> StatusCode {
@@ -146,14 +147,22 @@ async fn ips_and_urls(
         .collect()
 }
 
-/// Flushes and returns what the collector received.
-async fn flushed(tracker: &Tracker, collector: &TestCollector) -> Vec<RecordedEvent> {
+/// Flushes, checks that nothing was dropped, and returns what the collector received,
+/// each event valid against its schemas.
+pub(crate) async fn flushed(tracker: &Tracker, collector: &TestCollector) -> Vec<RecordedEvent> {
     let report = tracker.flush().await.unwrap();
     assert_eq!(
         (report.queued, report.dropped.total(), report.timed_out),
         (0, 0, false)
     );
-    collector.events()
+    let events = collector.events();
+    for event in &events {
+        let pairs = event.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        if let Err(error) = iglu::validate_event(pairs) {
+            panic!("{error}: {event:?}");
+        }
+    }
+    events
 }
 
 const SUBJECT: &[&str] = &["e", "url", "refr", "ip", "ua", "lang", "uid", "tnuid"];
