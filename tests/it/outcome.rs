@@ -82,6 +82,13 @@ async fn failing() -> Result<HttpResponse, actix_web::Error> {
     Err(actix_web::error::ErrorBadGateway("the upstream is down"))
 }
 
+/// The routes below behind `tracking`, as a test service.
+macro_rules! shop {
+    ($tracking:expr) => {
+        test::init_service(App::new().wrap($tracking).configure(routes)).await
+    };
+}
+
 fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/page", web::get().to(|| async { "page" }))
@@ -359,12 +366,7 @@ async fn the_decision_sees_the_status_content_type_latency_route_and_error_of_ea
 async fn api_requests_are_one_event_each_with_method_route_status_and_latency_never_the_path() {
     let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
-    let app = test::init_service(
-        App::new()
-            .wrap(SnowplowTracking::new(tracker.clone()).decide(api_request))
-            .configure(routes),
-    )
-    .await;
+    let app = shop!(SnowplowTracking::new(tracker.clone()).decide(api_request));
 
     let requests = [
         (TestRequest::get().uri("/api/orders/4242"), 200),
@@ -415,12 +417,7 @@ async fn api_requests_are_one_event_each_with_method_route_status_and_latency_ne
 async fn html_page_views_track_successful_gets_answered_in_html_only() {
     let collector = TestCollector::with_faults(Faults::none()).await;
     let tracker = tracker_for(&collector);
-    let app = test::init_service(
-        App::new()
-            .wrap(SnowplowTracking::new(tracker.clone()).decide(html_page_view))
-            .configure(routes),
-    )
-    .await;
+    let app = shop!(SnowplowTracking::new(tracker.clone()).decide(html_page_view));
 
     for (request, status) in [
         (TestRequest::get().uri("/page"), 200),         // text/plain
@@ -454,7 +451,7 @@ async fn excluded_statuses_track_nothing_automatically_but_held_events_still_set
             counted.fetch_add(1, Ordering::SeqCst);
             default_decision(outcome)
         });
-    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
+    let app = shop!(tracking);
 
     for (uri, status) in [("/nowhere", 404), ("/gone", 404), ("/html", 200)] {
         let request = TestRequest::get()
@@ -495,7 +492,7 @@ async fn a_held_event_is_sent_after_the_response_with_its_status_latency_request
     let tracker = tracker_for(&collector);
     let tracking = SnowplowTracking::new(tracker.clone())
         .request_id_header(header::HeaderName::from_static("x-correlation-id"));
-    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
+    let app = shop!(tracking);
 
     let traced = TestRequest::post()
         .uri("/checkout?status=202")
@@ -712,7 +709,7 @@ async fn sampling_keeps_the_draws_below_the_rate_and_counts_the_rest() {
     let tracking = SnowplowTracking::new(tracker.clone())
         .sampling_source(draw)
         .decide(move |outcome| default_decision(outcome).sampled(quarter));
-    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
+    let app = shop!(tracking);
 
     for n in 0..6 {
         let request = TestRequest::get()
@@ -774,7 +771,7 @@ async fn rates_of_one_and_zero_keep_all_and_none_without_drawing() {
             "/html" => Decision::PageView.sampled(SampleRate::ALL),
             _ => Decision::PageView.sampled(SampleRate::NONE),
         });
-    let app = test::init_service(App::new().wrap(tracking).configure(routes)).await;
+    let app = shop!(tracking);
 
     for uri in ["/html", "/page", "/html", "/page"] {
         let request = TestRequest::get()
